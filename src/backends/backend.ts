@@ -1,0 +1,36 @@
+import type { ModelConfig } from '../repository/config.js';
+import type { TensorMap } from '../tensor.js';
+
+/** Whether a backend can run on this machine, and if not, why. */
+export interface BackendAvailability {
+  available: boolean;
+  reason?: string;
+  version?: string;
+}
+
+export interface OpenOptions {
+  /** Execution contexts to create (onnxruntime sessions, TensorRT execution contexts). */
+  contexts: number;
+  /** GPU ordinal for backends that use one. */
+  device?: number;
+  /** Intra-op threads per context (onnxruntime). */
+  threadsPerContext?: number;
+}
+
+/**
+ * The backend seam. A backend says how many contexts it has and runs one (possibly batched) request on one
+ * context; queueing, batching and round-robin live above it, in the scheduler, shared by every backend.
+ */
+export interface BackendSession {
+  readonly backend: 'onnxruntime' | 'tensorrt';
+  readonly contexts: number;
+  /** Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete. */
+  run(context: number, feeds: TensorMap): Promise<TensorMap>;
+  close(): Promise<void>;
+}
+
+export interface Backend {
+  readonly name: 'onnxruntime' | 'tensorrt';
+  availability(): BackendAvailability;
+  open(modelPath: string, config: ModelConfig, options: OpenOptions): Promise<BackendSession>;
+}

@@ -1,0 +1,106 @@
+import type { DType } from '../tensor.js';
+
+/** One input or output of a model. dims include the batch dimension; -1 marks a dynamic dimension. */
+export interface TensorSpec {
+  name: string;
+  dtype: DType;
+  dims: number[];
+}
+
+/** min/opt/max shapes of one input within one optimization profile. */
+export interface ShapeRange {
+  min: number[];
+  opt: number[];
+  max: number[];
+}
+
+/** One optimization profile: a shape range per input. Several profiles cover several batch ranges. */
+export type OptimizationProfile = Record<string, ShapeRange>;
+
+/**
+ * One preprocessing spec, three consumers (sharp CPU path, GPU kernels, calibration loader).
+ * value = ((pixel * scale) - mean[c]) / std[c], pixel in 0..255 after color reordering, c the output channel.
+ */
+export interface PreprocessingSpec {
+  /** The model input the images feed. */
+  input: string;
+  layout: 'NHWC' | 'NCHW';
+  width: number;
+  height: number;
+  /** stretch: resize to width x height ignoring aspect; letterbox: keep aspect, pad with padValue. */
+  resize: 'stretch' | 'letterbox';
+  colorOrder: 'RGB' | 'BGR';
+  scale: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+  dtype: 'float32' | 'float16';
+  /** Pixel value (0..255, before scale/mean/std) of letterbox padding. */
+  padValue?: number;
+}
+
+export interface BlazeFacePostprocessing {
+  type: 'blazeface';
+  /** Outputs holding scores and boxes, one pair per anchor set, in anchor order. */
+  scores: string[];
+  boxes: string[];
+  /** SSD anchor generation parameters (MediaPipe's). */
+  anchors: {
+    inputSize: number;
+    strides: number[];
+    anchorsPerCell: number[];
+  };
+  scoreThreshold: number;
+  iouThreshold: number;
+  /** Raw scores are clipped to +-scoreClip before the sigmoid. */
+  scoreClip?: number;
+}
+
+export type PostprocessingSpec = BlazeFacePostprocessing;
+
+export interface DynamicBatchingConfig {
+  preferredBatchSizes?: number[];
+  maxQueueDelayMicroseconds: number;
+}
+
+export interface SchedulerConfig {
+  /** Requests waiting beyond this are refused with E_QUEUE_FULL (HTTP 503). */
+  maxQueueSize: number;
+  /** Per-request timeout in the queue, in milliseconds; 0 means none. */
+  queueTimeoutMs?: number;
+}
+
+export interface TensorRTMetadata {
+  version: string;
+  gpu: string;
+  sm: string;
+  buildOptions: Record<string, unknown>;
+}
+
+export interface ModelConfig {
+  name: string;
+  backend: 'onnxruntime' | 'tensorrt';
+  /** The file inside each version folder: model.onnx or model.plan. */
+  modelFile: string;
+  precision: 'fp32' | 'fp16' | 'bf16' | 'int8';
+  /** Largest batch any profile allows; 0 when the model has no batch dimension. */
+  maxBatchSize: number;
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  profiles: OptimizationProfile[];
+  /** Execution contexts (onnxruntime sessions, TensorRT contexts) served round-robin. */
+  instances: number;
+  dynamicBatching?: DynamicBatchingConfig;
+  scheduler?: SchedulerConfig;
+  preprocessing?: PreprocessingSpec;
+  postprocessing?: PostprocessingSpec;
+  /** Free-form build facts: source model hash, dates, tool versions. */
+  metadata?: {
+    sourceModel?: string;
+    sourceSha256?: string;
+    createdBy?: string;
+    createdAt?: string;
+    tensorrt?: TensorRTMetadata;
+    calibration?: Record<string, unknown>;
+    [key: string]: unknown;
+  };
+}

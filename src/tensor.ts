@@ -1,0 +1,73 @@
+/** Tensors wrap TypedArray memory without copies (as onnxruntime-node does). Dims include the batch dimension. */
+export type DType = 'float32' | 'float16' | 'int8' | 'uint8' | 'int32' | 'int64' | 'bool' | 'float64' | 'int16';
+
+export type TypedArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | BigInt64Array;
+
+export interface Tensor {
+  readonly dtype: DType;
+  readonly dims: readonly number[];
+  readonly data: TypedArray;
+}
+
+export type TensorMap = Record<string, Tensor>;
+
+export const DTYPE_BYTES: Record<DType, number> = {
+  float32: 4,
+  float16: 2,
+  int8: 1,
+  uint8: 1,
+  int32: 4,
+  int64: 8,
+  bool: 1,
+  float64: 8,
+  int16: 2,
+};
+
+/** The TypedArray constructor that holds each dtype (float16 as raw Uint16 bits, bool as Uint8). */
+export const DTYPE_ARRAY = {
+  float32: Float32Array,
+  float16: Uint16Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  bool: Uint8Array,
+  float64: Float64Array,
+  int16: Int16Array,
+} as const;
+
+export function elementCount(dims: readonly number[]): number {
+  let n = 1;
+  for (const d of dims) n *= d;
+  return n;
+}
+
+export function tensor(dtype: DType, data: TypedArray, dims: readonly number[]): Tensor {
+  return { dtype, data, dims: [...dims] };
+}
+
+/** dtype of a TypedArray as the backends see it (Uint16Array is float16 bits). */
+export function dtypeOfArray(data: TypedArray): DType | undefined {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Uint8Array) return 'uint8';
+  if (data instanceof Int8Array) return 'int8';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Uint16Array) return 'float16';
+  if (data instanceof Int16Array) return 'int16';
+  return undefined;
+}
+
+export function allocate(dtype: DType, dims: readonly number[]): Tensor {
+  const Ctor = DTYPE_ARRAY[dtype];
+  return tensor(dtype, new Ctor(elementCount(dims)), dims);
+}
