@@ -1,0 +1,185 @@
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { YqpError } from '../errors.js';
+import type { ModelConfig } from '../repository/config.js';
+import { DTYPE_ARRAY, type DType, type TensorMap } from '../tensor.js';
+import type { Backend, BackendAvailability, BackendSession, OpenOptions } from './backend.js';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * onnxruntime-node's session.run() runs on the calling thread and blocks the event loop
+ * (microsoft/onnxruntime#19611), so each context is an InferenceSession inside its own worker thread.
+ * Inputs are copied once into a transferred buffer, outputs come back transferred (no second copy).
+ * The worker source is inline so it runs the same from src/ (vitest) and dist/.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const ort = require(workerData.ortPath);
+const ARRAYS = { float32: Float32Array, float16: Uint16Array, int8: Int8Array, uint8: Uint8Array, int32: Int32Array,
+  int64: BigInt64Array, bool: Uint8Array, float64: Float64Array, int16: Int16Array };
+let session;
+(async () => {
+  try {
+    session = await ort.InferenceSession.create(workerData.modelPath, workerData.sessionOptions);
+    parentPort.postMessage({ ready: true, inputNames: session.inputNames, outputNames: session.outputNames });
+  } catch (e) {
+    parentPort.postMessage({ ready: false, error: String(e && e.message || e) });
+  }
+})();
+parentPort.on('message', async (msg) => {
+  try {
+    const feeds = {};
+    for (const f of msg.feeds) feeds[f.name] = new ort.Tensor(f.dtype, new ARRAYS[f.dtype](f.buffer), f.dims);
+    const out = await session.run(feeds);
+    const outputs = [];
+    const transfer = [];
+    for (const name of session.outputNames) {
+      const t = out[name];
+      let data = t.data;
+      // Transfer only buffers the tensor owns whole; otherwise copy into one it does.
+      if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+      outputs.push({ name, dtype: t.type, dims: Array.from(t.dims), buffer: data.buffer });
+      transfer.push(data.buffer);
+    }
+    parentPort.postMessage({ id: msg.id, outputs }, transfer);
+  } catch (e) {
+    parentPort.postMessage({ id: msg.id, error: String(e && e.message || e) });
+  }
+});
+`;
+
+interface Pending {
+  resolve: (outputs: TensorMap) => void;
+  reject: (e: Error) => void;
+}
+
+interface WorkerMessage {
+  id?: number;
+  ready?: boolean;
+  error?: string;
+  outputs?: { name: string; dtype: DType; dims: number[]; buffer: ArrayBuffer }[];
+}
+
+class OnnxruntimeContext {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private dead?: Error;
+
+  constructor(private readonly worker: Worker) {
+    worker.on('message', (msg: WorkerMessage) => {
+      if (msg.id === undefined) return;
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.error !== undefined) {
+        p.reject(new YqpError('E_BACKEND', `onnxruntime: ${msg.error}`));
+        return;
+      }
+      const outputs: TensorMap = {};
+      for (const o of msg.outputs!)
+        outputs[o.name] = { dtype: o.dtype, dims: o.dims, data: new DTYPE_ARRAY[o.dtype](o.buffer) };
+      p.resolve(outputs);
+    });
+    const fail = (e: Error) => {
+      this.dead = e;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    worker.on('error', (e) =>
+      fail(new YqpError('E_BACKEND', `onnxruntime worker failed: ${e.message}`, { cause: e })),
+    );
+    worker.on('exit', (code) => fail(new YqpError('E_CLOSED', `onnxruntime worker exited (${code})`)));
+  }
+
+  run(feeds: TensorMap): Promise<TensorMap> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    const list: { name: string; dtype: DType; dims: readonly number[]; buffer: ArrayBuffer }[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const [name, t] of Object.entries(feeds)) {
+      // One copy, so the caller keeps its array and the worker gets a buffer it owns.
+      const copy = (t.data as Uint8Array).slice();
+      list.push({ name, dtype: t.dtype, dims: t.dims, buffer: copy.buffer as ArrayBuffer });
+      transfer.push(copy.buffer as ArrayBuffer);
+    }
+    return new Promise<TensorMap>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, feeds: list }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+class OnnxruntimeSession implements BackendSession {
+  readonly backend = 'onnxruntime' as const;
+  constructor(private readonly contextList: OnnxruntimeContext[]) {}
+  get contexts(): number {
+    return this.contextList.length;
+  }
+  run(context: number, feeds: TensorMap): Promise<TensorMap> {
+    const c = this.contextList[context];
+    if (!c) return Promise.reject(new YqpError('E_INTERNAL', `no context ${context}`));
+    return c.run(feeds);
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.contextList.map((c) => c.close()));
+  }
+}
+
+function startWorker(modelPath: string, threads: number): Promise<OnnxruntimeContext> {
+  const worker = new Worker(WORKER_SOURCE, {
+    eval: true,
+    workerData: {
+      ortPath: require.resolve('onnxruntime-node'),
+      modelPath,
+      sessionOptions: {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        logSeverityLevel: 3,
+        graphOptimizationLevel: 'all',
+      },
+    },
+  });
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: WorkerMessage) => {
+      if (msg.ready === undefined) return;
+      worker.off('message', onMessage);
+      if (msg.ready) resolve(new OnnxruntimeContext(worker));
+      else {
+        void worker.terminate();
+        reject(
+          new YqpError('E_MODEL_FILE', `onnxruntime cannot load ${modelPath}: ${msg.error}`, {
+            argument: 'model',
+          }),
+        );
+      }
+    };
+    worker.on('message', onMessage);
+    worker.once('error', reject);
+  });
+}
+
+export const onnxruntimeBackend: Backend = {
+  name: 'onnxruntime',
+  availability(): BackendAvailability {
+    try {
+      const ort = require('onnxruntime-node') as { env: { versions: { node: string } } };
+      return { available: true, version: ort.env.versions.node };
+    } catch (e) {
+      return { available: false, reason: `onnxruntime-node cannot be loaded: ${(e as Error).message}` };
+    }
+  },
+  async open(modelPath: string, _config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
+    const threads =
+      options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
+    const contexts = await Promise.all(
+      Array.from({ length: options.contexts }, () => startWorker(modelPath, threads)),
+    );
+    return new OnnxruntimeSession(contexts);
+  },
+};

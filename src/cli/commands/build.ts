@@ -1,0 +1,187 @@
+import type { Argv, CommandModule } from 'yargs';
+import { build, type BuildOptions } from '../../build.js';
+import { YqpError, expectPositiveInteger } from '../../errors.js';
+import { parseProfileFlags } from '../../profiles.js';
+import { runCommand } from '../run-command.js';
+import { ProgressBar } from '../progress.js';
+
+interface BuildArgs {
+  model: string;
+  name: string;
+  repo: string;
+  profile?: string[];
+  'dynamic-batch'?: boolean;
+  backend: 'auto' | 'onnxruntime' | 'tensorrt';
+  instances?: number;
+  'model-version'?: number;
+  preset: 'auto' | 'blazeface' | 'none';
+  'max-queue-delay-us'?: number;
+  'preferred-batch'?: number[];
+  fp16?: boolean;
+  bf16?: boolean;
+  int8?: boolean;
+  calib?: string;
+  'calib-count'?: number;
+  'calib-seed'?: number;
+  'calib-method': 'entropy' | 'percentile' | 'max';
+  'calib-percentile'?: number;
+  'calib-batch'?: number;
+  recalibrate?: boolean;
+  'timing-cache'?: string;
+  'builder-optimization-level'?: number;
+  'workspace-mib'?: number;
+  'version-compatible'?: boolean;
+  'hardware-compatibility'?: 'none' | 'ampere-plus' | 'same-compute-capability';
+  json?: boolean;
+  verbose?: boolean;
+}
+
+export const buildCommand: CommandModule<object, BuildArgs> = {
+  command: 'build <model>',
+  describe: 'Build an ONNX model into a model repository entry (TensorRT engine or onnxruntime)',
+  builder: (y: Argv) =>
+    y
+      .positional('model', { type: 'string', describe: 'ONNX model file', demandOption: true })
+      .option('name', { type: 'string', demandOption: true, describe: 'entry name in the repository' })
+      .option('repo', { type: 'string', default: 'models', describe: 'model repository folder' })
+      .option('profile', {
+        type: 'string',
+        array: true,
+        describe:
+          "optimization profile '<input>=<min>,<opt>,<max>' (shapes like 1x128x128x3); repeat an input for another profile",
+      })
+      .option('dynamic-batch', {
+        type: 'boolean',
+        describe:
+          'make a fixed batch dimension dynamic (rewrites constant Reshape/ConstantOfShape batch 1), then prove batch 16 == 16 single runs',
+      })
+      .option('backend', { choices: ['auto', 'onnxruntime', 'tensorrt'] as const, default: 'auto' as const })
+      .option('instances', { type: 'number', describe: 'execution contexts served round-robin (default 2)' })
+      .option('model-version', { type: 'number', describe: 'version folder to write (default 1)' })
+      .option('preset', {
+        choices: ['auto', 'blazeface', 'none'] as const,
+        default: 'auto' as const,
+        describe: 'pre/postprocessing preset',
+      })
+      .option('max-queue-delay-us', {
+        type: 'number',
+        describe: 'enable dynamic batching with this max queue delay',
+      })
+      .option('preferred-batch', {
+        type: 'number',
+        array: true,
+        describe: 'preferred batch sizes of the dynamic batcher',
+      })
+      .option('fp16', { type: 'boolean', describe: 'FP16 engine (TensorRT)' })
+      .option('bf16', { type: 'boolean', describe: 'BF16 engine (TensorRT)' })
+      .option('int8', { type: 'boolean', describe: 'INT8: calibrate and write a Q/DQ model (needs --calib)' })
+      .option('calib', { type: 'string', describe: 'folder of calibration images (jpg, png, webp)' })
+      .option('calib-count', { type: 'number', describe: 'frames sampled for calibration' })
+      .option('calib-seed', { type: 'number', describe: 'sampling seed' })
+      .option('calib-method', {
+        choices: ['entropy', 'percentile', 'max'] as const,
+        default: 'entropy' as const,
+      })
+      .option('calib-percentile', {
+        type: 'number',
+        describe: 'percentile for --calib-method percentile (default 99.99)',
+      })
+      .option('calib-batch', { type: 'number', describe: 'calibration batch size' })
+      .option('recalibrate', { type: 'boolean', describe: 'ignore a reusable calibration result' })
+      .option('timing-cache', { type: 'string', describe: 'TensorRT timing cache file (read and updated)' })
+      .option('builder-optimization-level', {
+        type: 'number',
+        describe: 'TensorRT builder optimization level 0-5',
+      })
+      .option('workspace-mib', { type: 'number', describe: 'TensorRT workspace memory pool limit in MiB' })
+      .option('version-compatible', { type: 'boolean', describe: 'TensorRT version-compatible engine' })
+      .option('hardware-compatibility', {
+        choices: ['none', 'ampere-plus', 'same-compute-capability'] as const,
+      })
+      .option('json', {
+        type: 'boolean',
+        describe: 'print the result as JSON',
+      }) as unknown as Argv<BuildArgs>,
+  handler: runCommand('build', async (argv: BuildArgs) => {
+    if (argv.int8 && !argv.calib)
+      throw new YqpError(
+        'E_ARGUMENT',
+        'Expected --calib <folder of images> with --int8 but received nothing',
+        { argument: '--calib' },
+      );
+    if ([argv.fp16, argv.bf16, argv.int8].filter(Boolean).length > 1)
+      throw new YqpError('E_ARGUMENT', 'Expected at most one of --fp16, --bf16, --int8', {
+        argument: '--fp16/--bf16/--int8',
+      });
+    if (argv['max-queue-delay-us'] !== undefined && !(argv['max-queue-delay-us'] >= 0))
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Expected non-negative number for --max-queue-delay-us but received ${argv['max-queue-delay-us']}`,
+        {
+          argument: '--max-queue-delay-us',
+        },
+      );
+    for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
+    const bar = argv.json ? undefined : new Map<string, ProgressBar>();
+    const options: BuildOptions = {
+      name: argv.name,
+      repo: argv.repo,
+      profiles: argv.profile ? parseProfileFlags(argv.profile) : undefined,
+      dynamicBatch: argv['dynamic-batch'],
+      backend: argv.backend,
+      instances: argv.instances,
+      version: argv['model-version'],
+      preset: argv.preset,
+      precision: argv.int8 ? 'int8' : argv.fp16 ? 'fp16' : argv.bf16 ? 'bf16' : 'fp32',
+      dynamicBatching:
+        argv['max-queue-delay-us'] !== undefined
+          ? {
+              maxQueueDelayMicroseconds: Math.round(argv['max-queue-delay-us']),
+              preferredBatchSizes: argv['preferred-batch'],
+            }
+          : undefined,
+      calibration: argv.calib
+        ? {
+            dir: argv.calib,
+            count: argv['calib-count'],
+            seed: argv['calib-seed'],
+            method: argv['calib-method'],
+            percentile: argv['calib-percentile'],
+            batch: argv['calib-batch'],
+            recalibrate: argv.recalibrate,
+          }
+        : undefined,
+      tensorrt: {
+        timingCache: argv['timing-cache'],
+        builderOptimizationLevel: argv['builder-optimization-level'],
+        workspaceMiB: argv['workspace-mib'],
+        versionCompatible: argv['version-compatible'],
+        hardwareCompatibility: argv['hardware-compatibility'],
+      },
+      onProgress: (e) => {
+        if (!bar) return;
+        if (e.fraction === undefined) process.stderr.write(`${e.stage}: ${e.message}\n`);
+      },
+    };
+    const result = await build(argv.model, options);
+    if (argv.json) {
+      process.stdout.write(
+        JSON.stringify(
+          {
+            entry: result.entry.dir,
+            version: result.entry.version,
+            config: result.entry.config,
+            notes: result.notes,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
+    } else {
+      for (const n of result.notes) process.stdout.write(`${n}\n`);
+      process.stdout.write(
+        `wrote ${result.entry.dir}/${result.entry.version} (${result.entry.config.backend}, ${result.entry.config.precision})\n`,
+      );
+    }
+  }),
+};

@@ -1,0 +1,148 @@
+import {
+  expectNonNegativeNumber,
+  expectOneOf,
+  expectPositiveInteger,
+  invalidParameter,
+  YqpError,
+} from './errors.js';
+import { getBackend, type BackendName } from './backends/index.js';
+import { decodeBlazeFace, type Face } from './postprocess/blazeface.js';
+import { preprocessImages, type ImageInput, type ImageTransform } from './preprocess/cpu.js';
+import { readEntry, type RepositoryEntry } from './repository/repository.js';
+import type { ModelConfig } from './repository/config.js';
+import { Scheduler, concatFeeds, type SubmitOptions } from './scheduler/scheduler.js';
+import type { TensorMap } from './tensor.js';
+import { validateFeeds } from './validate.js';
+
+export interface LoadModelOptions {
+  /** Execution contexts served round-robin (default: config.instances). */
+  contexts?: number;
+  /** Version folder to load (default: the highest). */
+  version?: number;
+  /** Override the entry's backend (default: config.backend). */
+  backend?: BackendName;
+  /** Override config.dynamicBatching; `false` turns batching off. */
+  dynamicBatching?: { maxQueueDelayMicroseconds: number; preferredBatchSizes?: number[] } | false;
+  /** Requests allowed to wait (default: config.scheduler.maxQueueSize or 1024). */
+  maxQueueSize?: number;
+  queueTimeoutMs?: number;
+  /** onnxruntime intra-op threads per context (default: cores / contexts). */
+  threadsPerContext?: number;
+  /** GPU ordinal for GPU backends. */
+  device?: number;
+}
+
+export interface ImageResults {
+  /** Faces per image, in pixels of each original image (blazeface postprocessor). */
+  faces?: Face[][];
+  /** Raw outputs, batch concatenated in image order. */
+  outputs: TensorMap;
+  transforms: ImageTransform[];
+}
+
+export class Model {
+  private closed = false;
+
+  constructor(
+    readonly entry: RepositoryEntry,
+    readonly scheduler: Scheduler,
+  ) {}
+
+  get name(): string {
+    return this.entry.name;
+  }
+  get version(): number {
+    return this.entry.version;
+  }
+  get config(): ModelConfig {
+    return this.entry.config;
+  }
+
+  /** Runs named input tensors; shapes and dtypes are checked against the profiles first. */
+  infer(feeds: TensorMap, options: SubmitOptions = {}): Promise<TensorMap> {
+    if (this.closed) return Promise.reject(new YqpError('E_CLOSED', `Model ${this.name} is closed`));
+    let checked: TensorMap;
+    try {
+      checked = validateFeeds(this.config, feeds);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.scheduler.submit(checked, options);
+  }
+
+  /** Preprocesses images with the entry's spec (sharp), runs them, and applies its postprocessor. */
+  async inferImages(images: readonly ImageInput[], options: SubmitOptions = {}): Promise<ImageResults> {
+    const spec = this.config.preprocessing;
+    if (!spec)
+      throw new YqpError('E_CONFIG', `Model ${this.name} has no preprocessing spec in config.json`, {
+        argument: 'preprocessing',
+      });
+    if (!Array.isArray(images) || images.length === 0)
+      throw invalidParameter('images', 'a non-empty array of images', images);
+    const chunk = Math.max(1, this.config.maxBatchSize);
+    const parts: Promise<{ outputs: TensorMap; transforms: ImageTransform[] }>[] = [];
+    for (let i = 0; i < images.length; i += chunk) {
+      const slice = images.slice(i, i + chunk);
+      parts.push(
+        preprocessImages(slice, spec).then(async ({ tensor, transforms }) => ({
+          outputs: await this.infer({ [spec.input]: tensor }, options),
+          transforms,
+        })),
+      );
+    }
+    const done = await Promise.all(parts);
+    const outputs = done.length === 1 ? done[0].outputs : concatFeeds(done.map((d) => d.outputs));
+    const transforms = done.flatMap((d) => d.transforms);
+    const post = this.config.postprocessing;
+    return {
+      faces: post?.type === 'blazeface' ? decodeBlazeFace(outputs, post, transforms) : undefined,
+      outputs,
+      transforms,
+    };
+  }
+
+  /** Stops accepting requests, finishes those queued and running, then frees the contexts. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.scheduler.close();
+  }
+}
+
+/** Whether every input's first dimension is dynamic, so requests can be concatenated into batches. */
+export function isBatchable(config: ModelConfig): boolean {
+  return config.maxBatchSize > 1 && config.inputs.every((i) => i.dims[0] === -1);
+}
+
+export async function loadModel(entryDir: string, options: LoadModelOptions = {}): Promise<Model> {
+  if (typeof entryDir !== 'string' || entryDir.length === 0)
+    throw invalidParameter('entryDir', 'a path to a repository entry (<repo>/<name>)', entryDir);
+  if (options.contexts !== undefined) expectPositiveInteger('contexts', options.contexts);
+  if (options.version !== undefined) expectPositiveInteger('version', options.version);
+  if (options.maxQueueSize !== undefined) expectPositiveInteger('maxQueueSize', options.maxQueueSize);
+  if (options.threadsPerContext !== undefined)
+    expectPositiveInteger('threadsPerContext', options.threadsPerContext);
+  if (options.queueTimeoutMs !== undefined) expectNonNegativeNumber('queueTimeoutMs', options.queueTimeoutMs);
+  if (options.backend !== undefined)
+    expectOneOf('backend', options.backend, ['onnxruntime', 'tensorrt'] as const);
+  const entry = await readEntry(entryDir, options.version);
+  const config = entry.config;
+  const backend = await getBackend(options.backend ?? config.backend);
+  const contexts = options.contexts ?? config.instances;
+  const session = await backend.open(entry.modelPath, config, {
+    contexts,
+    threadsPerContext: options.threadsPerContext,
+    device: options.device,
+  });
+  const batching =
+    options.dynamicBatching === false ? undefined : (options.dynamicBatching ?? config.dynamicBatching);
+  const scheduler = new Scheduler(session, {
+    maxBatchSize: config.maxBatchSize,
+    batchable: batching !== undefined && isBatchable(config),
+    preferredBatchSizes: batching?.preferredBatchSizes,
+    maxQueueDelayMicroseconds: batching?.maxQueueDelayMicroseconds ?? 0,
+    maxQueueSize: options.maxQueueSize ?? config.scheduler?.maxQueueSize ?? 1024,
+    queueTimeoutMs: options.queueTimeoutMs ?? config.scheduler?.queueTimeoutMs,
+  });
+  return new Model(entry, scheduler);
+}

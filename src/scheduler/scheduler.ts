@@ -1,0 +1,296 @@
+import { EventEmitter } from 'node:events';
+import { YqpError } from '../errors.js';
+import type { BackendSession } from '../backends/backend.js';
+import { DTYPE_ARRAY, type Tensor, type TensorMap } from '../tensor.js';
+
+export interface SchedulerOptions {
+  /** Largest batch one backend run may take; 0 or 1 disables batching. */
+  maxBatchSize: number;
+  /** Whether requests may be concatenated along dimension 0 (every input has a dynamic batch dimension). */
+  batchable: boolean;
+  /** Batches of these sizes are sent at once; others wait up to maxQueueDelayMicroseconds. */
+  preferredBatchSizes?: number[];
+  /** 0 sends whatever is queued as soon as a context is free (no waiting to fill a batch). */
+  maxQueueDelayMicroseconds: number;
+  /** Requests waiting beyond this are refused with E_QUEUE_FULL. */
+  maxQueueSize: number;
+  /** Default per-request queue timeout in ms (0: none). */
+  queueTimeoutMs?: number;
+}
+
+export interface SubmitOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+/** What one backend run did, for metrics. */
+export interface BatchEvent {
+  context: number;
+  /** Total batch (sum of the requests' dimension 0). */
+  size: number;
+  requests: number;
+  /** Time each request spent queued, in ms. */
+  queueMs: number[];
+  computeMs: number;
+  error?: Error;
+}
+
+interface Request {
+  feeds: TensorMap;
+  batch: number;
+  key: string;
+  enqueuedAt: number;
+  resolve: (outputs: TensorMap) => void;
+  reject: (e: Error) => void;
+  cleanup: () => void;
+}
+
+export interface SchedulerStats {
+  queued: number;
+  inFlight: number;
+  completed: number;
+  failed: number;
+  batches: number;
+}
+
+/**
+ * The one scheduler for every backend: a bounded queue, a dynamic batcher, and round-robin dispatch over
+ * the session's contexts. A backend only runs one batch on one context.
+ */
+export class Scheduler extends EventEmitter {
+  private readonly queue: Request[] = [];
+  private readonly busy: boolean[];
+  private nextContext = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly idleWaiters: (() => void)[] = [];
+  private readonly counters = { inFlight: 0, completed: 0, failed: 0, batches: 0 };
+
+  constructor(
+    private readonly session: BackendSession,
+    private readonly options: SchedulerOptions,
+  ) {
+    super();
+    this.busy = new Array<boolean>(session.contexts).fill(false);
+  }
+
+  get stats(): SchedulerStats {
+    return { queued: this.queue.length, ...this.counters };
+  }
+
+  get contexts(): number {
+    return this.session.contexts;
+  }
+
+  submit(feeds: TensorMap, opts: SubmitOptions = {}): Promise<TensorMap> {
+    if (this.closed) return Promise.reject(new YqpError('E_CLOSED', 'Model is closed'));
+    if (opts.signal?.aborted) return Promise.reject(new YqpError('E_CANCELLED', 'Request was cancelled'));
+    if (this.queue.length >= this.options.maxQueueSize) {
+      return Promise.reject(
+        new YqpError('E_QUEUE_FULL', `Queue is full (${this.options.maxQueueSize} requests waiting)`, {
+          argument: 'maxQueueSize',
+          expected: `at most ${this.options.maxQueueSize} queued requests`,
+        }),
+      );
+    }
+    const first = Object.values(feeds)[0];
+    const batch = this.options.batchable && first ? first.dims[0] : 1;
+    return new Promise<TensorMap>((resolve, reject) => {
+      const req: Request = {
+        feeds,
+        batch,
+        key: this.options.batchable ? batchKey(feeds) : '',
+        enqueuedAt: performance.now(),
+        resolve,
+        reject,
+        cleanup: () => {},
+      };
+      const timeoutMs = opts.timeoutMs ?? this.options.queueTimeoutMs ?? 0;
+      let timeout: NodeJS.Timeout | undefined;
+      const onAbort = () => this.drop(req, new YqpError('E_CANCELLED', 'Request was cancelled while queued'));
+      if (timeoutMs > 0)
+        timeout = setTimeout(
+          () =>
+            this.drop(
+              req,
+              new YqpError('E_TIMEOUT', `Request waited longer than ${timeoutMs} ms in the queue`),
+            ),
+          timeoutMs,
+        );
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      req.cleanup = () => {
+        if (timeout) clearTimeout(timeout);
+        opts.signal?.removeEventListener('abort', onAbort);
+      };
+      this.queue.push(req);
+      this.pump();
+    });
+  }
+
+  /** Stops accepting; queued requests still run unless `cancelQueued`. Resolves when nothing is in flight. */
+  async close(cancelQueued = false): Promise<void> {
+    this.closed = true;
+    if (cancelQueued)
+      for (const r of [...this.queue]) this.drop(r, new YqpError('E_CLOSED', 'Model was closed'));
+    await this.idle();
+    await this.session.close();
+  }
+
+  /** Resolves once the queue is empty and no batch is running. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.counters.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private drop(req: Request, error: Error): void {
+    const i = this.queue.indexOf(req);
+    if (i < 0) return; // already running: its result is discarded by the caller
+    this.queue.splice(i, 1);
+    req.cleanup();
+    req.reject(error);
+    this.counters.failed++;
+    this.checkIdle();
+  }
+
+  private freeContext(): number {
+    const n = this.busy.length;
+    for (let k = 0; k < n; k++) {
+      const c = (this.nextContext + k) % n;
+      if (!this.busy[c]) return c;
+    }
+    return -1;
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const context = this.freeContext();
+      if (context < 0) return;
+      const group = this.formBatch();
+      if (!group) return;
+      this.nextContext = (context + 1) % this.busy.length;
+      void this.dispatch(context, group);
+    }
+  }
+
+  /** Picks the requests of the next batch, or undefined to wait for more (a timer wakes the pump). */
+  private formBatch(): Request[] | undefined {
+    const { maxBatchSize, maxQueueDelayMicroseconds } = this.options;
+    const head = this.queue[0];
+    if (!this.options.batchable || maxBatchSize <= 1) return this.queue.splice(0, 1);
+    const group: Request[] = [];
+    let total = 0;
+    for (const r of this.queue) {
+      if (r.key !== head.key) continue;
+      if (total + r.batch > maxBatchSize) break;
+      group.push(r);
+      total += r.batch;
+      if (total === maxBatchSize) break;
+    }
+    const waitedUs = (performance.now() - head.enqueuedAt) * 1000;
+    const preferred = this.options.preferredBatchSizes ?? [];
+    const ready =
+      maxQueueDelayMicroseconds <= 0 ||
+      total >= maxBatchSize ||
+      preferred.includes(total) ||
+      waitedUs >= maxQueueDelayMicroseconds;
+    if (!ready) {
+      if (!this.timer) {
+        const delayMs = Math.max(0, (maxQueueDelayMicroseconds - waitedUs) / 1000);
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.pump();
+        }, delayMs);
+      }
+      return undefined;
+    }
+    for (const r of group) this.queue.splice(this.queue.indexOf(r), 1);
+    return group;
+  }
+
+  private async dispatch(context: number, group: Request[]): Promise<void> {
+    this.busy[context] = true;
+    this.counters.inFlight++;
+    const start = performance.now();
+    const queueMs = group.map((r) => start - r.enqueuedAt);
+    for (const r of group) r.cleanup();
+    let error: Error | undefined;
+    try {
+      const feeds = group.length === 1 ? group[0].feeds : concatFeeds(group.map((r) => r.feeds));
+      const outputs = await this.session.run(context, feeds);
+      if (group.length === 1) group[0].resolve(outputs);
+      else {
+        let offset = 0;
+        for (const r of group) {
+          r.resolve(sliceBatch(outputs, offset, r.batch));
+          offset += r.batch;
+        }
+      }
+      this.counters.completed += group.length;
+    } catch (e) {
+      error = e instanceof Error ? e : new Error(String(e));
+      for (const r of group) r.reject(error);
+      this.counters.failed += group.length;
+    } finally {
+      this.busy[context] = false;
+      this.counters.inFlight--;
+      this.counters.batches++;
+      this.emit('batch', {
+        context,
+        size: group.reduce((s, r) => s + r.batch, 0),
+        requests: group.length,
+        queueMs,
+        computeMs: performance.now() - start,
+        error,
+      } satisfies BatchEvent);
+      this.pump();
+      this.checkIdle();
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.queue.length === 0 && this.counters.inFlight === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+}
+
+/** Requests batch together when every input agrees on dtype and on every dimension but the first. */
+function batchKey(feeds: TensorMap): string {
+  return Object.keys(feeds)
+    .sort()
+    .map((k) => `${k}:${feeds[k].dtype}:${feeds[k].dims.slice(1).join('x')}`)
+    .join('|');
+}
+
+export function concatFeeds(list: TensorMap[]): TensorMap {
+  const out: TensorMap = {};
+  for (const name of Object.keys(list[0])) {
+    const parts = list.map((f) => f[name]);
+    const total = parts.reduce((s, t) => s + t.data.length, 0);
+    const Ctor = DTYPE_ARRAY[parts[0].dtype];
+    const data = new Ctor(total);
+    let offset = 0;
+    for (const t of parts) {
+      (data as Float32Array).set(t.data as Float32Array, offset);
+      offset += t.data.length;
+    }
+    const batch = parts.reduce((s, t) => s + t.dims[0], 0);
+    out[name] = { dtype: parts[0].dtype, dims: [batch, ...parts[0].dims.slice(1)], data };
+  }
+  return out;
+}
+
+/** Views (no copy) of rows [offset, offset + count) of every output. */
+export function sliceBatch(outputs: TensorMap, offset: number, count: number): TensorMap {
+  const out: TensorMap = {};
+  for (const [name, t] of Object.entries(outputs)) {
+    const rows = t.dims[0];
+    const per = rows > 0 ? t.data.length / rows : 0;
+    out[name] = {
+      dtype: t.dtype,
+      dims: [count, ...t.dims.slice(1)],
+      data: t.data.subarray(offset * per, (offset + count) * per) as Tensor['data'],
+    };
+  }
+  return out;
+}

@@ -1,0 +1,126 @@
+import { YqpError, describeValue } from './errors.js';
+import type { ModelConfig, OptimizationProfile } from './repository/config.js';
+import { dtypeOfArray, elementCount, type Tensor, type TensorMap, type TypedArray } from './tensor.js';
+
+/** onnxruntime-node tensors say `type`, ours say `dtype`: both are accepted. */
+interface TensorLike {
+  dtype?: string;
+  type?: string;
+  dims?: readonly number[];
+  data?: unknown;
+}
+
+function fitsRange(dims: readonly number[], min: readonly number[], max: readonly number[]): boolean {
+  return dims.every((d, i) => d >= min[i] && d <= max[i]);
+}
+
+/** Index of the first profile every input fits, or -1. */
+export function matchProfile(profiles: readonly OptimizationProfile[], feeds: TensorMap): number {
+  return profiles.findIndex((p) =>
+    Object.entries(p).every(([name, r]) => feeds[name] && fitsRange(feeds[name].dims, r.min, r.max)),
+  );
+}
+
+function describeProfiles(config: ModelConfig, name: string): string {
+  return config.profiles
+    .map((p) => p[name])
+    .filter(Boolean)
+    .map((r) => `[${r.min.join('x')} .. ${r.max.join('x')}]`)
+    .join(' or ');
+}
+
+/**
+ * Checks inputs against the model's I/O and profiles before anything runs; every failure is a typed error
+ * naming the input, what was expected and what came.
+ */
+export function validateFeeds(config: ModelConfig, feeds: unknown): TensorMap {
+  if (typeof feeds !== 'object' || feeds === null || Array.isArray(feeds))
+    throw new YqpError(
+      'E_ARGUMENT',
+      `Expected an object of named input tensors for feeds but received ${describeValue(feeds)}`,
+      {
+        argument: 'feeds',
+      },
+    );
+  const given = feeds as Record<string, TensorLike>;
+  const out: TensorMap = {};
+  for (const name of Object.keys(given)) {
+    if (!config.inputs.some((i) => i.name === name))
+      throw new YqpError(
+        'E_INPUT_UNKNOWN',
+        `Unknown input ${JSON.stringify(name)}: the model's inputs are ${config.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`,
+        { argument: name, expected: config.inputs.map((i) => i.name).join(', '), received: name },
+      );
+  }
+  for (const spec of config.inputs) {
+    const t = given[spec.name];
+    if (t === undefined)
+      throw new YqpError(
+        'E_INPUT_MISSING',
+        `Missing input ${JSON.stringify(spec.name)} (${spec.dtype}[${spec.dims.join(',')}])`,
+        {
+          argument: spec.name,
+          expected: `${spec.dtype}[${spec.dims.join(',')}]`,
+          received: 'nothing',
+        },
+      );
+    const dtype = t.dtype ?? t.type;
+    if (!ArrayBuffer.isView(t.data) || t.data instanceof DataView)
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Expected a TypedArray for ${spec.name}.data but received ${describeValue(t.data)}`,
+        {
+          argument: `${spec.name}.data`,
+        },
+      );
+    if (
+      dtype !== spec.dtype ||
+      dtypeOfArray(t.data as TypedArray) !== (spec.dtype === 'bool' ? 'uint8' : spec.dtype)
+    )
+      throw new YqpError(
+        'E_DTYPE',
+        `Input ${JSON.stringify(spec.name)} expects dtype ${spec.dtype} but received ${dtype} (${(t.data as object).constructor.name})`,
+        { argument: spec.name, expected: spec.dtype, received: String(dtype) },
+      );
+    const dims = t.dims;
+    if (!Array.isArray(dims) || !dims.every((d) => Number.isInteger(d) && d >= 0))
+      throw new YqpError(
+        'E_SHAPE',
+        `Expected an array of non-negative integers for ${spec.name}.dims but received ${describeValue(dims)}`,
+        {
+          argument: spec.name,
+        },
+      );
+    const shown = `[${dims.join(',')}]`;
+    if (dims.length !== spec.dims.length || dims.some((d, i) => spec.dims[i] !== -1 && spec.dims[i] !== d))
+      throw new YqpError(
+        'E_SHAPE',
+        `Input ${JSON.stringify(spec.name)} expects shape [${spec.dims.join(',')}] but received ${shown}`,
+        {
+          argument: spec.name,
+          expected: `[${spec.dims.join(',')}]`,
+          received: shown,
+        },
+      );
+    if (elementCount(dims) !== (t.data as TypedArray).length)
+      throw new YqpError(
+        'E_SHAPE',
+        `Input ${JSON.stringify(spec.name)} has shape ${shown} (${elementCount(dims)} elements) but its data holds ${(t.data as TypedArray).length}`,
+        {
+          argument: spec.name,
+          expected: `${elementCount(dims)} elements`,
+          received: `${(t.data as TypedArray).length}`,
+        },
+      );
+    out[spec.name] = { dtype: spec.dtype, dims, data: t.data as TypedArray } satisfies Tensor;
+  }
+  if (config.profiles.length > 0 && matchProfile(config.profiles, out) < 0) {
+    const name = Object.keys(config.profiles[0])[0];
+    throw new YqpError(
+      'E_SHAPE',
+      `Input ${JSON.stringify(name)} of shape [${out[name].dims.join(',')}] fits no optimization profile: ${describeProfiles(config, name)}`,
+      { argument: name, expected: describeProfiles(config, name), received: `[${out[name].dims.join(',')}]` },
+    );
+  }
+  return out;
+}
