@@ -142,6 +142,7 @@ function startWorker(modelPath: string, threads: number): Promise<OnnxruntimeCon
         interOpNumThreads: 1,
         logSeverityLevel: 3,
         graphOptimizationLevel: 'all',
+        ...(process.env.YQP_ORT_NO_SPIN ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       },
     },
   });
