@@ -15,6 +15,8 @@ export interface OpenOptions {
   device?: number;
   /** Intra-op threads per context (onnxruntime). */
   threadsPerContext?: number;
+  /** Let idle pool threads spin (onnxruntime; default: only with a single context). */
+  spinWait?: boolean;
 }
 
 /**

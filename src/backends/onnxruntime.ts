@@ -131,7 +131,7 @@ class OnnxruntimeSession implements BackendSession {
   }
 }
 
-function startWorker(modelPath: string, threads: number): Promise<OnnxruntimeContext> {
+function startWorker(modelPath: string, threads: number, spin: boolean): Promise<OnnxruntimeContext> {
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
     workerData: {
@@ -142,7 +142,8 @@ function startWorker(modelPath: string, threads: number): Promise<OnnxruntimeCon
         interOpNumThreads: 1,
         logSeverityLevel: 3,
         graphOptimizationLevel: 'all',
-        ...(process.env.YQP_ORT_NO_SPIN ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+        // Spinning pool threads of one context steal the cores of the others; spin only when alone.
+        ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
       },
     },
   });
@@ -178,8 +179,9 @@ export const onnxruntimeBackend: Backend = {
   async open(modelPath: string, _config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
     const threads =
       options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
+    const spin = options.spinWait ?? options.contexts === 1;
     const contexts = await Promise.all(
-      Array.from({ length: options.contexts }, () => startWorker(modelPath, threads)),
+      Array.from({ length: options.contexts }, () => startWorker(modelPath, threads, spin)),
     );
     return new OnnxruntimeSession(contexts);
   },
