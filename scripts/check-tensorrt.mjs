@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// npm run check:tensorrt -- <dir>
+// Compiles every TensorRT-dependent source file against <dir>/include (a TensorRT release or the public headers of a
+// tag of NVIDIA/TensorRT) with -Wall -Wextra -Werror, TensorRT's headers as system headers, and no libnvinfer:
+// objects go to a temporary folder and nothing is linked. Exit 0 only when every file compiles.
+//   --cxx <compiler>   (default $CXX or g++)     --cuda <dir>  CUDA include folder (default $CUDA_PATH/include,
+//   --json             one JSON report on stdout                   /usr/local/cuda/include)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+function usage(message) {
+  console.error(`check-tensorrt: ${message}`);
+  console.error(
+    'usage: npm run check:tensorrt -- <dir holding include/> [--cxx g++] [--cuda <include dir>] [--json]',
+  );
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+let dir;
+let cxx = process.env.CXX || 'g++';
+let cudaInclude;
+let json = false;
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--cxx') cxx = args[++i];
+  else if (a === '--cuda') cudaInclude = args[++i];
+  else if (a === '--json') json = true;
+  else if (a.startsWith('--')) usage(`unknown option ${a}`);
+  else if (dir === undefined) dir = a;
+  else usage(`unexpected argument ${a}`);
+}
+if (dir === undefined) usage('expected a TensorRT folder (holding include/NvInfer.h) but received nothing');
+const trtInclude = existsSync(join(dir, 'include', 'NvInfer.h')) ? join(dir, 'include') : dir;
+if (!existsSync(join(trtInclude, 'NvInfer.h')))
+  usage(`expected ${join(dir, 'include', 'NvInfer.h')} to exist but it does not`);
+
+const cudaCandidates = [
+  cudaInclude,
+  process.env.CUDA_PATH && join(process.env.CUDA_PATH, 'include'),
+  process.env.CUDA_HOME && join(process.env.CUDA_HOME, 'include'),
+  '/usr/local/cuda/include',
+  '/usr/include',
+].filter(Boolean);
+const cuda = cudaCandidates.find((d) => existsSync(join(d, 'cuda_runtime_api.h')));
+if (!cuda) usage(`expected cuda_runtime_api.h (CUDA toolkit headers) in one of ${cudaCandidates.join(', ')}`);
+
+const napiCandidates = [
+  join(ROOT, 'node_modules', 'node-api-headers', 'include'),
+  join(dirname(dirname(process.execPath)), 'include', 'node'),
+  '/usr/include/node',
+];
+const napi = napiCandidates.find((d) => existsSync(join(d, 'node_api.h')));
+const addonApi = join(ROOT, 'node_modules', 'node-addon-api');
+if (!napi || !existsSync(join(addonApi, 'napi.h')))
+  usage('expected node-api headers (node_modules/node-api-headers) and node-addon-api; run npm install');
+
+const version = readFileSync(join(trtInclude, 'NvInferVersion.h'), 'utf8');
+const num = (name) => version.match(new RegExp(`#define ${name}\\s+(\\d+)`))?.[1];
+const headerVersion = `${num('TRT_MAJOR_ENTERPRISE') ?? num('NV_TENSORRT_MAJOR')}.${num('TRT_MINOR_ENTERPRISE') ?? num('NV_TENSORRT_MINOR')}.${num('TRT_PATCH_ENTERPRISE') ?? num('NV_TENSORRT_PATCH')}`;
+
+// Every source under trt/ that includes a TensorRT header, plus everything in trt/tensorrt/.
+function walk(d) {
+  if (!existsSync(d)) return [];
+  return readdirSync(d).flatMap((f) => {
+    const p = join(d, f);
+    return statSync(p).isDirectory() ? walk(p) : [p];
+  });
+}
+const sources = walk(join(ROOT, 'trt'))
+  .filter((f) => /\.(cc|cpp|cxx)$/.test(f))
+  .filter(
+    (f) =>
+      f.includes(`${join('trt', 'tensorrt')}/`) ||
+      /#\s*include\s*[<"]Nv(Infer|Onnx)/.test(readFileSync(f, 'utf8')),
+  )
+  .sort();
+if (sources.length === 0) usage('found no TensorRT-dependent source under trt/');
+
+const out = mkdtempSync(join(tmpdir(), 'check-tensorrt-'));
+const flags = [
+  '-std=c++17',
+  '-c',
+  '-O1', // some -Wextra diagnostics (maybe-uninitialized) need the optimizer
+  '-Wall',
+  '-Wextra',
+  '-Werror',
+  '-fPIC',
+  '-DYQP_WITH_TENSORRT',
+  '-DNAPI_VERSION=8',
+  '-DNAPI_CPP_EXCEPTIONS',
+  '-DNODE_ADDON_API_DISABLE_DEPRECATED',
+  `-I${join(ROOT, 'trt')}`,
+  `-isystem${trtInclude}`,
+  `-isystem${cuda}`,
+  `-isystem${napi}`,
+  `-isystem${addonApi}`,
+];
+
+function compile(file, index) {
+  return new Promise((resolveRun) => {
+    const obj = join(out, `${index}-${basename(file)}.o`);
+    const started = Date.now();
+    const child = spawn(cxx, [...flags, file, '-o', obj], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let diagnostics = '';
+    child.stdout.on('data', (b) => (diagnostics += b));
+    child.stderr.on('data', (b) => (diagnostics += b));
+    child.on('error', (e) =>
+      resolveRun({ file, ok: false, diagnostics: `cannot run ${cxx}: ${e.message}`, ms: 0 }),
+    );
+    child.on('close', (code) =>
+      resolveRun({
+        file: relative(ROOT, file),
+        ok: code === 0,
+        diagnostics: diagnostics.trim(),
+        ms: Date.now() - started,
+      }),
+    );
+  });
+}
+
+const results = new Array(sources.length);
+let next = 0;
+const workers = Array.from({ length: Math.max(1, Math.min(cpus().length, sources.length)) }, async () => {
+  while (next < sources.length) {
+    const i = next++;
+    results[i] = await compile(sources[i], i);
+    if (!json) {
+      const r = results[i];
+      console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.file} (${(r.ms / 1000).toFixed(1)} s)`);
+      if (!r.ok) console.log(r.diagnostics.replace(/^/gm, '     '));
+    }
+  }
+});
+await Promise.all(workers);
+rmSync(out, { recursive: true, force: true });
+const failed = results.filter((r) => !r.ok);
+if (json) {
+  console.log(
+    JSON.stringify(
+      { tensorrtHeaders: headerVersion, include: trtInclude, cuda, compiler: cxx, results },
+      null,
+      2,
+    ),
+  );
+} else {
+  console.log(
+    `${failed.length === 0 ? 'PASS' : 'FAIL'}: ${results.length - failed.length}/${results.length} files compile against TensorRT ${headerVersion} headers (${trtInclude}) with -Wall -Wextra -Werror`,
+  );
+}
+process.exit(failed.length === 0 ? 0 : 1);
