@@ -31,7 +31,7 @@ let session;
 parentPort.on('message', async (msg) => {
   try {
     const feeds = {};
-    for (const f of msg.feeds) feeds[f.name] = new ort.Tensor(f.dtype, new ARRAYS[f.dtype](f.buffer), f.dims);
+    for (const f of msg.feeds) feeds[f.name] = new ort.Tensor(f.dtype, new ARRAYS[f.dtype](f.buffer, f.byteOffset, f.length), f.dims);
     const out = await session.run(feeds);
     const outputs = [];
     const transfer = [];
@@ -49,6 +49,15 @@ parentPort.on('message', async (msg) => {
   }
 });
 `;
+
+interface FeedMessage {
+  name: string;
+  dtype: DType;
+  dims: readonly number[];
+  buffer: ArrayBufferLike;
+  byteOffset: number;
+  length: number;
+}
 
 interface Pending {
   resolve: (outputs: TensorMap) => void;
@@ -96,12 +105,25 @@ class OnnxruntimeContext {
   run(feeds: TensorMap): Promise<TensorMap> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
-    const list: { name: string; dtype: DType; dims: readonly number[]; buffer: ArrayBuffer }[] = [];
+    const list: FeedMessage[] = [];
     const transfer: ArrayBuffer[] = [];
     for (const [name, t] of Object.entries(feeds)) {
+      const { length } = t.data;
+      if (t.data.buffer instanceof SharedArrayBuffer) {
+        // Shared memory reaches the worker as is: no copy at all.
+        list.push({
+          name,
+          dtype: t.dtype,
+          dims: t.dims,
+          buffer: t.data.buffer,
+          byteOffset: t.data.byteOffset,
+          length,
+        });
+        continue;
+      }
       // One copy, so the caller keeps its array and the worker gets a buffer it owns.
       const copy = (t.data as Uint8Array).slice();
-      list.push({ name, dtype: t.dtype, dims: t.dims, buffer: copy.buffer as ArrayBuffer });
+      list.push({ name, dtype: t.dtype, dims: t.dims, buffer: copy.buffer, byteOffset: 0, length });
       transfer.push(copy.buffer as ArrayBuffer);
     }
     return new Promise<TensorMap>((resolve, reject) => {
