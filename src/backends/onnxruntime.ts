@@ -31,7 +31,12 @@ let session;
 parentPort.on('message', async (msg) => {
   try {
     const feeds = {};
-    for (const f of msg.feeds) feeds[f.name] = new ort.Tensor(f.dtype, new ARRAYS[f.dtype](f.buffer, f.byteOffset, f.length), f.dims);
+    for (const f of msg.feeds) {
+      let data = new ARRAYS[f.dtype](f.buffer, f.byteOffset, f.length);
+      // onnxruntime-node refuses shared memory: copy here, off the main thread.
+      if (f.buffer instanceof SharedArrayBuffer) data = data.slice();
+      feeds[f.name] = new ort.Tensor(f.dtype, data, f.dims);
+    }
     const out = await session.run(feeds);
     const outputs = [];
     const transfer = [];
@@ -110,7 +115,7 @@ class OnnxruntimeContext {
     for (const [name, t] of Object.entries(feeds)) {
       const { length } = t.data;
       if (t.data.buffer instanceof SharedArrayBuffer) {
-        // Shared memory reaches the worker as is: no copy at all.
+        // Shared memory reaches the worker as is; the worker makes the copy, not the event loop.
         list.push({
           name,
           dtype: t.dtype,
