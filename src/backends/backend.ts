@@ -26,6 +26,11 @@ export interface OpenOptions {
 export interface BackendSession {
   readonly backend: 'onnxruntime' | 'tensorrt';
   readonly contexts: number;
+  /**
+   * Runs one context may hold at once (default 1). 2 lets the next request reach a context while the current
+   * one computes, hiding the hand-over (a thread hop for onnxruntime, a host-to-device copy for TensorRT).
+   */
+  readonly pipelineDepth?: number;
   /** Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete. */
   run(context: number, feeds: TensorMap): Promise<TensorMap>;
   close(): Promise<void>;

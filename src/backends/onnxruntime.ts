@@ -144,6 +144,8 @@ class OnnxruntimeContext {
 
 class OnnxruntimeSession implements BackendSession {
   readonly backend = 'onnxruntime' as const;
+  // The worker runs its messages one at a time; a second one waits there, already handed over.
+  readonly pipelineDepth = 2;
   constructor(private readonly contextList: OnnxruntimeContext[]) {}
   get contexts(): number {
     return this.contextList.length;

@@ -59,7 +59,9 @@ export interface SchedulerStats {
  */
 export class Scheduler extends EventEmitter {
   private readonly queue: Request[] = [];
-  private readonly busy: boolean[];
+  /** Runs in flight per context; a context takes up to session.pipelineDepth. */
+  private readonly inFlight: number[];
+  private readonly depth: number;
   private nextContext = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -71,7 +73,10 @@ export class Scheduler extends EventEmitter {
     private readonly options: SchedulerOptions,
   ) {
     super();
-    this.busy = new Array<boolean>(session.contexts).fill(false);
+    this.inFlight = new Array<number>(session.contexts).fill(0);
+    // With dynamic batching, requests should gather while a context computes rather than leave one by one.
+    const batching = options.batchable && options.maxBatchSize > 1;
+    this.depth = batching ? 1 : Math.max(1, session.pipelineDepth ?? 1);
   }
 
   get stats(): SchedulerStats {
@@ -153,10 +158,13 @@ export class Scheduler extends EventEmitter {
   }
 
   private freeContext(): number {
-    const n = this.busy.length;
-    for (let k = 0; k < n; k++) {
-      const c = (this.nextContext + k) % n;
-      if (!this.busy[c]) return c;
+    // Round-robin among the least loaded: an idle context first, then one that can queue another run.
+    const n = this.inFlight.length;
+    for (let load = 0; load < this.depth; load++) {
+      for (let k = 0; k < n; k++) {
+        const c = (this.nextContext + k) % n;
+        if (this.inFlight[c] === load) return c;
+      }
     }
     return -1;
   }
@@ -167,7 +175,7 @@ export class Scheduler extends EventEmitter {
       if (context < 0) return;
       const group = this.formBatch();
       if (!group) return;
-      this.nextContext = (context + 1) % this.busy.length;
+      this.nextContext = (context + 1) % this.inFlight.length;
       void this.dispatch(context, group);
     }
   }
@@ -208,7 +216,7 @@ export class Scheduler extends EventEmitter {
   }
 
   private async dispatch(context: number, group: Request[]): Promise<void> {
-    this.busy[context] = true;
+    this.inFlight[context]++;
     this.counters.inFlight++;
     const start = performance.now();
     const queueMs = group.map((r) => start - r.enqueuedAt);
@@ -231,7 +239,7 @@ export class Scheduler extends EventEmitter {
       for (const r of group) r.reject(error);
       this.counters.failed += group.length;
     } finally {
-      this.busy[context] = false;
+      this.inFlight[context]--;
       this.counters.inFlight--;
       this.counters.batches++;
       this.emit('batch', {
