@@ -61,8 +61,10 @@ if (!napi || !existsSync(join(addonApi, 'napi.h')))
   usage('expected node-api headers (node_modules/node-api-headers) and node-addon-api; run npm install');
 
 const version = readFileSync(join(trtInclude, 'NvInferVersion.h'), 'utf8');
-const num = (name) => version.match(new RegExp(`#define ${name}\\s+(\\d+)`))?.[1];
-const headerVersion = `${num('TRT_MAJOR_ENTERPRISE') ?? num('NV_TENSORRT_MAJOR')}.${num('TRT_MINOR_ENTERPRISE') ?? num('NV_TENSORRT_MINOR')}.${num('TRT_PATCH_ENTERPRISE') ?? num('NV_TENSORRT_PATCH')}`;
+const num = (name) => version.match(new RegExp(`#define ${name}\\s+(\\d+)`))?.[1] ?? '?';
+const headerVersion = ['MAJOR', 'MINOR', 'PATCH']
+  .map((p) => (num(`TRT_${p}_ENTERPRISE`) !== '?' ? num(`TRT_${p}_ENTERPRISE`) : num(`NV_TENSORRT_${p}`)))
+  .join('.');
 
 // Every source under trt/ that includes a TensorRT header, plus everything in trt/tensorrt/.
 function walk(d) {
