@@ -5,8 +5,11 @@
 // objects go to a temporary folder and nothing is linked. Exit 0 only when every file compiles.
 //   --cxx <compiler>   (default $CXX or g++)     --cuda <dir>  CUDA include folder (default $CUDA_PATH/include,
 //   --json             one JSON report on stdout                   /usr/local/cuda/include)
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+//   --link <out.node>  also link the objects and a minimal Node-API entry into <out.node>, with CUDA's static runtime
+//                      and no TensorRT library: TensorRT is dlopen'ed, so no TensorRT symbol may stay unresolved.
+//                      The module then loads on machines without TensorRT and reports why it is unavailable.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,11 +29,13 @@ let dir;
 let cxx = process.env.CXX || 'g++';
 let cudaInclude;
 let json = false;
+let linkOut;
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === '--cxx') cxx = args[++i];
   else if (a === '--cuda') cudaInclude = args[++i];
   else if (a === '--json') json = true;
+  else if (a === '--link') linkOut = resolve(args[++i] ?? usage('--link needs an output file'));
   else if (a.startsWith('--')) usage(`unknown option ${a}`);
   else if (dir === undefined) dir = a;
   else usage(`unexpected argument ${a}`);
@@ -104,11 +109,10 @@ const flags = [
   `-isystem${addonApi}`,
 ];
 
-function compile(file, index) {
+function run(argv, file) {
   return new Promise((resolveRun) => {
-    const obj = join(out, `${index}-${basename(file)}.o`);
     const started = Date.now();
-    const child = spawn(cxx, [...flags, file, '-o', obj], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cxx, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let diagnostics = '';
     child.stdout.on('data', (b) => (diagnostics += b));
     child.stderr.on('data', (b) => (diagnostics += b));
@@ -126,6 +130,9 @@ function compile(file, index) {
   });
 }
 
+const objects = sources.map((file, index) => join(out, `${index}-${basename(file)}.o`));
+const compile = (file, index) => run([...flags, file, '-o', objects[index]], file);
+
 const results = new Array(sources.length);
 let next = 0;
 const workers = Array.from({ length: Math.max(1, Math.min(cpus().length, sources.length)) }, async () => {
@@ -140,6 +147,59 @@ const workers = Array.from({ length: Math.max(1, Math.min(cpus().length, sources
   }
 });
 await Promise.all(workers);
+
+// Optional link: the entry registers exports.tensorrt exactly as addon.cc does under YQP_WITH_TENSORRT.
+if (linkOut && results.every((r) => r.ok)) {
+  const entry = join(out, 'check_entry.cc');
+  writeFileSync(
+    entry,
+    '#include <napi.h>\n#include "tensorrt/tensorrt_binding.h"\n' +
+      'static Napi::Object Init(Napi::Env env, Napi::Object exports) { InitTensorRT(env, exports); return exports; }\n' +
+      'NODE_API_MODULE(yqp_trt_check, Init)\n',
+  );
+  const entryObj = join(out, 'check_entry.o');
+  const compiled = await run([...flags, entry, '-o', entryObj], entry);
+  const cudaLib = [join(dirname(cuda), 'lib64'), join(dirname(cuda), 'lib')].find((d) =>
+    existsSync(join(d, 'libcudart_static.a')),
+  );
+  let linked = compiled;
+  if (compiled.ok) {
+    linked = await run(
+      [
+        '-shared',
+        '-o',
+        linkOut,
+        ...objects,
+        entryObj,
+        ...(cudaLib ? [`-L${cudaLib}`] : []),
+        '-lcudart_static',
+        '-ldl',
+        '-lrt',
+        '-lpthread',
+      ],
+      linkOut,
+    );
+  }
+  if (linked.ok) {
+    // nm -u lists what the loader must resolve; a TensorRT symbol there would mean libnvinfer became a link dependency.
+    const nm = spawnSync('nm', ['-u', '-C', linkOut], { encoding: 'utf8' });
+    const trtSymbols = (nm.stdout || '')
+      .split('\n')
+      .filter((l) => /nvinfer1|nvonnxparser|_INTERNAL|getInferLib/.test(l));
+    if (trtSymbols.length > 0)
+      linked = {
+        ...linked,
+        ok: false,
+        diagnostics: `unresolved TensorRT symbols:\n${trtSymbols.join('\n')}`,
+      };
+  }
+  const r = { ...linked, file: relative(ROOT, linkOut) || linkOut, link: true };
+  results.push(r);
+  if (!json) {
+    console.log(`${r.ok ? 'ok  ' : 'FAIL'} link ${linkOut}`);
+    if (!r.ok) console.log(r.diagnostics.replace(/^/gm, '     '));
+  }
+}
 rmSync(out, { recursive: true, force: true });
 const failed = results.filter((r) => !r.ok);
 if (json) {
