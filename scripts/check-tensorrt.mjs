@@ -211,8 +211,10 @@ if (json) {
     ),
   );
 } else {
+  const compiled = results.filter((r) => !r.link);
+  const link = results.find((r) => r.link);
   console.log(
-    `${failed.length === 0 ? 'PASS' : 'FAIL'}: ${results.length - failed.length}/${results.length} files compile against TensorRT ${headerVersion} headers (${trtInclude}) with -Wall -Wextra -Werror`,
+    `${failed.length === 0 ? 'PASS' : 'FAIL'}: ${compiled.filter((r) => r.ok).length}/${compiled.length} files compile against TensorRT ${headerVersion} headers (${trtInclude}) with -Wall -Wextra -Werror${link ? (link.ok ? '; linked without TensorRT' : '; link FAILED') : ''}`,
   );
 }
 process.exit(failed.length === 0 ? 0 : 1);

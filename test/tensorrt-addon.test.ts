@@ -101,6 +101,12 @@ describe.skipIf(!haveHeaders || !haveCuda)(
       if (info) expect(info.sm).toMatch(/^\d+\.\d+$/);
     });
 
+    it('refuses to deserialize without libnvinfer, with the reason', () => {
+      const lib = trt.load();
+      if (lib.loaded) return;
+      expect(() => new trt.Engine(new Uint8Array(16), { contexts: 2 })).toThrow(lib.error!);
+    });
+
     it('refuses to open a plan when TensorRT is unavailable', async () => {
       const { tensorrtBackend } = await import('../src/backends/tensorrt.js');
       await expect(
