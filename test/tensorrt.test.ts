@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backendAvailability, getBackend } from '../src/backends/index.js';
 import {
+  calibrationBatchesFrom,
   canonicalJson,
   engineCacheKey,
   planAffectingOptions,
@@ -126,6 +127,25 @@ describe('builder option validation', () => {
       expect((e as { code: string }).code).toBe('E_ARGUMENT');
       expect((e as Error).message.split('\n')).toHaveLength(1);
     }
+  });
+
+  it('accepts the CLI spelling builderOptimizationLevel', () => {
+    expect(
+      validateBuildOptions({ builderOptimizationLevel: 5, timingCache: undefined }, 10).optimizationLevel,
+    ).toBe(5);
+    expect(() => validateBuildOptions({ builderOptimizationLevel: 9 }, 10)).toThrow(
+      /tensorrt.builderOptimizationLevel/,
+    );
+  });
+
+  it('serves calibration batches in order and ends with null', async () => {
+    async function* frames() {
+      for (let i = 0; i < 3; i++) yield [new Float32Array([i, i])];
+    }
+    const pull = calibrationBatchesFrom(frames());
+    // The native side asks for several at once (prefetch); answers must still come in stream order.
+    const got = await Promise.all([pull(), pull(), pull(), pull()]);
+    expect(got.map((b) => (b ? Array.from(b[0] as Float32Array)[0] : null))).toEqual([0, 1, 2, null]);
   });
 
   it('keeps only plan-affecting options for the cache key', () => {

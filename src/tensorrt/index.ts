@@ -44,6 +44,27 @@ export interface TensorRTBuildResult {
   cached: boolean;
 }
 
+/**
+ * Adapts a stream of calibration batches (from the calibration image loader) to the 10.x calibrator's pull
+ * function. Each item is one batch: a typed array per calibration input, in the profile's input order.
+ * Pulls are served in order; the native side keeps at most its prefetch count outstanding.
+ */
+export function calibrationBatchesFrom(
+  batches: AsyncIterable<ArrayBufferView[] | ArrayBufferView>,
+): () => Promise<ArrayBufferView[] | null> {
+  const it = batches[Symbol.asyncIterator]();
+  let chain: Promise<unknown> = Promise.resolve();
+  return () => {
+    const next = chain.then(async () => {
+      const r = await it.next();
+      if (r.done) return null;
+      return Array.isArray(r.value) ? r.value : [r.value as ArrayBufferView];
+    });
+    chain = next.catch(() => undefined);
+    return next;
+  };
+}
+
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

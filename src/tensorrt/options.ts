@@ -24,6 +24,8 @@ export interface TensorRTBuildOptions {
   timingCache?: string | false;
   /** Builder optimization level 0..5 (TensorRT's default 3). */
   optimizationLevel?: number;
+  /** Same as optimizationLevel (the CLI's --builder-optimization-level). */
+  builderOptimizationLevel?: number;
   /** Workspace memory pool limit in MiB. */
   workspaceMiB?: number;
   /** Tactic shared memory pool limit in KiB. */
@@ -82,6 +84,7 @@ const KEYS = [
   'stronglyTyped',
   'timingCache',
   'optimizationLevel',
+  'builderOptimizationLevel',
   'workspaceMiB',
   'tacticSharedMemoryKiB',
   'versionCompatible',
@@ -203,7 +206,9 @@ export function validateBuildOptions(raw: Record<string, unknown>, major?: numbe
     calibrationBatches: raw.calibrationBatches as TensorRTBuildOptions['calibrationBatches'],
     calibrationCache: optPath('calibrationCache', raw.calibrationCache, false) as string | undefined,
     timingCache: optPath('timingCache', raw.timingCache, true),
-    optimizationLevel: optInt('optimizationLevel', raw.optimizationLevel, 0, 5),
+    optimizationLevel:
+      optInt('optimizationLevel', raw.optimizationLevel, 0, 5) ??
+      optInt('builderOptimizationLevel', raw.builderOptimizationLevel, 0, 5),
     workspaceMiB: optPositive('workspaceMiB', raw.workspaceMiB),
     tacticSharedMemoryKiB: optPositive('tacticSharedMemoryKiB', raw.tacticSharedMemoryKiB),
     maxAuxStreams: optInt('maxAuxStreams', raw.maxAuxStreams, 0, 64),
