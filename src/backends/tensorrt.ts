@@ -67,6 +67,16 @@ export const tensorrtBackend: Backend & { memoryStrategy?: string } = {
             throw new YqpError('E_INPUT_MISSING', `Expected input ${t.name} but received none`, {
               argument: t.name,
             });
+          if (feed.dtype !== t.dtype)
+            throw new YqpError(
+              'E_DTYPE',
+              `Expected ${t.dtype} for input ${t.name} but received ${feed.dtype}`,
+              {
+                argument: t.name,
+                expected: t.dtype,
+                received: feed.dtype,
+              },
+            );
           inputs[t.name] = { data: feed.data, dims: [...feed.dims] };
         }
         let out;

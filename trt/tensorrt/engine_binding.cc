@@ -193,7 +193,9 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     }
     if (serializer_ && !serializer_->Before(stream, &error)) return fail(error, "E_NATIVE");
     auto enqueue = [&ctx](cudaStream_t s, std::string* err) { return ctx.Enqueue(s, err); };
-    bool ok = graphsEnabled_ ? slot.graphs->Run(key, stream, enqueue, &error) : enqueue(stream, &error);
+    // After a profile switch TensorRT updates layer resources on the next enqueueV3: run that one uncaptured.
+    bool plain = !graphsEnabled_ || previousProfile != profile;
+    bool ok = plain ? enqueue(stream, &error) : slot.graphs->Run(key, stream, enqueue, &error);
     if (!ok) return fail(error, "E_BACKEND");
     if (serializer_ && !serializer_->After(stream, &error)) return fail(error, "E_NATIVE");
 
