@@ -1,0 +1,20 @@
+export {
+  HttpClient,
+  InProcessClient,
+  fetchModelInputs,
+  resolveShapes,
+  syntheticInputs,
+  type BenchClient,
+  type HttpClientOptions,
+  type InputSpec,
+} from './client.js';
+export {
+  percentile,
+  runConcurrency,
+  runRate,
+  sweep,
+  type LoadOptions,
+  type LoadPoint,
+  type SweepOptions,
+} from './runner.js';
+export { plotHtml, plotSvg, type Series } from './plot.js';

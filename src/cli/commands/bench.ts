@@ -1,0 +1,221 @@
+import { writeFile } from 'node:fs/promises';
+import type { Argv, CommandModule } from 'yargs';
+import { YqpError, expectPositiveInteger, invalidParameter } from '../../errors.js';
+import { loadModel, type Model } from '../../model.js';
+import {
+  HttpClient,
+  InProcessClient,
+  fetchModelInputs,
+  resolveShapes,
+  syntheticInputs,
+  type BenchClient,
+} from '../../bench/client.js';
+import { plotHtml, plotSvg } from '../../bench/plot.js';
+import { sweep, type LoadPoint } from '../../bench/runner.js';
+import { runCommand } from '../run-command.js';
+
+interface BenchArgs {
+  target: string;
+  model?: string;
+  'model-version'?: string;
+  protocol: 'json' | 'binary';
+  concurrency?: (number | string)[];
+  'request-rate'?: number[];
+  duration: number;
+  warmup: number;
+  batch: number;
+  shape?: string[];
+  contexts?: number;
+  'threads-per-context'?: number;
+  'dynamic-batching': boolean;
+  'auth-token'?: string;
+  json?: string | boolean;
+  plot?: string;
+  verbose?: boolean;
+}
+
+/** "1,2,4" or "1:16:2" (start:end:step, step doubling when written x2) or plain numbers. */
+export function parseConcurrency(values: (number | string)[]): number[] {
+  const out: number[] = [];
+  for (const v of values.flatMap((x) => String(x).split(','))) {
+    const range = /^(\d+):(\d+)(?::(x?)(\d+))?$/.exec(v.trim());
+    if (range) {
+      const [start, end] = [Number(range[1]), Number(range[2])];
+      const mul = range[3] === 'x';
+      const step = Number(range[4] ?? (mul ? 2 : 1));
+      if (start < 1 || end < start || step < 1 || (mul && step < 2))
+        throw invalidParameter('--concurrency', 'start:end[:step] with 1 <= start <= end', v);
+      for (let c = start; c <= end; c = mul ? c * step : c + step) out.push(c);
+      continue;
+    }
+    const n = Number(v);
+    expectPositiveInteger('--concurrency', n);
+    out.push(n);
+  }
+  return out;
+}
+
+function parseShapes(list: string[] = []): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const s of list) {
+    const i = s.lastIndexOf(':');
+    const dims =
+      i > 0
+        ? s
+            .slice(i + 1)
+            .split(',')
+            .map(Number)
+        : [];
+    if (i <= 0 || dims.length === 0 || !dims.every((d) => Number.isInteger(d) && d >= 0))
+      throw invalidParameter('--shape', 'name:d0,d1,... (e.g. x:1,3,640,640)', s);
+    out[s.slice(0, i)] = dims;
+  }
+  return out;
+}
+
+const fmt = (p: LoadPoint, batch: number) =>
+  `${p.concurrency !== undefined ? `concurrency ${String(p.concurrency).padStart(3)}` : `rate ${String(p.requestRate).padStart(6)}/s`}: ` +
+  `${(p.throughput * batch).toFixed(1).padStart(8)} infer/s  p50 ${p.latencyMs.p50.toFixed(2)} ms  p90 ${p.latencyMs.p90.toFixed(2)} ms  p99 ${p.latencyMs.p99.toFixed(2)} ms` +
+  (p.errors ? `  errors ${p.errors} (${p.firstError})` : '');
+
+export const benchCommand: CommandModule<object, BenchArgs> = {
+  command: 'bench <target>',
+  describe:
+    'Measure throughput and latency (perf_analyzer-like) of a repository entry in process or of a server over HTTP',
+  builder: (y: Argv) =>
+    y
+      .positional('target', {
+        type: 'string',
+        demandOption: true,
+        describe:
+          'repository entry (<repo>/<name>) to run in process, or a server URL (http://127.0.0.1:8000)',
+      })
+      .option('model', { type: 'string', describe: 'model name on the server (HTTP)' })
+      .option('model-version', { type: 'string', describe: 'model version (HTTP)' })
+      .option('protocol', {
+        choices: ['json', 'binary'] as const,
+        default: 'binary' as const,
+        describe: 'HTTP body format',
+      })
+      .option('concurrency', {
+        type: 'string',
+        array: true,
+        describe: 'requests in flight: list (1 2 4), comma list, or range start:end[:step] / start:end:x2',
+      })
+      .option('request-rate', {
+        type: 'number',
+        array: true,
+        describe: 'fixed request rates (requests/s), open loop',
+      })
+      .option('duration', { type: 'number', default: 5, describe: 'measured seconds per point' })
+      .option('warmup', { type: 'number', default: 1, describe: 'warm-up seconds per point' })
+      .option('batch', { type: 'number', default: 1, describe: 'batch size of each request' })
+      .option('shape', {
+        type: 'string',
+        array: true,
+        describe: 'shape of an input with dynamic dims: name:d0,d1,...',
+      })
+      .option('contexts', { type: 'number', describe: 'in process: execution contexts' })
+      .option('threads-per-context', {
+        type: 'number',
+        describe: 'in process: onnxruntime threads per context',
+      })
+      .option('dynamic-batching', {
+        type: 'boolean',
+        default: true,
+        describe: 'in process: use config.json batching',
+      })
+      .option('auth-token', { type: 'string', describe: 'bearer token (HTTP; default env YQP_AUTH_TOKEN)' })
+      .option('json', { describe: 'write the results as JSON to this file (no value: stdout)' })
+      .option('plot', {
+        type: 'string',
+        describe: 'write a throughput-vs-latency plot (.svg or .html)',
+      }) as unknown as Argv<BenchArgs>,
+  handler: runCommand('bench', async (argv: BenchArgs) => {
+    expectPositiveInteger('--batch', argv.batch);
+    if (!(argv.duration > 0))
+      throw invalidParameter('--duration', 'a positive number of seconds', argv.duration);
+    if (!(argv.warmup >= 0))
+      throw invalidParameter('--warmup', 'a non-negative number of seconds', argv.warmup);
+    if (argv.plot !== undefined && !/\.(svg|html?)$/i.test(argv.plot))
+      throw invalidParameter('--plot', 'a file name ending in .svg or .html', argv.plot);
+    const rates = argv['request-rate'] ?? [];
+    for (const r of rates)
+      if (!(r > 0)) throw invalidParameter('--request-rate', 'positive requests per second', r);
+    const concurrency = argv.concurrency
+      ? parseConcurrency(argv.concurrency)
+      : rates.length > 0
+        ? []
+        : [1, 2, 4, 8, 16];
+    const shapes = parseShapes(argv.shape);
+    const http = /^https?:\/\//.test(argv.target);
+    const token = argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined);
+    let client: BenchClient;
+    let model: Model | undefined;
+    const maxConcurrency = Math.max(1, ...concurrency);
+    if (http) {
+      if (!argv.model)
+        throw new YqpError('E_ARGUMENT', 'Expected --model <name> with a server URL but received none', {
+          argument: '--model',
+        });
+      const inputs = await fetchModelInputs(argv.target, argv.model, token);
+      const feeds = syntheticInputs(resolveShapes(inputs, argv.batch, shapes));
+      client = new HttpClient({
+        url: argv.target,
+        model: argv.model,
+        version: argv['model-version'],
+        protocol: argv.protocol,
+        feeds,
+        // Open loop may hold many requests at once; closed loop holds `concurrency`.
+        connections: rates.length > 0 ? 256 : maxConcurrency,
+        authToken: token,
+      });
+    } else {
+      model = await loadModel(argv.target, {
+        contexts: argv.contexts,
+        threadsPerContext: argv['threads-per-context'],
+        ...(argv['dynamic-batching'] ? {} : { dynamicBatching: false as const }),
+      });
+      const feeds = syntheticInputs(resolveShapes(model.config.inputs, argv.batch, shapes));
+      client = new InProcessClient(model, feeds);
+    }
+    const toStdout = argv.json === true || argv.json === '';
+    const say = (line: string) => (toStdout ? process.stderr : process.stdout).write(`${line}\n`);
+    say(`${client.description}, batch ${argv.batch}, ${argv.duration} s per point`);
+    let points: LoadPoint[];
+    try {
+      await client.infer(); // fails fast on a bad target before the sweep
+      points = await sweep(client, {
+        concurrency,
+        requestRate: rates,
+        durationMs: Math.round(argv.duration * 1000),
+        warmupMs: Math.round(argv.warmup * 1000),
+        onPoint: (p) => say(fmt(p, argv.batch)),
+      });
+    } finally {
+      await client.close();
+      await model?.close();
+    }
+    const report = {
+      target: argv.target,
+      model: argv.model ?? model?.name,
+      mode: http ? `http-${argv.protocol}` : 'in-process',
+      batch: argv.batch,
+      durationS: argv.duration,
+      points: points.map((p) => ({ ...p, inferencesPerSecond: p.throughput * argv.batch })),
+    };
+    if (toStdout) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    else if (typeof argv.json === 'string')
+      await writeFile(argv.json, JSON.stringify(report, null, 2) + '\n');
+    if (argv.plot) {
+      const series = [{ label: report.mode, points }];
+      const title = `${report.model}: throughput vs latency (${report.mode}, batch ${argv.batch})`;
+      await writeFile(
+        argv.plot,
+        /\.svg$/i.test(argv.plot) ? plotSvg(series, title, argv.batch) : plotHtml(series, title, argv.batch),
+      );
+      say(`plot written to ${argv.plot}`);
+    }
+    return points.some((p) => p.requests === 0) ? 1 : 0;
+  }),
+};

@@ -1,0 +1,99 @@
+import type { Argv, CommandModule } from 'yargs';
+import { YqpError, expectPositiveInteger } from '../../errors.js';
+import { serve } from '../../serve/server.js';
+import type { ModelLoadOptions } from '../../serve/model-manager.js';
+import { runCommand } from '../run-command.js';
+
+interface ServeArgs {
+  'model-repository': string;
+  host: string;
+  port: number;
+  'auth-token'?: string;
+  'max-body-bytes': number;
+  'load-model'?: string[];
+  contexts?: number;
+  'threads-per-context'?: number;
+  'max-queue-size'?: number;
+  'queue-timeout-ms'?: number;
+  'dynamic-batching': boolean;
+  'allow-shared-memory': boolean;
+  'retry-after': number;
+  verbose?: boolean;
+}
+
+export const serveCommand: CommandModule<object, ServeArgs> = {
+  command: 'serve',
+  describe: 'Serve a model repository over the KServe v2 / Triton HTTP protocol',
+  builder: (y: Argv) =>
+    y
+      .option('model-repository', { type: 'string', demandOption: true, describe: 'repository folder' })
+      .option('host', { type: 'string', default: '127.0.0.1', describe: 'interface to bind (0.0.0.0: all)' })
+      .option('port', { type: 'number', default: 8000, describe: 'HTTP port (0: any free one)' })
+      .option('auth-token', {
+        type: 'string',
+        describe: 'require "Authorization: Bearer <token>" (default: env YQP_AUTH_TOKEN)',
+      })
+      .option('max-body-bytes', { type: 'number', default: 64 * 1024 * 1024, describe: 'request body limit' })
+      .option('load-model', {
+        type: 'string',
+        array: true,
+        describe: 'load only these models at start (others can be loaded through the API)',
+      })
+      .option('contexts', {
+        type: 'number',
+        describe: 'execution contexts per model (default: config instances)',
+      })
+      .option('threads-per-context', { type: 'number', describe: 'onnxruntime intra-op threads per context' })
+      .option('max-queue-size', { type: 'number', describe: 'queued requests per model before 503' })
+      .option('queue-timeout-ms', { type: 'number', describe: 'default queue timeout per request' })
+      .option('dynamic-batching', {
+        type: 'boolean',
+        default: true,
+        describe: 'batch requests as config.json says (--no-dynamic-batching: one request per run)',
+      })
+      .option('allow-shared-memory', {
+        type: 'boolean',
+        default: true,
+        describe: 'allow clients to register system/CUDA shared memory regions',
+      })
+      .option('retry-after', {
+        type: 'number',
+        default: 1,
+        describe: 'Retry-After seconds on 503',
+      }) as unknown as Argv<ServeArgs>,
+  handler: runCommand('serve', async (argv: ServeArgs) => {
+    expectPositiveInteger('--max-body-bytes', argv['max-body-bytes']);
+    if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
+      throw new YqpError('E_ARGUMENT', `Expected a port 0..65535 for --port but received ${argv.port}`, {
+        argument: '--port',
+      });
+    if (argv.contexts !== undefined) expectPositiveInteger('--contexts', argv.contexts);
+    if (argv['threads-per-context'] !== undefined)
+      expectPositiveInteger('--threads-per-context', argv['threads-per-context']);
+    if (argv['max-queue-size'] !== undefined)
+      expectPositiveInteger('--max-queue-size', argv['max-queue-size']);
+    const loadOptions: ModelLoadOptions = {
+      contexts: argv.contexts,
+      threadsPerContext: argv['threads-per-context'],
+      maxQueueSize: argv['max-queue-size'],
+      queueTimeoutMs: argv['queue-timeout-ms'],
+      ...(argv['dynamic-batching'] ? {} : { dynamicBatching: false as const }),
+    };
+    const log = (line: string) => process.stderr.write(`yqp-trt serve: ${line}\n`);
+    await serve(
+      {
+        modelRepository: argv['model-repository'],
+        host: argv.host,
+        port: argv.port,
+        authToken: argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined),
+        bodyLimit: argv['max-body-bytes'],
+        models: argv['load-model'],
+        loadOptions,
+        allowSharedMemory: argv['allow-shared-memory'],
+        retryAfterSeconds: argv['retry-after'],
+      },
+      log,
+    );
+    // The server keeps the process alive; SIGTERM drains it and exits 0.
+  }),
+};

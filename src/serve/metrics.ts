@@ -1,0 +1,186 @@
+/**
+ * Prometheus metrics (prom-client) on a registry of the server's own, so several servers in one process
+ * (tests) never share counters. Names follow the request path in DESIGN.md: queue, compute, total.
+ */
+import client from 'prom-client';
+import type { Model } from '../model.js';
+import type { BatchEvent } from '../scheduler/scheduler.js';
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/** One GPU's figures, as src/gpu/nvml.ts reports them (optional module). */
+interface GpuFigures {
+  index: number;
+  name?: string;
+  utilization?: number;
+  memoryUsed?: number;
+  memoryTotal?: number;
+  powerWatts?: number;
+  temperature?: number;
+}
+
+type NvmlSampler = () => GpuFigures[] | Promise<GpuFigures[]>;
+
+/** The GPU issue's NVML monitor is optional: absent module, no GPU or no driver mean no GPU metrics. */
+async function findNvml(): Promise<NvmlSampler | undefined> {
+  const specifier = '../gpu/nvml.js';
+  try {
+    const mod = (await import(specifier)) as Record<string, unknown>;
+    for (const key of ['sampleGpus', 'nvmlSample', 'readGpus', 'gpuFigures']) {
+      if (typeof mod[key] === 'function') return mod[key] as NvmlSampler;
+    }
+  } catch {
+    // no NVML support built: fine on CPU machines
+  }
+  return undefined;
+}
+
+export class ServerMetrics {
+  readonly registry = new client.Registry();
+  readonly requests: client.Counter<'model' | 'outcome'>;
+  readonly total: client.Histogram<'model'>;
+  readonly queue: client.Histogram<'model'>;
+  readonly compute: client.Histogram<'model'>;
+  readonly batchSize: client.Histogram<'model'>;
+  readonly inFlight: client.Gauge<'model'>;
+  private readonly models = new Map<string, Model>();
+  private readonly listeners = new Map<Model, (e: BatchEvent) => void>();
+
+  constructor() {
+    const registers = [this.registry];
+    this.requests = new client.Counter({
+      name: 'yqp_inference_requests_total',
+      help: 'Inference requests by model and outcome (success, bad_request, not_found, queue_full, timeout, cancelled, error)',
+      labelNames: ['model', 'outcome'],
+      registers,
+    });
+    this.total = new client.Histogram({
+      name: 'yqp_request_duration_seconds',
+      help: 'Total time of an inference request, from body received to response ready',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.queue = new client.Histogram({
+      name: 'yqp_queue_duration_seconds',
+      help: 'Time a request waited in the scheduler queue',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.compute = new client.Histogram({
+      name: 'yqp_compute_duration_seconds',
+      help: 'Time of one backend run (one batch on one context)',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.batchSize = new client.Histogram({
+      name: 'yqp_batch_size',
+      help: 'Batch size of each backend run',
+      labelNames: ['model'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.inFlight = new client.Gauge({
+      name: 'yqp_inflight_requests',
+      help: 'Inference requests received and not yet answered',
+      labelNames: ['model'],
+      registers,
+    });
+    const models = this.models;
+    new client.Gauge({
+      name: 'yqp_queue_depth',
+      help: 'Requests waiting in the scheduler queue',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [name, m] of models) this.set({ model: name }, m.scheduler.stats.queued);
+      },
+    });
+    new client.Gauge({
+      name: 'yqp_model_ready',
+      help: 'Whether a model is loaded and ready (1) ',
+      labelNames: ['model', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [name, m] of models) this.set({ model: name, version: String(m.version) }, 1);
+      },
+    });
+    client.collectDefaultMetrics({ register: this.registry, prefix: 'yqp_process_' });
+  }
+
+  /** Adds NVML GPU gauges when the GPU core reports them. */
+  async enableGpu(): Promise<boolean> {
+    const sample = await findNvml();
+    if (!sample) return false;
+    const registers = [this.registry];
+    const latest: { figures: GpuFigures[] } = { figures: [] };
+    const gauge = (name: string, help: string, pick: (g: GpuFigures) => number | undefined) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ['gpu', 'name'],
+        registers,
+        async collect() {
+          if (name === 'yqp_gpu_utilization_ratio') latest.figures = await sample();
+          this.reset();
+          for (const g of latest.figures) {
+            const v = pick(g);
+            if (v !== undefined) this.set({ gpu: String(g.index), name: g.name ?? '' }, v);
+          }
+        },
+      });
+    gauge('yqp_gpu_utilization_ratio', 'GPU utilization (NVML), 0..1', (g) =>
+      g.utilization === undefined ? undefined : g.utilization / 100,
+    );
+    gauge('yqp_gpu_memory_used_bytes', 'GPU memory used (NVML)', (g) => g.memoryUsed);
+    gauge('yqp_gpu_memory_total_bytes', 'GPU memory total (NVML)', (g) => g.memoryTotal);
+    gauge('yqp_gpu_power_watts', 'GPU power draw (NVML)', (g) => g.powerWatts);
+    gauge('yqp_gpu_temperature_celsius', 'GPU temperature (NVML)', (g) => g.temperature);
+    return true;
+  }
+
+  /** Follows one model's scheduler: batch sizes, queue and compute times. */
+  track(model: Model): void {
+    this.untrack(model);
+    const name = model.name;
+    this.models.set(name, model);
+    const onBatch = (e: BatchEvent) => {
+      this.batchSize.observe({ model: name }, e.size);
+      this.compute.observe({ model: name }, e.computeMs / 1000);
+      for (const q of e.queueMs) this.queue.observe({ model: name }, q / 1000);
+    };
+    this.listeners.set(model, onBatch);
+    model.scheduler.on('batch', onBatch);
+  }
+
+  untrack(model: Model): void {
+    const l = this.listeners.get(model);
+    if (l) model.scheduler.off('batch', l);
+    this.listeners.delete(model);
+    if (this.models.get(model.name) === model) this.models.delete(model.name);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** The outcome label of a finished request, from its HTTP status. */
+export function outcomeOf(status: number): string {
+  if (status < 400) return 'success';
+  if (status === 404) return 'not_found';
+  if (status === 503) return 'queue_full';
+  if (status === 504) return 'timeout';
+  if (status === 499) return 'cancelled';
+  if (status < 500) return 'bad_request';
+  return 'error';
+}

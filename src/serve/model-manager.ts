@@ -1,0 +1,184 @@
+/**
+ * The models a server holds: loaded from one repository, one version each (the highest, Triton's default
+ * "latest 1" policy, or the one asked for), loaded and unloaded at run time. A model that fails to load is
+ * recorded UNAVAILABLE with its reason; the others keep serving.
+ */
+import { EventEmitter } from 'node:events';
+import { YqpError } from '../errors.js';
+import { loadModel, type LoadModelOptions, type Model } from '../model.js';
+import { entryPath, listEntries, listVersions } from '../repository/repository.js';
+
+export type ModelState = 'READY' | 'LOADING' | 'UNLOADING' | 'UNAVAILABLE';
+
+export interface IndexEntry {
+  name: string;
+  version?: string;
+  state: ModelState;
+  reason?: string;
+}
+
+interface Slot {
+  name: string;
+  state: ModelState;
+  reason?: string;
+  model?: Model;
+  /** Serializes load/unload of one name. */
+  pending?: Promise<void>;
+}
+
+export type ModelLoadOptions = Omit<LoadModelOptions, 'version'>;
+
+export interface ModelManagerEvents {
+  loaded: [Model];
+  unloaded: [Model];
+}
+
+export class ModelManager extends EventEmitter<ModelManagerEvents> {
+  private readonly slots = new Map<string, Slot>();
+
+  constructor(
+    readonly repoDir: string,
+    private readonly loadOptions: ModelLoadOptions = {},
+    /** Per-model overrides (contexts, batching) keyed by name. */
+    private readonly perModel: Record<string, ModelLoadOptions> = {},
+  ) {
+    super();
+  }
+
+  /** Loads the given names (default: every entry); failures are recorded, never thrown. */
+  async loadAll(names?: string[]): Promise<IndexEntry[]> {
+    const list = names ?? listEntries(this.repoDir);
+    await Promise.all(list.map((n) => this.load(n).catch(() => undefined)));
+    return this.index();
+  }
+
+  /** Loads (or reloads) a model; the old version keeps serving until the new one is ready. */
+  async load(name: string, version?: number): Promise<Model> {
+    const dir = entryPath(this.repoDir, name); // refuses names that leave the repository
+    const slot = this.slots.get(name) ?? { name, state: 'UNAVAILABLE' as ModelState };
+    this.slots.set(name, slot);
+    const previous = slot.pending ?? Promise.resolve();
+    let result!: Model;
+    const run = previous.then(async () => {
+      const old = slot.model;
+      if (!old) slot.state = 'LOADING';
+      try {
+        const model = await loadModel(dir, { ...this.loadOptions, ...this.perModel[name], version });
+        slot.model = model;
+        slot.state = 'READY';
+        slot.reason = undefined;
+        result = model;
+        this.emit('loaded', model);
+      } catch (e) {
+        if (!old) {
+          slot.state = 'UNAVAILABLE';
+          slot.reason = (e as Error).message;
+        }
+        throw e;
+      }
+      if (old) {
+        this.emit('unloaded', old);
+        await old.close();
+      }
+    });
+    slot.pending = run.catch(() => undefined);
+    await run;
+    return result;
+  }
+
+  /** Stops the model taking requests, lets queued and running ones finish, then frees it. */
+  async unload(name: string): Promise<void> {
+    entryPath(this.repoDir, name);
+    const slot = this.slots.get(name);
+    if (!slot)
+      throw new YqpError('E_NOT_FOUND', `Model ${JSON.stringify(name)} is not loaded`, { argument: 'model' });
+    const run = (slot.pending ?? Promise.resolve()).then(async () => {
+      const model = slot.model;
+      slot.model = undefined;
+      slot.state = model ? 'UNLOADING' : slot.state;
+      if (model) {
+        this.emit('unloaded', model);
+        await model.close();
+      }
+      slot.state = 'UNAVAILABLE';
+      slot.reason = 'unloaded';
+    });
+    slot.pending = run.catch(() => undefined);
+    await run;
+  }
+
+  /**
+   * The model serving `name` (and `version`, if given). Unknown names and versions are E_NOT_FOUND (404);
+   * a known model that is not ready is E_CLOSED (503) with the reason.
+   */
+  get(name: string, version?: string): Model {
+    const slot = this.slots.get(name);
+    if (!slot)
+      throw new YqpError('E_NOT_FOUND', `Unknown model: ${JSON.stringify(name)}`, {
+        argument: 'model',
+        received: name,
+      });
+    if (!slot.model)
+      throw new YqpError(
+        'E_CLOSED',
+        `Model ${JSON.stringify(name)} is not ready (${slot.state.toLowerCase()}${slot.reason ? `: ${slot.reason}` : ''})`,
+        { argument: 'model' },
+      );
+    if (version !== undefined && version !== '' && String(slot.model.version) !== version)
+      throw new YqpError(
+        'E_NOT_FOUND',
+        `Model ${JSON.stringify(name)} has no version ${JSON.stringify(version)} loaded (loaded: ${slot.model.version})`,
+        { argument: 'version', expected: String(slot.model.version), received: version },
+      );
+    return slot.model;
+  }
+
+  /** Whether `name` is known to the server (loaded, failed or unloaded). */
+  has(name: string): boolean {
+    return this.slots.has(name);
+  }
+
+  loaded(): Model[] {
+    return [...this.slots.values()].flatMap((s) => (s.model ? [s.model] : []));
+  }
+
+  /** Every entry of the repository and every model ever loaded, with state (Triton's repository index). */
+  index(readyOnly = false): IndexEntry[] {
+    const names = new Set([...listEntries(this.repoDir), ...this.slots.keys()]);
+    const out: IndexEntry[] = [];
+    for (const name of [...names].sort()) {
+      const slot = this.slots.get(name);
+      if (slot?.model) out.push({ name, version: String(slot.model.version), state: slot.state });
+      else if (!readyOnly) {
+        const versions = listVersions(`${this.repoDir}/${name}`);
+        out.push({
+          name,
+          ...(versions.length ? { version: String(versions[versions.length - 1]) } : {}),
+          state: slot?.state ?? 'UNAVAILABLE',
+          reason: slot?.reason ?? 'not loaded',
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Every loaded model ready, and at least one. */
+  ready(): boolean {
+    const slots = [...this.slots.values()];
+    return slots.some((s) => s.state === 'READY');
+  }
+
+  /** Drains every model: queued and running requests finish, then contexts are freed. */
+  async closeAll(): Promise<void> {
+    await Promise.all(
+      [...this.slots.values()].map(async (slot) => {
+        await slot.pending;
+        const m = slot.model;
+        slot.model = undefined;
+        slot.state = 'UNAVAILABLE';
+        slot.reason = 'server shutting down';
+        if (m) await m.close();
+      }),
+    );
+  }
+}
