@@ -10,6 +10,7 @@
 // 0.75 found with IoU >= 0.85, and faces found on no-face crops (background strips of the held-out photos).
 import { spawnSync } from 'node:child_process';
 import {
+  copyFileSync,
   createWriteStream,
   existsSync,
   mkdirSync,
@@ -213,6 +214,14 @@ export default async function main(argv) {
       if (r.status !== 0) throw new Error(`yqp-trt ${method} failed: ${r.stderr}`);
       results.push(JSON.parse(r.stdout.trim().split('\n').pop()));
     }
+    for (const r of results)
+      process.stderr.write(
+        `yqp-trt ${r.method}: ${r.framesPerSecond.toFixed(1)} frames/s, ${r.seconds.toFixed(2)} s, peak RSS ${r.maxRssMiB.toFixed(0)} MiB\n`,
+      );
+    // The entropy entry's files, as example outputs.
+    const example = join(work, 'ours-entropy', '1');
+    for (const f of ['model.onnx', 'calibration.cache', 'calibration.json', 'calibration.html'])
+      if (existsSync(join(example, f))) copyFileSync(join(example, f), join(outDir, `example-${f}`));
     const peers = [];
     let peerNote;
     if (!noPeer) {
@@ -250,6 +259,10 @@ export default async function main(argv) {
           break;
         }
         peers.push({ ...JSON.parse(r.stdout.trim().split('\n').pop()), input: what, model: out });
+        const last = peers[peers.length - 1];
+        process.stderr.write(
+          `onnxruntime ${method} (${what}): ${last.framesPerSecond.toFixed(1)} frames/s, ${last.seconds.toFixed(2)} s, peak RSS ${last.maxRssMiB.toFixed(0)} MiB\n`,
+        );
       }
     } else peerNote = 'peer skipped (--no-peer)';
 
