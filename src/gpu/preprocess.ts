@@ -549,9 +549,7 @@ export class GpuPreprocessor {
   }
 
   /** Host frames -> { tensor, transforms }; calls are queued, one job at a time per preprocessor. */
-  run(
-    frames: readonly HostFrame[],
-  ): Promise<{
+  run(frames: readonly HostFrame[]): Promise<{
     tensor: Tensor;
     transforms: ImageTransform[];
     timings: { uploadMs: number; kernelMs: number; downloadMs: number };
@@ -578,8 +576,8 @@ export class GpuPreprocessor {
       return Promise.reject(e);
     }
     const result = this.queue.then(async () => {
-      this.session ??= new this.kernels.Session(this.device);
       try {
+        this.session ??= new this.kernels.Session(this.device);
         const timings = await this.session.run(job);
         return {
           tensor: tensor(this.spec.dtype, job.out, outputDims(this.spec, frames.length)),

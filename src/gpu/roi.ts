@@ -217,8 +217,8 @@ export class GpuRoiCropper {
       return Promise.reject(e);
     }
     const result = this.queue.then(async () => {
-      this.session ??= new this.kernels.Session(this.device);
       try {
+        this.session ??= new this.kernels.Session(this.device);
         await this.session.run(job);
       } catch (e) {
         throw nativeError(e);
