@@ -51,7 +51,7 @@ export class ServerMetrics {
     const registers = [this.registry];
     this.requests = new client.Counter({
       name: 'yqp_inference_requests_total',
-      help: 'Inference requests by model and outcome (success, bad_request, not_found, queue_full, timeout, cancelled, error)',
+      help: 'Inference requests by model and outcome (success, bad_request, not_found, queue_full, unavailable, timeout, cancelled, error)',
       labelNames: ['model', 'outcome'],
       registers,
     });
@@ -175,10 +175,11 @@ export class ServerMetrics {
 }
 
 /** The outcome label of a finished request, from its HTTP status. */
-export function outcomeOf(status: number): string {
+export function outcomeOf(status: number, code?: string): string {
   if (status < 400) return 'success';
   if (status === 404) return 'not_found';
-  if (status === 503) return 'queue_full';
+  if (code === 'E_QUEUE_FULL') return 'queue_full';
+  if (status === 503) return 'unavailable';
   if (status === 504) return 'timeout';
   if (status === 499) return 'cancelled';
   if (status < 500) return 'bad_request';

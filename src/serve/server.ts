@@ -215,7 +215,6 @@ export class InferenceServer {
       extensions: [
         'binary_tensor_data',
         'model_repository',
-        'model_repository(unload_dependents)',
         'statistics',
         'system_shared_memory',
         'cuda_shared_memory',
@@ -406,6 +405,7 @@ export class InferenceServer {
     const label = this.manager.has(name) ? name : '(unknown)';
     this.metrics.inFlight.inc({ model: label });
     let status = 200;
+    let code: string | undefined;
     try {
       model = this.manager.get(name, req.params.version);
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
@@ -450,12 +450,13 @@ export class InferenceServer {
       await reply.code(200).send(encoded.body);
     } catch (e) {
       status = statusOf(e);
+      code = (e as { code?: string }).code;
       throw e;
     } finally {
       reply.raw.off('close', onClose);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.inFlight.dec({ model: label });
-      this.metrics.requests.inc({ model: label, outcome: outcomeOf(status) });
+      this.metrics.requests.inc({ model: label, outcome: outcomeOf(status, code) });
       if (model) {
         this.metrics.total.observe({ model: label }, seconds);
         const s = this.stats.get(model);

@@ -28,6 +28,7 @@ interface BenchArgs {
   contexts?: number;
   'threads-per-context'?: number;
   'dynamic-batching': boolean;
+  'max-queue-delay-us'?: number;
   'auth-token'?: string;
   json?: string | boolean;
   plot?: string;
@@ -125,6 +126,10 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         default: true,
         describe: 'in process: use config.json batching',
       })
+      .option('max-queue-delay-us', {
+        type: 'number',
+        describe: 'in process: dynamic batching with this max queue delay (overrides config.json)',
+      })
       .option('auth-token', { type: 'string', describe: 'bearer token (HTTP; default env YQP_AUTH_TOKEN)' })
       .option('json', { describe: 'write the results as JSON to this file (no value: stdout)' })
       .option('plot', {
@@ -174,7 +179,11 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       model = await loadModel(argv.target, {
         contexts: argv.contexts,
         threadsPerContext: argv['threads-per-context'],
-        ...(argv['dynamic-batching'] ? {} : { dynamicBatching: false as const }),
+        ...(!argv['dynamic-batching']
+          ? { dynamicBatching: false as const }
+          : argv['max-queue-delay-us'] !== undefined
+            ? { dynamicBatching: { maxQueueDelayMicroseconds: argv['max-queue-delay-us'] } }
+            : {}),
       });
       const feeds = syntheticInputs(resolveShapes(model.config.inputs, argv.batch, shapes));
       client = new InProcessClient(model, feeds);

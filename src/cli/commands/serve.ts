@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { YqpError, expectPositiveInteger } from '../../errors.js';
+import { YqpError, expectPositiveInteger, invalidParameter } from '../../errors.js';
 import { serve } from '../../serve/server.js';
 import type { ModelLoadOptions } from '../../serve/model-manager.js';
 import { runCommand } from '../run-command.js';
@@ -16,6 +16,8 @@ interface ServeArgs {
   'max-queue-size'?: number;
   'queue-timeout-ms'?: number;
   'dynamic-batching': boolean;
+  'max-queue-delay-us'?: number;
+  'preferred-batch-size'?: number[];
   'allow-shared-memory': boolean;
   'retry-after': number;
   verbose?: boolean;
@@ -51,6 +53,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         default: true,
         describe: 'batch requests as config.json says (--no-dynamic-batching: one request per run)',
       })
+      .option('max-queue-delay-us', {
+        type: 'number',
+        describe:
+          'turn dynamic batching on with this max queue delay (overrides config.json dynamicBatching)',
+      })
+      .option('preferred-batch-size', {
+        type: 'number',
+        array: true,
+        describe: 'preferred batch sizes (with --max-queue-delay-us)',
+      })
       .option('allow-shared-memory', {
         type: 'boolean',
         default: true,
@@ -77,8 +89,23 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       threadsPerContext: argv['threads-per-context'],
       maxQueueSize: argv['max-queue-size'],
       queueTimeoutMs: argv['queue-timeout-ms'],
-      ...(argv['dynamic-batching'] ? {} : { dynamicBatching: false as const }),
+      ...(!argv['dynamic-batching']
+        ? { dynamicBatching: false as const }
+        : argv['max-queue-delay-us'] !== undefined
+          ? {
+              dynamicBatching: {
+                maxQueueDelayMicroseconds: argv['max-queue-delay-us'],
+                preferredBatchSizes: argv['preferred-batch-size'],
+              },
+            }
+          : {}),
     };
+    if (argv['max-queue-delay-us'] !== undefined && !(argv['max-queue-delay-us'] >= 0))
+      throw invalidParameter(
+        '--max-queue-delay-us',
+        'a non-negative number of microseconds',
+        argv['max-queue-delay-us'],
+      );
     const log = (line: string) => process.stderr.write(`yqp-trt serve: ${line}\n`);
     await serve(
       {

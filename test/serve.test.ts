@@ -1,0 +1,746 @@
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeBlazeFace } from '../src/postprocess/blazeface.js';
+import { preprocessImages } from '../src/preprocess/cpu.js';
+import { encodeBytesElements, encodeInferRequest, parseInferResponse } from '../src/serve/protocol.js';
+import { InferenceServer } from '../src/serve/server.js';
+import type { CudaIpcMapping } from '../src/serve/shared-memory.js';
+import { MEDIA_DIR } from './helpers/data.js';
+import { tempRepo, writeBlazeFace, writeBroken, writeTiny } from './serve-fixtures.js';
+
+const FRANCK = join(MEDIA_DIR, 'franck_02159.jpg');
+const hasCurl = existsSync('/usr/bin/curl') || existsSync('/bin/curl');
+const run = promisify(execFile);
+
+let repo: string;
+let server: InferenceServer;
+let url: string;
+
+async function call(path: string, init: RequestInit = {}, base = url) {
+  const res = await fetch(base + path, init);
+  const body = Buffer.from(await res.arrayBuffer());
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, body, text, json: json as Record<string, any> };
+}
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}, base = url) =>
+  call(
+    path,
+    {
+      method: 'POST',
+      body: typeof body === 'string' || Buffer.isBuffer(body) ? (body as string) : JSON.stringify(body),
+      headers,
+    },
+    base,
+  );
+
+const tinyInfer = (data: number[], extra: object = {}) =>
+  post('/v2/models/tiny/infer', {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [data.length / 4, 4], data }],
+    ...extra,
+  });
+
+function faceTensor(batch: number): Buffer {
+  const f = new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i * 0.001));
+  return Buffer.from(f.buffer);
+}
+
+function binaryFaceRequest(batch: number, extra: object = {}) {
+  const data = faceTensor(batch);
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'input:0',
+          datatype: 'FP32',
+          shape: [batch, 128, 128, 3],
+          parameters: { binary_data_size: data.length },
+        },
+      ],
+      parameters: { binary_data_output: true },
+      ...extra,
+    }),
+  );
+  return { body: Buffer.concat([header, data]), headerLength: String(header.length) };
+}
+
+beforeAll(async () => {
+  repo = tempRepo();
+  await writeBlazeFace(repo);
+  await writeTiny(repo);
+  writeBroken(repo);
+  server = await InferenceServer.create({ modelRepository: repo, port: 0, loadOptions: { contexts: 2 } });
+  url = await server.listen();
+});
+afterAll(async () => {
+  await server?.close();
+  rmSync(repo, { recursive: true, force: true });
+});
+
+describe('server, health and model endpoints', () => {
+  it('binds 127.0.0.1 by default and reports the server metadata', async () => {
+    expect((server.app.server.address() as AddressInfo).address).toBe('127.0.0.1');
+    const r = await call('/v2');
+    expect(r.status).toBe(200);
+    expect(r.json.name).toBe('yqp-trt');
+    expect(r.json.extensions).toEqual(
+      expect.arrayContaining([
+        'binary_tensor_data',
+        'system_shared_memory',
+        'cuda_shared_memory',
+        'model_repository',
+      ]),
+    );
+  });
+
+  it('answers live and ready', async () => {
+    expect((await call('/v2/health/live')).status).toBe(200);
+    expect((await call('/v2/health/ready')).status).toBe(200);
+  });
+
+  it('gives model metadata by name and by version, 404 for unknown ones', async () => {
+    const r = await call('/v2/models/face');
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ name: 'face', versions: ['1'], platform: 'onnxruntime_onnx' });
+    expect(r.json.inputs).toEqual([{ name: 'input:0', datatype: 'FP32', shape: [-1, 128, 128, 3] }]);
+    expect(r.json.outputs.map((o: { name: string }) => o.name)).toEqual([
+      'Identity:0',
+      'Identity_1:0',
+      'Identity_2:0',
+      'Identity_3:0',
+    ]);
+    expect((await call('/v2/models/face/versions/1')).json.name).toBe('face');
+    const unknown = await call('/v2/models/nope');
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error).toMatch(/Unknown model: "nope"/);
+    const version = await call('/v2/models/face/versions/7');
+    expect(version.status).toBe(404);
+    expect(version.json.error).toMatch(/no version "7"/);
+    expect((await call('/v2/models/face/config')).json.maxBatchSize).toBe(16);
+  });
+
+  it('says which models are ready: a broken one is not, and does not stop the others', async () => {
+    expect((await call('/v2/models/face/ready')).status).toBe(200);
+    expect((await call('/v2/models/face/versions/1/ready')).status).toBe(200);
+    const broken = await call('/v2/models/broken/ready');
+    expect(broken.status).toBe(400);
+    expect(broken.json.error).toMatch(/not ready.*onnxruntime cannot load/);
+    expect((await call('/v2/models/nope/ready')).status).toBe(404);
+    const infer = await tinyInfer([1, 2, 3, 4]);
+    expect(infer.status).toBe(200);
+  });
+
+  it('answers unknown routes with Triton error JSON', async () => {
+    const r = await call('/v2/nothing/here');
+    expect(r.status).toBe(404);
+    expect(r.json.error).toMatch(/Not found/);
+  });
+});
+
+describe('inference', () => {
+  it('runs JSON tensors (flat and nested data) and echoes the request id', async () => {
+    const r = await tinyInfer([1, 2, 3, 4, -1, -2, -3, 0.5], { id: 'abc' });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/application\/json/);
+    expect(r.json).toEqual({
+      model_name: 'tiny',
+      model_version: '1',
+      id: 'abc',
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [2, 4], data: [2, 4, 6, 8, -2, -4, -6, 1] }],
+    });
+    const nested = await post('/v2/models/tiny/versions/1/infer', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [[1, 2, 3, 4]] }],
+    });
+    expect(nested.json.outputs[0].data).toEqual([2, 4, 6, 8]);
+  });
+
+  it('runs binary tensors with binary outputs, equal to the JSON answer', async () => {
+    const req = binaryFaceRequest(2);
+    const bin = await post('/v2/models/face/infer', req.body, {
+      'Inference-Header-Content-Length': req.headerLength,
+      'Content-Type': 'application/octet-stream',
+    });
+    expect(bin.status).toBe(200);
+    const hl = Number(bin.headers.get('inference-header-content-length'));
+    expect(hl).toBeGreaterThan(0);
+    const parsed = parseInferResponse(bin.body, hl);
+    expect(parsed.outputs['Identity_2:0'].dims).toEqual([2, 512, 16]);
+    const data = Array.from(new Float32Array(faceTensor(2).buffer.slice(0)));
+    const js = await post('/v2/models/face/infer', {
+      inputs: [{ name: 'input:0', datatype: 'FP32', shape: [2, 128, 128, 3], data }],
+      outputs: [{ name: 'Identity_2:0' }],
+    });
+    expect(js.status).toBe(200);
+    expect(js.json.outputs).toHaveLength(1);
+    const fromJson = js.json.outputs[0].data as number[];
+    const fromBin = parsed.outputs['Identity_2:0'].data as Float32Array;
+    expect(fromJson).toHaveLength(fromBin.length);
+    let maxDiff = 0;
+    for (let i = 0; i < fromBin.length; i++) maxDiff = Math.max(maxDiff, Math.abs(fromJson[i] - fromBin[i]));
+    expect(maxDiff).toBeLessThan(1e-5);
+  });
+
+  it('takes a JPEG as BYTES and runs it through the model preprocessing: one face found', async () => {
+    const jpeg = readFileSync(FRANCK);
+    const data = encodeBytesElements([jpeg]);
+    const header = Buffer.from(
+      JSON.stringify({
+        inputs: [
+          { name: 'input:0', datatype: 'BYTES', shape: [1], parameters: { binary_data_size: data.length } },
+        ],
+        parameters: { binary_data_output: true },
+      }),
+    );
+    const r = await post('/v2/models/face/infer', Buffer.concat([header, data]), {
+      'Inference-Header-Content-Length': String(header.length),
+    });
+    expect(r.status).toBe(200);
+    const out = parseInferResponse(r.body, Number(r.headers.get('inference-header-content-length'))).outputs;
+    const config = server.manager.get('face').config;
+    const { transforms } = await preprocessImages([jpeg], config.preprocessing!);
+    const faces = decodeBlazeFace(out, config.postprocessing!, transforms);
+    expect(faces[0]).toHaveLength(1);
+    expect(faces[0][0].score).toBeGreaterThan(0.75);
+    // BYTES for a model input that takes no images is a dtype error.
+    const wrong = await post('/v2/models/tiny/infer', {
+      inputs: [{ name: 'x', datatype: 'BYTES', shape: [1], data: ['abc'] }],
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.json.error).toMatch(/Input "x" expects datatype FP32 but received BYTES/);
+  });
+
+  it('answers bad input with 400 and an error naming what was wrong', async () => {
+    const cases: [unknown, RegExp][] = [
+      ['{"inputs": [', /Malformed JSON/],
+      [
+        { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }] },
+        /Input "x" expects shape \[-1,4\] but received \[1,3\]/,
+      ],
+      [
+        { inputs: [{ name: 'x', datatype: 'INT32', shape: [1, 4], data: [1, 2, 3, 4] }] },
+        /Input "x" expects dtype float32 but received int32/,
+      ],
+      [{ inputs: [{ name: 'z', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }, /Unknown input "z"/],
+      [
+        { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3] }] },
+        /4 elements\) but its data holds 3/,
+      ],
+      [
+        { inputs: [{ name: 'x', datatype: 'FP32', shape: [9, 4], data: new Array(36).fill(1) }] },
+        /fits no optimization profile/,
+      ],
+      [
+        {
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }],
+          outputs: [{ name: 'q' }],
+        },
+        /Unknown output "q"/,
+      ],
+      [{ inputs: 'x' }, /non-empty array for inputs/],
+      ['', /Malformed JSON/],
+    ];
+    for (const [body, message] of cases) {
+      const r = await post('/v2/models/tiny/infer', body);
+      expect(r.status, String(message)).toBe(400);
+      expect(r.json.error).toMatch(message);
+    }
+    const req = binaryFaceRequest(1);
+    const truncated = await post('/v2/models/face/infer', req.body.subarray(0, req.body.length - 100), {
+      'Inference-Header-Content-Length': req.headerLength,
+    });
+    expect(truncated.status).toBe(400);
+    expect(truncated.json.error).toMatch(/Truncated binary body/);
+    const unknown = await post('/v2/models/nope/infer', { inputs: [] });
+    expect(unknown.status).toBe(404);
+    const broken = await post('/v2/models/broken/infer', { inputs: [] });
+    expect(broken.status).toBe(503);
+    expect(broken.json.error).toMatch(/not ready/);
+  });
+
+  it.skipIf(!hasCurl)(
+    'works from curl with the protocol documented requests (skipped: no curl)',
+    async () => {
+      const body = JSON.stringify({
+        inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+      });
+      const { stdout } = await run('curl', ['-s', '-X', 'POST', `${url}/v2/models/tiny/infer`, '-d', body]);
+      expect(JSON.parse(stdout).outputs[0].data).toEqual([2, 4, 6, 8]);
+      const ready = await run('curl', [
+        '-s',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        `${url}/v2/health/ready`,
+      ]);
+      expect(ready.stdout).toBe('200');
+      // Binary extension from curl: JSON header then raw little-endian floats.
+      const { body: bin, headerLength } = encodeInferRequest(
+        [{ name: 'x', tensor: { dtype: 'float32', dims: [1, 4], data: new Float32Array([1, 1, 2, 3]) } }],
+        { binaryOutput: false },
+      );
+      const file = join(repo, 'curl-body.bin');
+      writeFileSync(file, bin);
+      const out = await run('curl', [
+        '-s',
+        '-X',
+        'POST',
+        `${url}/v2/models/tiny/infer`,
+        '-H',
+        `Inference-Header-Content-Length: ${headerLength}`,
+        '-H',
+        'Content-Type: application/octet-stream',
+        '--data-binary',
+        `@${file}`,
+      ]);
+      expect(JSON.parse(out.stdout).outputs[0].data).toEqual([2, 2, 4, 6]);
+    },
+  );
+});
+
+describe('repository extension', () => {
+  it('indexes every entry with its state and reason', async () => {
+    const r = await post('/v2/repository/index', {});
+    expect(r.status).toBe(200);
+    const byName = Object.fromEntries((r.json as unknown as { name: string }[]).map((e) => [e.name, e]));
+    expect(byName.face).toMatchObject({ version: '1', state: 'READY' });
+    expect(byName.tiny).toMatchObject({ state: 'READY' });
+    expect(byName.broken).toMatchObject({ state: 'UNAVAILABLE' });
+    expect((byName.broken as { reason: string }).reason).toMatch(/onnxruntime cannot load/);
+    const ready = await post('/v2/repository/index', { ready: true });
+    expect((ready.json as unknown as { name: string }[]).map((e) => e.name)).toEqual(['face', 'tiny']);
+  });
+
+  it('unloads and loads a model', async () => {
+    expect((await post('/v2/repository/models/tiny/unload', '')).status).toBe(200);
+    expect((await call('/v2/models/tiny/ready')).status).toBe(400);
+    expect((await tinyInfer([1, 2, 3, 4])).status).toBe(503);
+    expect((await post('/v2/repository/models/tiny/load', '')).status).toBe(200);
+    expect((await tinyInfer([1, 2, 3, 4])).json.outputs[0].data).toEqual([2, 4, 6, 8]);
+    const broken = await post('/v2/repository/models/broken/load', {});
+    expect(broken.status).toBe(400);
+    expect(broken.json.error).toMatch(/onnxruntime cannot load/);
+    const missing = await post('/v2/repository/models/absent/load', {});
+    expect(missing.status).toBe(404);
+  });
+
+  it('keeps model names inside the repository', async () => {
+    for (const name of ['..%2F..%2Fetc', '..', '.hidden', '%2Fetc%2Fpasswd', 'a%2F..%2F..%2Fb']) {
+      const load = await post(`/v2/repository/models/${name}/load`, {});
+      expect([400, 404], name).toContain(load.status);
+      expect(load.json.error).toBeTruthy();
+      expect((await call(`/v2/models/${name}`)).status).toBe(404);
+      expect([400, 404]).toContain((await post(`/v2/models/${name}/infer`, { inputs: [] })).status);
+    }
+    const load = await post('/v2/repository/models/..%2F..%2Fetc/load', {});
+    expect(load.status).toBe(400);
+    expect(load.json.error).toMatch(/model name/);
+  });
+});
+
+describe('shared memory extensions', () => {
+  const key = `/yqp-test-${process.pid}`;
+  const file = `/dev/shm${key}`;
+  const shmAvailable = existsSync('/dev/shm');
+
+  it.skipIf(!shmAvailable)(
+    'registers a system region, reads inputs from it and writes outputs into it (skipped: no /dev/shm)',
+    async () => {
+      const region = Buffer.alloc(256);
+      Buffer.from(new Float32Array([1, 2, 3, 4]).buffer).copy(region, 64 + 16);
+      writeFileSync(file, region);
+      try {
+        const reg = await post('/v2/systemsharedmemory/region/io/register', {
+          key,
+          offset: 64,
+          byte_size: 128,
+        });
+        expect(reg.status, reg.text).toBe(200);
+        const status = await call('/v2/systemsharedmemory/status');
+        expect(status.json).toEqual([{ name: 'io', key, offset: 64, byte_size: 128 }]);
+        expect((await call('/v2/systemsharedmemory/region/io/status')).json).toHaveLength(1);
+        expect((await call('/v2/systemsharedmemory/region/other/status')).status).toBe(404);
+        const r = await post('/v2/models/tiny/infer', {
+          inputs: [
+            {
+              name: 'x',
+              datatype: 'FP32',
+              shape: [1, 4],
+              parameters: {
+                shared_memory_region: 'io',
+                shared_memory_offset: 16,
+                shared_memory_byte_size: 16,
+              },
+            },
+          ],
+          outputs: [
+            {
+              name: 'y',
+              parameters: {
+                shared_memory_region: 'io',
+                shared_memory_offset: 48,
+                shared_memory_byte_size: 16,
+              },
+            },
+          ],
+        });
+        expect(r.status, r.text).toBe(200);
+        expect(r.json.outputs[0]).toEqual({
+          name: 'y',
+          datatype: 'FP32',
+          shape: [1, 4],
+          parameters: { shared_memory_region: 'io', shared_memory_byte_size: 16, shared_memory_offset: 48 },
+        });
+        const after = readFileSync(file);
+        expect(
+          Array.from(
+            new Float32Array(after.buffer.slice(after.byteOffset + 64 + 48, after.byteOffset + 64 + 64)),
+          ),
+        ).toEqual([2, 4, 6, 8]);
+        const outside = await post('/v2/models/tiny/infer', {
+          inputs: [
+            {
+              name: 'x',
+              datatype: 'FP32',
+              shape: [1, 4],
+              parameters: {
+                shared_memory_region: 'io',
+                shared_memory_offset: 120,
+                shared_memory_byte_size: 16,
+              },
+            },
+          ],
+        });
+        expect(outside.status).toBe(400);
+        expect(outside.json.error).toMatch(/exceeds the 128 bytes/);
+        expect(
+          (await post('/v2/systemsharedmemory/region/io/register', { key, offset: 0, byte_size: 8 })).json
+            .error,
+        ).toMatch(/already registered/);
+        expect((await post('/v2/systemsharedmemory/region/io/unregister', '')).status).toBe(200);
+        expect((await call('/v2/systemsharedmemory/status')).json).toEqual([]);
+      } finally {
+        rmSync(file, { force: true });
+      }
+    },
+  );
+
+  it('refuses bad system registrations', async () => {
+    const absent = await post('/v2/systemsharedmemory/region/r/register', {
+      key: '/yqp-absent-key',
+      offset: 0,
+      byte_size: 8,
+    });
+    expect(absent.status).toBe(404);
+    const escape = await post('/v2/systemsharedmemory/region/r/register', {
+      key: '../../etc/passwd',
+      offset: 0,
+      byte_size: 8,
+    });
+    expect(escape.status).toBe(400);
+    expect(escape.json.error).toMatch(/POSIX shared memory key/);
+    const unknown = await tinyInfer([]).then(() =>
+      post('/v2/models/tiny/infer', {
+        inputs: [
+          {
+            name: 'x',
+            datatype: 'FP32',
+            shape: [1, 4],
+            parameters: { shared_memory_region: 'nope', shared_memory_byte_size: 16 },
+          },
+        ],
+      }),
+    );
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error).toMatch(/Unable to find shared memory region: "nope"/);
+  });
+
+  it('CUDA regions: status lists none and registering says why it is unavailable', async () => {
+    expect((await call('/v2/cudasharedmemory/status')).json).toEqual([]);
+    if (server.cudaSharedMemoryUnavailable === undefined) return; // a GPU core with IPC is present
+    const r = await post('/v2/cudasharedmemory/region/g/register', {
+      raw_handle: { b64: Buffer.alloc(64).toString('base64') },
+      device_id: 0,
+      byte_size: 64,
+    });
+    expect(r.status).toBe(501);
+    expect(r.json.error).toMatch(/CUDA shared memory is not available on this server/);
+  });
+
+  it('CUDA regions opened through the IPC hook carry inputs and outputs', async () => {
+    // A host-memory double of an opened cudaIpcMemHandle_t: the server's side of the protocol is what runs.
+    const memory = new Uint8Array(64);
+    memory.set(new Uint8Array(new Float32Array([3, 1, 4, 1]).buffer), 0);
+    let opened: { handle: Uint8Array; device: number } | undefined;
+    let closed = false;
+    const mapping: CudaIpcMapping = {
+      read: (offset, length) => memory.slice(offset, offset + length),
+      write: (offset, bytes) => memory.set(bytes, offset),
+      close: () => {
+        closed = true;
+      },
+    };
+    const gpu = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['tiny'],
+      cudaIpc: {
+        open: (handle, device) => {
+          opened = { handle, device };
+          return mapping;
+        },
+      },
+    });
+    const base = await gpu.listen();
+    try {
+      const handle = Buffer.alloc(64, 7);
+      const reg = await post(
+        '/v2/cudasharedmemory/region/g/register',
+        { raw_handle: { b64: handle.toString('base64') }, device_id: 0, byte_size: 64 },
+        {},
+        base,
+      );
+      expect(reg.status, reg.text).toBe(200);
+      expect(Buffer.from(opened!.handle).equals(handle)).toBe(true);
+      expect((await call('/v2/cudasharedmemory/status', {}, base)).json).toEqual([
+        { name: 'g', device_id: 0, byte_size: 64 },
+      ]);
+      const r = await post(
+        '/v2/models/tiny/infer',
+        {
+          inputs: [
+            {
+              name: 'x',
+              datatype: 'FP32',
+              shape: [1, 4],
+              parameters: { shared_memory_region: 'g', shared_memory_byte_size: 16 },
+            },
+          ],
+          outputs: [
+            {
+              name: 'y',
+              parameters: {
+                shared_memory_region: 'g',
+                shared_memory_offset: 32,
+                shared_memory_byte_size: 16,
+              },
+            },
+          ],
+        },
+        {},
+        base,
+      );
+      expect(r.status, r.text).toBe(200);
+      expect(Array.from(new Float32Array(memory.buffer, 32, 4))).toEqual([6, 2, 8, 2]);
+      const short = await post(
+        '/v2/cudasharedmemory/region/h/register',
+        { raw_handle: { b64: 'AAAA' }, device_id: 0, byte_size: 64 },
+        {},
+        base,
+      );
+      expect(short.status).toBe(400);
+      expect(short.json.error).toMatch(/64-byte cudaIpcMemHandle_t/);
+      expect((await post('/v2/cudasharedmemory/unregister', '', {}, base)).status).toBe(200);
+      expect(closed).toBe(true);
+    } finally {
+      await gpu.close();
+    }
+  });
+});
+
+describe('metrics and statistics', () => {
+  it('exports request, latency, batch, queue and in-flight metrics in Prometheus format', async () => {
+    for (let i = 0; i < 3; i++) await tinyInfer([1, 2, 3, 4]);
+    await post('/v2/models/tiny/infer', '{bad');
+    const r = await call('/metrics');
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/text\/plain/);
+    const successes = /yqp_inference_requests_total\{model="tiny",outcome="success"\} (\d+)/.exec(r.text);
+    expect(Number(successes?.[1])).toBeGreaterThanOrEqual(3);
+    expect(r.text).toMatch(/yqp_inference_requests_total\{model="tiny",outcome="bad_request"\} [1-9]/);
+    expect(r.text).toMatch(/yqp_request_duration_seconds_count\{model="tiny"\} [1-9]/);
+    expect(r.text).toMatch(/yqp_queue_duration_seconds_count\{model="tiny"\} [1-9]/);
+    expect(r.text).toMatch(/yqp_compute_duration_seconds_count\{model="face"\} [1-9]/);
+    expect(r.text).toMatch(/yqp_batch_size_bucket\{le="2",model="face"\} [1-9]/);
+    expect(r.text).toMatch(/yqp_queue_depth\{model="tiny"\} 0/);
+    expect(r.text).toMatch(/yqp_inflight_requests\{model="tiny"\} 0/);
+    expect(r.text).toMatch(/yqp_model_ready\{model="face",version="1"\} 1/);
+  });
+
+  it('reports Triton statistics', async () => {
+    const r = await call('/v2/models/tiny/stats');
+    expect(r.status).toBe(200);
+    const s = r.json.model_stats[0];
+    expect(s.name).toBe('tiny');
+    expect(s.inference_count).toBeGreaterThan(0);
+    expect(s.inference_stats.success.count).toBeGreaterThan(0);
+    expect(s.inference_stats.fail.count).toBeGreaterThan(0);
+    expect((await call('/v2/models/stats')).json.model_stats.length).toBe(2);
+  });
+});
+
+describe('limits, auth, overload and disconnects', () => {
+  it('refuses bodies over the limit with 413 and error JSON', async () => {
+    const small = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['tiny'],
+      bodyLimit: 1024,
+    });
+    const base = await small.listen();
+    try {
+      const r = await post(
+        '/v2/models/tiny/infer',
+        { inputs: [{ name: 'x', datatype: 'FP32', shape: [64, 4], data: new Array(256).fill(1.25) }] },
+        {},
+        base,
+      );
+      expect(r.status).toBe(413);
+      expect(r.json.error).toMatch(/larger than the limit of 1024 bytes/);
+      expect(
+        (
+          await post(
+            '/v2/models/tiny/infer',
+            { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] },
+            {},
+            base,
+          )
+        ).status,
+      ).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('asks for a bearer token when given one (health stays open)', async () => {
+    const secure = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['tiny'],
+      authToken: 's3cret',
+    });
+    const base = await secure.listen();
+    try {
+      const none = await call('/v2/models/tiny', {}, base);
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toBe('Bearer');
+      expect(none.json.error).toMatch(/bearer token/);
+      expect(
+        (await call('/v2/models/tiny', { headers: { authorization: 'Bearer wrong!' } }, base)).status,
+      ).toBe(401);
+      expect(
+        (await call('/v2/models/tiny', { headers: { authorization: 'Bearer s3cret' } }, base)).status,
+      ).toBe(200);
+      expect((await call('/metrics', {}, base)).status).toBe(401);
+      expect((await call('/v2/health/live', {}, base)).status).toBe(200);
+    } finally {
+      await secure.close();
+    }
+  });
+
+  it('answers a full queue with 503 and Retry-After, serves the rest, and keeps serving', async () => {
+    const busy = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['face'],
+      loadOptions: { contexts: 1, maxQueueSize: 2, dynamicBatching: false, threadsPerContext: 1 },
+      retryAfterSeconds: 2,
+    });
+    const base = await busy.listen();
+    try {
+      const req = binaryFaceRequest(8);
+      const answers = await Promise.all(
+        Array.from({ length: 24 }, () =>
+          post(
+            '/v2/models/face/infer',
+            req.body,
+            { 'Inference-Header-Content-Length': req.headerLength },
+            base,
+          ),
+        ),
+      );
+      const ok = answers.filter((a) => a.status === 200);
+      const full = answers.filter((a) => a.status === 503);
+      expect(ok.length + full.length).toBe(24);
+      expect(ok.length).toBeGreaterThanOrEqual(3);
+      expect(full.length).toBeGreaterThan(0);
+      expect(full[0].headers.get('retry-after')).toBe('2');
+      expect(full[0].json.error).toMatch(/Queue is full/);
+      const metrics = await call('/metrics', {}, base);
+      expect(metrics.text).toMatch(/outcome="queue_full"\} [1-9]/);
+      expect(
+        (
+          await post(
+            '/v2/models/face/infer',
+            req.body,
+            { 'Inference-Header-Content-Length': req.headerLength },
+            base,
+          )
+        ).status,
+      ).toBe(200);
+    } finally {
+      await busy.close();
+    }
+  });
+
+  it('cancels the queued work of clients that disconnect', async () => {
+    const slow = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['face'],
+      loadOptions: { contexts: 1, dynamicBatching: false, threadsPerContext: 1 },
+    });
+    const base = new URL(await slow.listen());
+    try {
+      const req = binaryFaceRequest(16);
+      const sent = 30;
+      const requests = Array.from({ length: sent }, () => {
+        const r = http.request({
+          host: base.hostname,
+          port: base.port,
+          method: 'POST',
+          path: '/v2/models/face/infer',
+          headers: {
+            'Inference-Header-Content-Length': req.headerLength,
+            'Content-Length': String(req.body.length),
+          },
+          agent: false,
+        });
+        r.on('error', () => {});
+        r.end(req.body);
+        return r;
+      });
+      const model = slow.manager.get('face');
+      // Wait until every request is queued or running, then hang up on all of them.
+      const deadline = Date.now() + 20_000;
+      while (
+        model.scheduler.stats.queued + model.scheduler.stats.inFlight + model.scheduler.stats.completed <
+          sent &&
+        Date.now() < deadline
+      )
+        await new Promise((r) => setTimeout(r, 5));
+      for (const r of requests) r.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      await model.scheduler.idle();
+      const { completed, failed } = model.scheduler.stats;
+      expect(completed + failed).toBe(sent);
+      expect(failed).toBeGreaterThan(sent / 2);
+      const metrics = await call('/metrics', {}, base.origin);
+      expect(metrics.text).toMatch(/outcome="cancelled"\} [1-9]/);
+      expect(metrics.text).toMatch(/yqp_inflight_requests\{model="face"\} 0/);
+    } finally {
+      await slow.close();
+    }
+  });
+});
