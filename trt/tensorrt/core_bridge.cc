@@ -122,6 +122,8 @@ class StreamGraphCache final : public GraphCache {
     graphs_.clear();
     seen_.clear();
   }
+  size_t size() const override { return graphs_.size(); }
+  bool captureDisabled() const override { return disabled_; }
 
  private:
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;

@@ -45,6 +45,9 @@ class GraphCache {
   virtual bool Run(uint64_t key, cudaStream_t stream, std::function<bool(cudaStream_t, std::string*)> const& enqueue,
                    std::string* error) = 0;
   virtual void Clear() = 0;
+  // Graphs held, and whether capture was given up for this owner (for tests and stats).
+  virtual size_t size() const = 0;
+  virtual bool captureDisabled() const = 0;
 };
 std::unique_ptr<GraphCache> MakeGraphCache();
 
