@@ -149,7 +149,14 @@ export class InferenceServer {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.app.close();
+      // Connections busy at close time go idle only after their answer; keep-alive would hold them (and
+      // the process) open for its timeout, so they are told to close and idle ones are closed as they come.
+      const sweep = setInterval(() => this.app.server.closeIdleConnections(), 20);
+      try {
+        await this.app.close();
+      } finally {
+        clearInterval(sweep);
+      }
       await this.manager.closeAll();
       this.shm.close();
     })();
@@ -192,6 +199,10 @@ export class InferenceServer {
         }
       });
     }
+
+    app.addHook('onSend', async (_req, reply) => {
+      if (this.closing) reply.header('Connection', 'close');
+    });
 
     app.setErrorHandler((error, _req, reply) => {
       const status = statusOf(error);
