@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadBinding } from '../binding.js';
 import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from '../errors.js';
 import type { ImageTransform } from '../preprocess/cpu.js';
 import { toHalfBits } from '../preprocess/half.js';
 import type { PreprocessingSpec } from '../repository/config.js';
-import { loadAddon } from '../tensorrt/native.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 /**
@@ -139,12 +139,12 @@ let loaded: { kernels?: NativeKernels; path?: string; reason?: string } | undefi
 export function loadKernels(): { kernels?: NativeKernels; path?: string; reason?: string } {
   if (loaded) return loaded;
   const reasons: string[] = [];
-  const main = loadAddon();
-  if (main.addon && typeof main.addon.kernels === 'object') {
-    loaded = { kernels: main.addon.kernels as NativeKernels, path: main.path };
+  const main = loadBinding();
+  if (main.binding && typeof main.binding.kernels === 'object' && main.binding.kernels !== null) {
+    loaded = { kernels: main.binding.kernels as NativeKernels, path: main.path };
     return loaded;
   }
-  reasons.push(main.error ?? `${main.path} has no kernels`);
+  reasons.push(main.binding ? `${main.path} has no kernels` : main.errors.join('; '));
   const require = createRequire(import.meta.url);
   const candidates = [process.env.YQP_KERNELS_ADDON, join(ROOT, 'build', 'kernels', 'yqp_kernels.node')];
   for (const path of candidates) {
