@@ -3,7 +3,6 @@ import { build, type BuildOptions } from '../../build.js';
 import { YqpError, expectPositiveInteger } from '../../errors.js';
 import { parseProfileFlags } from '../../profiles.js';
 import { runCommand } from '../run-command.js';
-import { ProgressBar } from '../progress.js';
 
 interface BuildArgs {
   model: string;
@@ -122,7 +121,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         },
       );
     for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
-    const bar = argv.json ? undefined : new Map<string, ProgressBar>();
+    // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
+    const showProgress = !argv.json && Boolean(process.stderr.isTTY);
     const options: BuildOptions = {
       name: argv.name,
       repo: argv.repo,
@@ -159,8 +159,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         hardwareCompatibility: argv['hardware-compatibility'],
       },
       onProgress: (e) => {
-        if (!bar) return;
-        if (e.fraction === undefined) process.stderr.write(`${e.stage}: ${e.message}\n`);
+        if (showProgress && e.fraction === undefined) process.stderr.write(`${e.stage}: ${e.message}\n`);
       },
     };
     const result = await build(argv.model, options);
