@@ -58,12 +58,11 @@ Napi::Value Graphs(Napi::CallbackInfo const& info) {
   cudaMemsetAsync(st->device->data(), 0, bytes, s);
   auto enqueue = [&](cudaStream_t stream, std::string* err) {
     if (breakCapture) {
-      // A synchronous legacy-stream call: forbidden while capturing, fine otherwise (like a TensorRT layer that
-      // cannot be captured).
-      float probe = 0;
-      cudaError_t e = cudaMemcpy(&probe, st->device->data(), sizeof(float), cudaMemcpyDeviceToHost);
+      // Synchronizing the stream is illegal while it is being captured and fine otherwise, like a TensorRT layer
+      // that cannot be captured: the capture is invalidated and the bridge must fall back.
+      cudaError_t e = cudaStreamSynchronize(stream);
       if (e != cudaSuccess) {
-        *err = CudaError("cudaMemcpy", e);
+        *err = CudaError("cudaStreamSynchronize", e);
         return false;
       }
     }
