@@ -186,7 +186,7 @@ export default async function main(args) {
   for (const h of hostPath)
     console.log(
       `host path batch 64 -> ${h.size} (pinned staging + H2D + kernel + D2H): ${h.ms.toFixed(1)} ms ` +
-        `(${((h.ms * 1000) / 64).toFixed(0)} us/frame; upload ${h.uploadMs.toFixed(2)} ms, kernel ${h.kernelMs.toFixed(3)} ms, download ${h.downloadMs.toFixed(2)} ms)`,
+        `(${((h.ms * 1000) / 64).toFixed(0)} us/frame; staging copy ${h.stagingMs?.toFixed(1)} ms, upload ${h.uploadMs.toFixed(2)} ms, kernel ${h.kernelMs.toFixed(3)} ms, download ${h.downloadMs.toFixed(2)} ms)`,
     );
   if (torch?.checks)
     for (const c of torch.checks)

@@ -83,9 +83,17 @@ export interface NativeJob<F, O> {
 export type DeviceJob = NativeJob<bigint, bigint>;
 export type HostJob = NativeJob<Uint8Array, Float32Array | Uint16Array>;
 
+/** Where a host-path run spent its time: copy into pinned staging (host clock), H2D, kernel, D2H (CUDA events). */
+export interface KernelTimings {
+  stagingMs: number;
+  uploadMs: number;
+  kernelMs: number;
+  downloadMs: number;
+}
+
 export interface NativeKernelSession {
   readonly stream: bigint;
-  run(job: HostJob): Promise<{ uploadMs: number; kernelMs: number; downloadMs: number }>;
+  run(job: HostJob): Promise<KernelTimings>;
   close(): void;
 }
 
@@ -552,7 +560,7 @@ export class GpuPreprocessor {
   run(frames: readonly HostFrame[]): Promise<{
     tensor: Tensor;
     transforms: ImageTransform[];
-    timings: { uploadMs: number; kernelMs: number; downloadMs: number };
+    timings: KernelTimings;
   }> {
     if (this.closed) return Promise.reject(new YqpError('E_CLOSED', 'GpuPreprocessor is closed'));
     let job: HostJob;
