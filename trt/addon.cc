@@ -3,10 +3,8 @@
 
 #include "core/cuda_info.h"
 
-#if __has_include("core/runtime.h")
 #include "core/runtime.h"
 #define YQP_HAS_RUNTIME 1
-#endif
 #if __has_include("core/frame_ring.h")
 #include "core/frame_ring.h"
 #define YQP_HAS_FRAME_RING 1
