@@ -158,7 +158,16 @@ if (linkOut && results.every((r) => r.ok)) {
       'NODE_API_MODULE(yqp_trt_check, Init)\n',
   );
   const entryObj = join(out, 'check_entry.o');
-  const compiled = await run([...flags, entry, '-o', entryObj], entry);
+  let compiled = await run([...flags, entry, '-o', entryObj], entry);
+  // The CUDA core services the runtime uses (streams, pools, completion, graphs), compiled for the link only.
+  const coreObjects = [];
+  for (const f of ['stream_pool.cc', 'buffer_pool.cc', 'completion.cc', 'graph_cache.cc']) {
+    const src = join(ROOT, 'trt', 'core', f);
+    if (!existsSync(src) || !compiled.ok) continue;
+    const obj = join(out, `core-${f}.o`);
+    compiled = await run([...flags, src, '-o', obj], src);
+    coreObjects.push(obj);
+  }
   const cudaLib = [join(dirname(cuda), 'lib64'), join(dirname(cuda), 'lib')].find((d) =>
     existsSync(join(d, 'libcudart_static.a')),
   );

@@ -1,11 +1,14 @@
 // tensorrt.Engine: a plan deserialized once, N contexts each on its own stream, run() staging through pinned
 // memory, H2D -> shapes/addresses/enqueueV3 (or graph replay) -> D2H on the context's stream, and the promise
-// resolved from the stream's completion. Everything CUDA-side goes through core_bridge.h.
+// resolved from the stream's completion. Streams, pooled device/pinned memory, completion and the graph cache are
+// the CUDA core's (trt/core); what is here is only the TensorRT call sequence and its bookkeeping.
 #include <cstring>
 #include <functional>
+#include <unordered_set>
 
-#include "core_bridge.h"
+#include "core/runtime.h"
 #include "engine.h"
+#include "memory_order.h"
 #include "napi_util.h"
 #include "tensorrt_binding.h"
 
@@ -14,14 +17,15 @@ namespace {
 
 struct Slot {
   std::unique_ptr<Context> context;
-  std::unique_ptr<bridge::Stream> stream;
-  std::vector<std::unique_ptr<bridge::Buffer>> device;  // per tensor, sized from the profiles' max shapes
-  std::vector<std::unique_ptr<bridge::Buffer>> pinned;  // per tensor, same sizes
-  std::unique_ptr<bridge::GraphCache> graphs;
+  cudaStream_t stream = nullptr;                     // the engine's StreamPool owns it
+  std::vector<std::unique_ptr<core::Lease>> device;  // per tensor, sized from the profiles' max shapes
+  std::vector<std::unique_ptr<core::Lease>> pinned;  // per tensor, same sizes
+  std::unique_ptr<core::GraphCache> graphs;
+  // Keys run once already: TensorRT does shape-dependent setup on the first enqueueV3 of a shape, which must not
+  // be what a graph captures, so a key's first run is eager and the core's cache captures from the second.
+  std::unordered_set<std::string> seen;
   bool busy = false;
 };
-
-uint64_t Mix(uint64_t h, uint64_t v) { return (h ^ v) * 1099511628211ULL; }
 
 class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
  public:
@@ -49,28 +53,31 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     auto const* bytes = static_cast<uint8_t const*>(plan.ArrayBuffer().Data()) + plan.ByteOffset();
     engine_ = Engine::Deserialize(bytes, plan.ByteLength(), device_, &error);
     if (!engine_) throw CodedError(env, error, "E_BACKEND");
-    if (ms == MemoryStrategy::kUserManaged) {
-      shared_ = bridge::AllocDevice(device_, static_cast<size_t>(engine_->deviceMemoryBytes()), &error);
-      if (shared_) serializer_ = bridge::MakeSerializer(&error);
-      if (!shared_ || !serializer_) throw CodedError(env, error, "E_NATIVE");
-    }
-    std::vector<EngineTensor> const& tensors = engine_->tensors();
-    for (int64_t i = 0; i < contexts; ++i) {
-      Slot slot;
-      slot.stream = bridge::AcquireStream(device_, &error);
-      if (slot.stream) slot.context = Context::Create(*engine_, ms, shared_ ? shared_->data() : nullptr, &error);
-      std::vector<size_t> sizes;
-      if (slot.context && !slot.context->MeasureMaxBytes(slot.stream->get(), &sizes, &error)) slot.context.reset();
-      if (!slot.context) throw CodedError(env, error, "E_BACKEND");
-      for (size_t t = 0; t < tensors.size(); ++t) {
-        auto d = bridge::AllocDevice(device_, sizes[t], &error);
-        auto p = d ? bridge::AllocPinned(sizes[t], &error) : nullptr;
-        if (!d || !p) throw CodedError(env, error, "E_NATIVE");
-        slot.device.push_back(std::move(d));
-        slot.pinned.push_back(std::move(p));
+    try {
+      if (ms == MemoryStrategy::kUserManaged) {
+        shared_ = core::BufferPool::Device(device_)->Acquire(static_cast<size_t>(engine_->deviceMemoryBytes()));
+        order_ = MemoryOrder::Create(&error);
+        if (!order_) throw CodedError(env, error, "E_NATIVE");
       }
-      slot.graphs = bridge::MakeGraphCache();
-      slots_.push_back(std::move(slot));
+      streams_ = std::make_unique<core::StreamPool>(device_, static_cast<int>(contexts));
+      std::vector<EngineTensor> const& tensors = engine_->tensors();
+      for (int64_t i = 0; i < contexts; ++i) {
+        Slot slot;
+        slot.stream = streams_->At(static_cast<size_t>(i));
+        slot.context = Context::Create(*engine_, ms, shared_ ? shared_->data() : nullptr, &error);
+        std::vector<size_t> sizes;
+        if (slot.context && !slot.context->MeasureMaxBytes(slot.stream, &sizes, &error)) slot.context.reset();
+        if (!slot.context) throw CodedError(env, error, "E_BACKEND");
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          slot.device.push_back(core::BufferPool::Device(device_)->Acquire(sizes[t]));
+          slot.pinned.push_back(core::BufferPool::Pinned()->Acquire(sizes[t]));
+        }
+        slot.graphs = std::make_unique<core::GraphCache>();
+        slot.graphs->set_enabled(graphsEnabled_);
+        slots_.push_back(std::move(slot));
+      }
+    } catch (core::CudaException const& e) {
+      throw CodedError(env, e.what(), "E_NATIVE");
     }
   }
 
@@ -130,7 +137,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     std::vector<EngineTensor> const& tensors = engine_->tensors();
     std::vector<std::vector<int64_t>> shapes;
     std::vector<void*> addresses(tensors.size(), nullptr);
-    cudaStream_t stream = slot.stream->get();
+    cudaStream_t stream = slot.stream;
     std::string error;
 
     for (size_t t = 0; t < tensors.size(); ++t) {
@@ -169,7 +176,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
                   bytes);
       cudaError_t e =
           cudaMemcpyAsync(slot.device[t]->data(), slot.pinned[t]->data(), bytes, cudaMemcpyHostToDevice, stream);
-      if (e != cudaSuccess) return fail(bridge::CudaError("cudaMemcpyAsync (input)", e), "E_NATIVE");
+      if (e != cudaSuccess) return fail(core::CudaError("cudaMemcpyAsync (input)", e), "E_NATIVE");
       addresses[t] = slot.device[t]->data();
     }
 
@@ -177,27 +184,30 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     int32_t previousProfile = ctx.profile();
     if (!ctx.SetShapes(profile, shapes, stream, &error)) return fail(error, "E_BACKEND");
     // With on-profile-change memory TensorRT may move its scratch memory, which captured graphs have baked in.
-    if (strategy_ == MemoryStrategy::kOnProfileChange && previousProfile != profile) slot.graphs->Clear();
+    if (strategy_ == MemoryStrategy::kOnProfileChange && previousProfile != profile) {
+      slot.graphs->Clear();
+      slot.seen.clear();
+    }
     std::vector<std::vector<int64_t>> outShapes(tensors.size());
     // A graph replays exactly the captured kernels: key it by profile, every input shape and every address.
-    uint64_t key = Mix(1469598103934665603ULL, static_cast<uint64_t>(profile));
-    for (auto const& shape : shapes)
-      for (int64_t d : shape) key = Mix(key, static_cast<uint64_t>(d));
+    std::string key = "p" + std::to_string(profile);
+    for (auto const& shape : shapes) key += ":" + ShapeString(shape);
     for (size_t t = 0; t < tensors.size(); ++t) {
       if (!tensors[t].input) {
         if (!ctx.OutputShape(t, &outShapes[t], &error)) return fail(error, "E_BACKEND");
         addresses[t] = slot.device[t]->data();
       }
       if (!ctx.SetAddress(t, addresses[t], &error)) return fail(error, "E_BACKEND");
-      key = Mix(key, reinterpret_cast<uintptr_t>(addresses[t]));
+      key += "@" + std::to_string(reinterpret_cast<uintptr_t>(addresses[t]));
     }
-    if (serializer_ && !serializer_->Before(stream, &error)) return fail(error, "E_NATIVE");
+    if (order_ && !order_->Before(stream, &error)) return fail(error, "E_NATIVE");
     auto enqueue = [&ctx](cudaStream_t s, std::string* err) { return ctx.Enqueue(s, err); };
-    // After a profile switch TensorRT updates layer resources on the next enqueueV3: run that one uncaptured.
-    bool plain = !graphsEnabled_ || previousProfile != profile;
-    bool ok = plain ? enqueue(stream, &error) : slot.graphs->Run(key, stream, enqueue, &error);
+    // After a profile switch TensorRT updates layer resources on the next enqueueV3, and the first run of a shape
+    // does shape-dependent setup: both run eagerly, later runs go through the core's graph cache.
+    bool eager = !graphsEnabled_ || previousProfile != profile || slot.seen.insert(key).second;
+    bool ok = eager ? enqueue(stream, &error) : slot.graphs->Run(key, stream, enqueue, &error);
     if (!ok) return fail(error, "E_BACKEND");
-    if (serializer_ && !serializer_->After(stream, &error)) return fail(error, "E_NATIVE");
+    if (order_ && !order_->After(stream, &error)) return fail(error, "E_NATIVE");
 
     std::vector<size_t> outBytes(tensors.size(), 0);
     for (size_t t = 0; t < tensors.size(); ++t) {
@@ -207,14 +217,14 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
       outBytes[t] = bytes;
       cudaError_t e =
           cudaMemcpyAsync(slot.pinned[t]->data(), slot.device[t]->data(), bytes, cudaMemcpyDeviceToHost, stream);
-      if (e != cudaSuccess) return fail(bridge::CudaError("cudaMemcpyAsync (output)", e), "E_NATIVE");
+      if (e != cudaSuccess) return fail(core::CudaError("cudaMemcpyAsync (output)", e), "E_NATIVE");
     }
 
     slot.busy = true;
     Napi::ObjectReference self = Napi::Persistent(Value());  // keep the engine alive until completion
     auto selfPtr = std::make_shared<Napi::ObjectReference>(std::move(self));
     size_t slotIndex = static_cast<size_t>(index);
-    bridge::OnStreamComplete(env, stream, [this, selfPtr, slotIndex, deferred, outShapes, outBytes](
+    core::OnStreamComplete(env, stream, [this, selfPtr, slotIndex, deferred, outShapes, outBytes](
                                               Napi::Env e, std::string const& streamError) {
       Slot& s = slots_[slotIndex];
       s.busy = false;
@@ -243,7 +253,8 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     for (Slot const& s : slots_)
       if (s.busy) throw CodedError(info.Env(), "close(): a run is still in flight", "E_BACKEND");
     slots_.clear();  // contexts before the engine, as TensorRT requires
-    serializer_.reset();
+    streams_.reset();
+    order_.reset();
     shared_.reset();
     engine_.reset();
     return info.Env().Undefined();
@@ -253,9 +264,10 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
   bool graphsEnabled_ = true;
   MemoryStrategy strategy_ = MemoryStrategy::kStatic;
   std::unique_ptr<Engine> engine_;
-  std::unique_ptr<bridge::Buffer> shared_;
-  std::unique_ptr<bridge::Serializer> serializer_;
-  std::vector<Slot> slots_;
+  std::unique_ptr<core::Lease> shared_;
+  std::unique_ptr<MemoryOrder> order_;
+  std::unique_ptr<core::StreamPool> streams_;
+  std::vector<Slot> slots_;  // destroyed first: contexts before the engine
 };
 
 }  // namespace
