@@ -1,5 +1,6 @@
 /** Tensors wrap TypedArray memory without copies (as onnxruntime-node does). Dims include the batch dimension. */
-export type DType = 'float32' | 'float16' | 'int8' | 'uint8' | 'int32' | 'int64' | 'bool' | 'float64' | 'int16';
+export type DType =
+  'float32' | 'float16' | 'int8' | 'uint8' | 'int32' | 'int64' | 'bool' | 'float64' | 'int16';
 
 export type TypedArray =
   | Float32Array

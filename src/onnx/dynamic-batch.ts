@@ -35,9 +35,13 @@ export function makeBatchDynamic(proto: ModelProto): DynamicBatchReport {
   for (const vi of [...inputs, ...(graph.output ?? [])]) {
     const dims = vi.type?.tensorType?.shape?.dim;
     if (!dims || dims.length === 0) {
-      throw new YqpError('E_MODEL_FILE', `Cannot add a batch dimension: ${vi.name} is a scalar or has no shape`, {
-        argument: vi.name ?? '',
-      });
+      throw new YqpError(
+        'E_MODEL_FILE',
+        `Cannot add a batch dimension: ${vi.name} is a scalar or has no shape`,
+        {
+          argument: vi.name ?? '',
+        },
+      );
     }
     dims[0] = onnx.TensorShapeProto.Dimension.create({ dimParam: BATCH_PARAM });
     report.tensors.push(vi.name!);
@@ -75,7 +79,9 @@ export function makeBatchDynamic(proto: ModelProto): DynamicBatchReport {
         opType: 'Concat',
         input: [batchOut, restName],
         output: [concatOut],
-        attribute: [onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 })],
+        attribute: [
+          onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }),
+        ],
       }),
     );
     if (isReshape) {
@@ -96,7 +102,9 @@ export function makeBatchDynamic(proto: ModelProto): DynamicBatchReport {
         opType: 'Gather',
         input: [shapeOut, indexName],
         output: [batchOut],
-        attribute: [onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 })],
+        attribute: [
+          onnx.AttributeProto.create({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }),
+        ],
       }),
     ];
     // Nodes must stay topologically sorted: the new ones only depend on the graph input and initializers.
@@ -105,7 +113,6 @@ export function makeBatchDynamic(proto: ModelProto): DynamicBatchReport {
   removeUnusedInitializers(proto);
   return report;
 }
-
 
 /** Drops initializers no node reads (the replaced constant shapes), so runtimes do not warn about them. */
 export function removeUnusedInitializers(proto: ModelProto): void {

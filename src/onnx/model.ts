@@ -51,12 +51,17 @@ export function toNumber(value: unknown): number {
 function valueInfoToSpec(info: onnxProto.onnx.IValueInfoProto, what: string): TensorSpec {
   const tensorType = info.type?.tensorType;
   const name = info.name ?? '';
-  if (!tensorType) throw new YqpError('E_MODEL_FILE', `ONNX ${what} ${name} is not a tensor`, { argument: name });
+  if (!tensorType)
+    throw new YqpError('E_MODEL_FILE', `ONNX ${what} ${name} is not a tensor`, { argument: name });
   const dtype = ELEM_TYPE_TO_DTYPE[tensorType.elemType ?? 0];
   if (!dtype)
-    throw new YqpError('E_MODEL_FILE', `ONNX ${what} ${name} has unsupported element type ${tensorType.elemType}`, {
-      argument: name,
-    });
+    throw new YqpError(
+      'E_MODEL_FILE',
+      `ONNX ${what} ${name} has unsupported element type ${tensorType.elemType}`,
+      {
+        argument: name,
+      },
+    );
   const dims = (tensorType.shape?.dim ?? []).map((d) => {
     const v = d.dimValue === undefined || d.dimValue === null ? 0 : toNumber(d.dimValue);
     return v > 0 ? v : -1;
@@ -69,7 +74,9 @@ export function graphIo(proto: ModelProto): { inputs: TensorSpec[]; outputs: Ten
   const graph = proto.graph!;
   const initializers = new Set((graph.initializer ?? []).map((t) => t.name));
   return {
-    inputs: (graph.input ?? []).filter((i) => !initializers.has(i.name)).map((i) => valueInfoToSpec(i, 'input')),
+    inputs: (graph.input ?? [])
+      .filter((i) => !initializers.has(i.name))
+      .map((i) => valueInfoToSpec(i, 'input')),
     outputs: (graph.output ?? []).map((o) => valueInfoToSpec(o, 'output')),
   };
 }
@@ -86,19 +93,27 @@ export function decodeOnnx(bytes: Uint8Array, path: string): ModelProto {
     proto = onnx.ModelProto.decode(bytes);
   } catch (e) {
     const why = /index out of range/.test(String(e)) ? 'truncated' : 'not an ONNX protobuf';
-    throw new YqpError('E_MODEL_FILE', `Model file ${path} is not a valid ONNX model (${why}: ${(e as Error).message})`, {
-      argument: 'model',
-      expected: 'an ONNX ModelProto',
-      received: why,
-      cause: e,
-    });
+    throw new YqpError(
+      'E_MODEL_FILE',
+      `Model file ${path} is not a valid ONNX model (${why}: ${(e as Error).message})`,
+      {
+        argument: 'model',
+        expected: 'an ONNX ModelProto',
+        received: why,
+        cause: e,
+      },
+    );
   }
   if (!proto.graph || (proto.graph.node ?? []).length === 0 || toNumber(proto.irVersion) <= 0) {
-    throw new YqpError('E_MODEL_FILE', `Model file ${path} is not a valid ONNX model (no graph or no IR version)`, {
-      argument: 'model',
-      expected: 'an ONNX ModelProto with a graph',
-      received: 'no graph',
-    });
+    throw new YqpError(
+      'E_MODEL_FILE',
+      `Model file ${path} is not a valid ONNX model (no graph or no IR version)`,
+      {
+        argument: 'model',
+        expected: 'an ONNX ModelProto with a graph',
+        received: 'no graph',
+      },
+    );
   }
   return proto;
 }

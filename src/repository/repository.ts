@@ -183,10 +183,7 @@ export async function writeEntry(
   await mkdir(versionDir, { recursive: true });
   for (const [name, data] of Object.entries(files)) await writeFile(join(versionDir, name), data);
   const tmp = join(dir, `.config.json.${process.pid}.tmp`);
-  await writeFile(
-    tmp,
-    JSON.stringify(config, null, 2) + '\n',
-  );
+  await writeFile(tmp, JSON.stringify(config, null, 2) + '\n');
   await rename(tmp, join(dir, 'config.json'));
   return {
     dir,

