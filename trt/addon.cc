@@ -5,14 +5,10 @@
 
 #include "core/runtime.h"
 #define YQP_HAS_RUNTIME 1
-#if __has_include("core/frame_ring.h")
 #include "core/frame_ring.h"
 #define YQP_HAS_FRAME_RING 1
-#endif
-#if __has_include("core/nvml.h")
 #include "core/nvml.h"
 #define YQP_HAS_NVML 1
-#endif
 #include "kernels/kernels_binding.h"
 #ifdef YQP_WITH_TENSORRT
 #include "tensorrt/tensorrt_binding.h"
