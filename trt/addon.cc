@@ -2,7 +2,6 @@
 #include <napi.h>
 
 #include "core/cuda_info.h"
-
 #include "core/runtime.h"
 #define YQP_HAS_RUNTIME 1
 #include "core/frame_ring.h"
