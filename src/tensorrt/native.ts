@@ -1,7 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadBinding } from '../binding.js';
 
 /** What trt/tensorrt/tensorrt_binding.cc puts on the addon as `tensorrt`. */
 export interface NativeTensorRT {
@@ -108,43 +105,11 @@ export interface LoadedAddon {
   error?: string;
 }
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-let cached: LoadedAddon | undefined;
-
-/** Candidate addon files: $YQP_TRT_ADDON, then build/Release and build/Debug (cmake-js output). */
-export function addonCandidates(): string[] {
-  const out: string[] = [];
-  if (process.env.YQP_TRT_ADDON) out.push(process.env.YQP_TRT_ADDON);
-  for (const dir of ['build/Release', 'build/Debug']) {
-    const d = join(ROOT, dir);
-    if (!existsSync(d)) continue;
-    const nodes = readdirSync(d).filter((f) => f.endsWith('.node'));
-    nodes.sort((a, b) => Number(b.startsWith('yqp')) - Number(a.startsWith('yqp')));
-    out.push(...nodes.map((f) => join(d, f)));
-  }
-  return out;
-}
-
-/** Loads the native addon once. Never throws: a missing or broken addon is a reason, not a crash. */
+/** The addon through the package's one loader (src/binding.ts). Never throws. */
 export function loadAddon(): LoadedAddon {
-  if (cached) return cached;
-  const candidates = addonCandidates();
-  if (candidates.length === 0) {
-    cached = {
-      error: `the native addon is not built (no .node file in ${join(ROOT, 'build/Release')}; run npm run build:native)`,
-    };
-    return cached;
-  }
-  const require = createRequire(import.meta.url);
-  const errors: string[] = [];
-  for (const path of candidates) {
-    try {
-      cached = { addon: require(path), path };
-      return cached;
-    } catch (e) {
-      errors.push(`${path}: ${(e as Error).message.split('\n')[0]}`);
-    }
-  }
-  cached = { error: `the native addon failed to load (${errors.join('; ')})` };
-  return cached;
+  const loaded = loadBinding();
+  if (loaded.binding) return { addon: loaded.binding as unknown as LoadedAddon['addon'], path: loaded.path };
+  return {
+    error: `the native addon is not available (${loaded.errors.join('; ') || 'no candidate'}); ${loaded.solutions[0] ?? ''}`,
+  };
 }
