@@ -87,6 +87,21 @@ export default async function main(args) {
         ours.push({ size, batch, filter, ms });
       }
 
+  // Face-ROI crops: N rotated squares from 8 frames in GPU memory -> 256x256 NHWC (x/127.5 - 1).
+  const rois = Array.from({ length: 64 }, (_, i) => ({
+    frame: i % 8,
+    cx: 300 + ((i * 97) % 1300),
+    cy: 200 + ((i * 53) % 680),
+    size: 150 + ((i * 37) % 250),
+    angle: ((i * 0.37) % 1.6) - 0.8,
+  }));
+  const roiRows = [];
+  const frames8 = frames.slice(0, 8).map((f, i) => ({ width: W, height: H, format: 'RGB', ptr: ptrs[i] }));
+  for (const n of [1, 8, 64]) {
+    const job = roiDeviceJob(spec(256), frames8, rois.slice(0, n), { ptr: out, bytes: outBytes }, stream);
+    roiRows.push({ crops: n, ms: median(await k.timeSample(job, { iterations, warmup: 5 })) });
+  }
+
   // Outputs of batch 1 for the PyTorch cross-check (same frame, same function?).
   const checkDir = mkdtempSync(join(tmpdir(), 'yqp-gpu-check-'));
   writeFileSync(join(checkDir, 'frame.bin'), frames[0].data);
@@ -100,7 +115,26 @@ export default async function main(args) {
       writeFileSync(join(checkDir, file), new Uint8Array(tensor.data.buffer));
       outputs.push({ size, filter, file });
     }
-  writeFileSync(join(checkDir, 'meta.json'), JSON.stringify({ width: W, height: H, outputs }));
+  // ROI crops of frame 0 for the grid_sample cross-check.
+  const rois0 = rois.slice(0, 8).map((r) => ({ ...r, frame: 0 }));
+  const cropper = new GpuRoiCropper(spec(256));
+  const roiOut = await cropper.run([frames[0]], rois0);
+  await cropper.close();
+  writeFileSync(join(checkDir, 'ours_roi.bin'), new Uint8Array(roiOut.data.buffer));
+  writeFileSync(
+    join(checkDir, 'meta.json'),
+    JSON.stringify({
+      width: W,
+      height: H,
+      outputs,
+      roi: {
+        size: 256,
+        file: 'ours_roi.bin',
+        check: rois0.map((r) => roiMatrix(r, 256, 256)),
+        timing: rois.map((r) => ({ frame: r.frame, m: roiMatrix(r, 256, 256) })),
+      },
+    }),
+  );
 
   // Host path: host frames in, host tensor out (pinned staging, H2D, kernel, D2H, all included).
   const hostPath = [];
@@ -164,8 +198,9 @@ export default async function main(args) {
   const result = {
     date: new Date().toISOString(),
     device: avail,
-    torch: torch && { version: torch.torch, gpu: torch.gpu, checks: torch.checks },
+    torch: torch && { version: torch.torch, gpu: torch.gpu, checks: torch.checks, roiCheck: torch.roiCheck },
     rows,
+    roi: roiRows.map((r) => ({ ...r, torchMs: torch?.roi?.find((t) => t.crops === r.crops)?.ms })),
     hostPath,
     sharp: sharpResults,
   };
@@ -180,6 +215,17 @@ export default async function main(args) {
       `${String(r.size).padEnd(5)} ${String(r.batch).padEnd(6)} ${r.filter.padEnd(10)} ${r.ms.toFixed(4).padStart(9)} ` +
         `${(r.torchMs?.toFixed(4) ?? '-').padStart(9)} ${(r.vsTorch ? r.vsTorch.toFixed(1) + 'x' : '-').padStart(9)} ` +
         `${r.perFrameUs.toFixed(2).padStart(10)} ${(r.vsSharp ? r.vsSharp.toFixed(0) + 'x' : '-').padStart(10)}`,
+    );
+  for (const r of result.roi)
+    console.log(
+      `face ROI crops 1080p -> 256x256 rotated, ${r.crops} crops from ${Math.min(8, r.crops)} frames: fused ${r.ms.toFixed(4)} ms` +
+        (r.torchMs
+          ? `, PyTorch grid_sample ${r.torchMs.toFixed(4)} ms (${(r.torchMs / r.ms).toFixed(1)}x)`
+          : ''),
+    );
+  if (torch?.roiCheck)
+    console.log(
+      `cross-check ROI vs PyTorch affine_grid+grid_sample: max abs diff ${torch.roiCheck.maxAbsDiff.toExponential(2)}, mean ${torch.roiCheck.meanAbsDiff.toExponential(2)}`,
     );
   for (const s of sharpResults)
     console.log(`one sharp worker (CPU path), 1080p -> ${s.size}: ${s.msPerFrame.toFixed(2)} ms/frame`);

@@ -24,6 +24,25 @@ def preprocess(frames, size, antialias):
     return x.permute(0, 2, 3, 1).contiguous()
 
 
+def thetas(matrices, width, height, size):
+    """Our pixel-centre matrices (source = M [u, v, 1]) as affine_grid thetas (align_corners=False)."""
+    rows = []
+    for m in matrices:
+        h = size / 2
+        rows.append([
+            [m[0] * size / width, m[1] * size / width, 2 / width * (m[0] * h + m[1] * h + m[2]) - 1],
+            [m[3] * size / height, m[4] * size / height, 2 / height * (m[3] * h + m[4] * h + m[5]) - 1],
+        ])
+    return torch.tensor(rows, dtype=torch.float32, device="cuda")
+
+
+def crops(frames_nhwc, frame_index, theta, size):
+    x = frames_nhwc.permute(0, 3, 1, 2).float()[frame_index]
+    grid = F.affine_grid(theta, (theta.shape[0], 3, size, size), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (y / 127.5 - 1.0).permute(0, 2, 3, 1).contiguous()
+
+
 def time_ms(fn, iterations, warmup=5):
     for _ in range(warmup):
         fn()
@@ -64,10 +83,19 @@ def main():
                 out["results"].append(
                     {"size": size, "batch": batch, "filter": "antialias" if aa else "bilinear", "ms": ms}
                 )
+    meta = json.load(open(os.path.join(a.check, "meta.json"))) if a.check else None
+    if meta and "roi" in meta:
+        r = meta["roi"]
+        out["roi"] = []
+        for n in (1, 8, 64):
+            t = r["timing"][:n]
+            th = thetas([x["m"] for x in t], a.width, a.height, r["size"])
+            idx = torch.tensor([x["frame"] for x in t], device=dev)
+            ms = time_ms(lambda: crops(frames[:8], idx, th, r["size"]), a.iterations)
+            out["roi"].append({"crops": n, "ms": ms})
     if a.check:
         import numpy as np
 
-        meta = json.load(open(os.path.join(a.check, "meta.json")))
         w, h = meta["width"], meta["height"]
         frame = torch.from_numpy(np.fromfile(os.path.join(a.check, "frame.bin"), dtype=np.uint8).reshape(1, h, w, 3)).to(dev)
         checks = []
@@ -78,6 +106,13 @@ def main():
             checks.append({"size": size, "filter": flt, "maxAbsDiff": float(np.abs(ours - ref).max()),
                            "meanAbsDiff": float(np.abs(ours - ref).mean())})
         out["checks"] = checks
+        if "roi" in meta:
+            r = meta["roi"]
+            n = len(r["check"])
+            th = thetas(r["check"], w, h, r["size"])
+            ref = crops(frame, torch.zeros(n, dtype=torch.long, device=dev), th, r["size"]).cpu().numpy()
+            ours = np.fromfile(os.path.join(a.check, r["file"]), dtype=np.float32).reshape(ref.shape)
+            out["roiCheck"] = {"maxAbsDiff": float(np.abs(ours - ref).max()), "meanAbsDiff": float(np.abs(ours - ref).mean())}
     print(json.dumps(out))
 
 

@@ -34,6 +34,13 @@ export interface HostFrame extends FrameShape {
   data: Uint8Array;
 }
 
+/** Where device output goes: a device pointer and its size (a core DeviceBuffer has both: ptr, size). */
+export interface DeviceOutput {
+  ptr: bigint;
+  bytes?: number;
+  size?: number;
+}
+
 /** A frame already in GPU memory (a device pointer from the CUDA core's pool, a ring slot, an IPC mapping). */
 export interface DeviceFrame extends FrameShape {
   ptr: bigint;
@@ -606,7 +613,7 @@ export class GpuPreprocessor {
    */
   enqueue(
     frames: readonly DeviceFrame[],
-    out: { ptr: bigint; bytes?: number },
+    out: DeviceOutput,
     stream: bigint,
     firstIndex = 0,
   ): ImageTransform[] {
@@ -639,7 +646,7 @@ export function deviceJob(
   spec: PreprocessingSpec,
   filter: ResizeFilter,
   frames: readonly DeviceFrame[],
-  out: { ptr: bigint; bytes?: number },
+  out: DeviceOutput,
   stream: bigint,
   firstIndex = 0,
 ): { job: DeviceJob; transforms: ImageTransform[] } {
@@ -655,11 +662,12 @@ export function deviceJob(
   if (typeof out?.ptr !== 'bigint' || out.ptr === 0n)
     throw invalidParameter('out.ptr', 'a device pointer (non-zero BigInt)', out?.ptr);
   const needed = outputElements(spec, firstIndex + frames.length) * (spec.dtype === 'float16' ? 2 : 4);
-  if (out.bytes !== undefined && out.bytes < needed)
+  const outBytes = out.bytes ?? out.size;
+  if (outBytes !== undefined && outBytes < needed)
     throw invalidParameter(
       'out.bytes',
       `at least ${needed} (images 0..${firstIndex + frames.length - 1})`,
-      out.bytes,
+      outBytes,
     );
   return {
     job: {
@@ -667,7 +675,7 @@ export function deviceJob(
       frames: bases,
       items,
       out: out.ptr,
-      outBytes: out.bytes,
+      outBytes,
       stream,
     },
     transforms,

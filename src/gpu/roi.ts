@@ -4,6 +4,7 @@ import type { PreprocessingSpec } from '../repository/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import {
   type DeviceFrame,
+  type DeviceOutput,
   type DeviceJob,
   type HostFrame,
   type HostJob,
@@ -160,7 +161,7 @@ export function roiDeviceJob(
   spec: PreprocessingSpec,
   frames: readonly DeviceFrame[],
   rois: readonly FaceRoi[],
-  out: { ptr: bigint; bytes?: number },
+  out: DeviceOutput,
   stream: bigint,
   firstIndex = 0,
 ): DeviceJob {
@@ -177,14 +178,15 @@ export function roiDeviceJob(
   if (typeof out?.ptr !== 'bigint' || out.ptr === 0n)
     throw invalidParameter('out.ptr', 'a device pointer (non-zero BigInt)', out?.ptr);
   const needed = outputElements(spec, firstIndex + rois.length) * (spec.dtype === 'float16' ? 2 : 4);
-  if (out.bytes !== undefined && out.bytes < needed)
-    throw invalidParameter('out.bytes', `at least ${needed}`, out.bytes);
+  const outBytes = out.bytes ?? out.size;
+  if (outBytes !== undefined && outBytes < needed)
+    throw invalidParameter('out.bytes', `at least ${needed}`, outBytes);
   return {
     spec: outputSpecOf(spec, 'bilinear', 'constant'),
     frames: frames.map((f) => f.ptr),
     items,
     out: out.ptr,
-    outBytes: out.bytes,
+    outBytes,
     stream,
   };
 }
@@ -233,7 +235,7 @@ export class GpuRoiCropper {
   enqueue(
     frames: readonly DeviceFrame[],
     rois: readonly FaceRoi[],
-    out: { ptr: bigint; bytes?: number },
+    out: DeviceOutput,
     stream: bigint,
     firstIndex = 0,
   ): void {

@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,7 +24,15 @@ import { preprocessImages } from '../../src/preprocess/cpu.js';
 import type { PreprocessingSpec } from '../../src/repository/config.js';
 import { MEDIA_DIR } from '../helpers/data.js';
 
-const { kernels, reason: addonReason } = loadKernels();
+const { kernels, reason: addonReason, path: addonPath } = loadKernels();
+/** The CUDA core's exports (trt/core/runtime.cc), when the loaded addon has them. */
+interface CoreRuntime {
+  allocDevice(bytes: number, device?: number): { ptr: bigint; size: number; dispose(): void };
+  StreamPool: new (device: number, count: number) => { handle(i: number): bigint; dispose(): void };
+}
+const runtime = addonPath
+  ? ((createRequire(import.meta.url)(addonPath) as { runtime?: CoreRuntime }).runtime ?? undefined)
+  : undefined;
 const gpu = gpuKernelsAvailability();
 const noAddon = !kernels;
 const noGpu = !gpu.available;
@@ -391,6 +400,60 @@ describe.skipIf(noGpu)(`fused kernels on the GPU${skipNote(noGpu, gpuReason)}`, 
       k.streamDestroy(stream);
     }
   });
+
+  it.skipIf(!runtime)(
+    `core interop: the core's DeviceBuffers and StreamPool stream in, the core's completion out${skipNote(!runtime, 'the addon has no CUDA core runtime')}`,
+    async () => {
+      const rt = runtime!;
+      const k = kernels!;
+      const s = spec({ width: 40, height: 30, layout: 'NCHW', resize: 'letterbox', padValue: 3 });
+      const frames = [randomFrame(123, 77), randomFrame(64, 64, 'BGRA')];
+      const bufs = frames.map((f) => {
+        const b = rt.allocDevice(f.data.length);
+        k.upload(b.ptr, f.data);
+        return b;
+      });
+      const bytes = outputElements(s, 2) * 4;
+      const out = rt.allocDevice(bytes);
+      const pool = new rt.StreamPool(0, 2);
+      const stream = pool.handle(1);
+      try {
+        const ref = hostJob(s, frames);
+        referenceSample(ref);
+        // 1. through the TypeScript wrapper: buffer.ptr and buffer.size
+        k.memset(out.ptr, 0xff, bytes);
+        const p = new GpuPreprocessor(s);
+        p.enqueue(
+          frames.map((f, i) => ({ ptr: bufs[i].ptr, width: f.width, height: f.height, format: f.format })),
+          out,
+          stream,
+        );
+        await p.done(stream);
+        await p.close();
+        const host = new Float32Array(bytes / 4);
+        k.download(out.ptr, host);
+        expect(maxAbsDiff(host, ref.out)).toBeLessThanOrEqual(1e-5 * range(s));
+        // 2. the DeviceBuffer objects themselves handed to the native binding
+        k.memset(out.ptr, 0xff, bytes);
+        const { job } = deviceJob(
+          s,
+          'bilinear',
+          frames.map((f, i) => ({ ptr: bufs[i].ptr, width: f.width, height: f.height, format: f.format })),
+          out,
+          stream,
+        );
+        k.sample({ ...job, frames: bufs as unknown as bigint[], out: out as unknown as bigint });
+        await k.done(stream);
+        host.fill(0);
+        k.download(out.ptr, host);
+        expect(maxAbsDiff(host, ref.out)).toBeLessThanOrEqual(1e-5 * range(s));
+      } finally {
+        for (const b of bufs) b.dispose();
+        out.dispose();
+        pool.dispose();
+      }
+    },
+  );
 
   it('keeps the event loop free while a large batch (16 x 1080p) is staged, copied and processed', async () => {
     const s = spec({ width: 256, height: 256 });

@@ -27,6 +27,13 @@
 
 #include "sampler.h"
 
+// With the CUDA core (trt/core) present, device buffers may be its DeviceBuffer objects, completion is the
+// core's (cudaLaunchHostFunc -> ThreadSafeFunction) and host staging comes from its pinned and device pools.
+#if __has_include("core/runtime.h")
+#include "core/runtime.h"
+#define YQP_KERNELS_WITH_CORE 1
+#endif
+
 namespace yqp::kernels {
 namespace {
 
@@ -41,6 +48,11 @@ std::string CudaMessage(char const* what, cudaError_t err) {
 }
 
 uint64_t ToPtr(Napi::Value v) {
+#ifdef YQP_KERNELS_WITH_CORE
+  yqp::core::JsBlock block;
+  if (yqp::core::UnwrapBlock(v, &block)) return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(block.ptr));
+#endif
+  if (v.IsObject() && v.As<Napi::Object>().Get("ptr").IsBigInt()) return ToPtr(v.As<Napi::Object>().Get("ptr"));
   if (v.IsBigInt()) {
     bool lossless = false;
     return v.As<Napi::BigInt>().Uint64Value(&lossless);
@@ -259,6 +271,8 @@ Napi::Value Memset(Napi::CallbackInfo const& info) {
   Check(info.Env(), "cudaMemset",
         cudaMemset(reinterpret_cast<void*>(ToPtr(info[0])), info[1].As<Napi::Number>().Int32Value(),
                    static_cast<size_t>(info[2].As<Napi::Number>().Int64Value())));
+  // cudaMemset may return before it ran, on the legacy stream that non-blocking streams do not wait for.
+  Check(info.Env(), "cudaDeviceSynchronize", cudaDeviceSynchronize());
   return info.Env().Undefined();
 }
 
@@ -326,6 +340,9 @@ class DoneWorker final : public Napi::AsyncWorker {
 
 Napi::Value Done(Napi::CallbackInfo const& info) {
   cudaStream_t s = info.Length() > 0 ? reinterpret_cast<cudaStream_t>(ToPtr(info[0])) : nullptr;
+#ifdef YQP_KERNELS_WITH_CORE
+  return yqp::core::StreamDone(info.Env(), s);
+#endif
   auto* w = new DoneWorker(info.Env(), s);
   Napi::Promise p = w->Promise();
   w->Queue();
@@ -430,31 +447,55 @@ class Session final : public Napi::ObjectWrap<Session> {
       total += (f.bytes + 255) / 256 * 256;
     }
     size_t outBytes = job.NeededOutBytes();
+    void *pinIn, *devIn, *devOut, *pinOut;
+#ifdef YQP_KERNELS_WITH_CORE
+    // The core's pools: steady-state runs reuse blocks; the leases go back when this run has completed.
+    std::unique_ptr<core::Lease> leases[4];
+    try {
+      leases[0] = core::BufferPool::Pinned()->Acquire(total);
+      leases[1] = core::BufferPool::Device(device_)->Acquire(total);
+      leases[2] = core::BufferPool::Device(device_)->Acquire(outBytes);
+      leases[3] = core::BufferPool::Pinned()->Acquire(outBytes);
+    } catch (core::CudaException const& e) {
+      return e.error;
+    }
+    pinIn = leases[0]->data();
+    devIn = leases[1]->data();
+    devOut = leases[2]->data();
+    pinOut = leases[3]->data();
+#else
     if ((err = pinnedIn_.Reserve(total)) != cudaSuccess || (err = deviceIn_.Reserve(total)) != cudaSuccess ||
         (err = deviceOut_.Reserve(outBytes)) != cudaSuccess || (err = pinnedOut_.Reserve(outBytes)) != cudaSuccess)
       return err;
+    pinIn = pinnedIn_.ptr;
+    devIn = deviceIn_.ptr;
+    devOut = deviceOut_.ptr;
+    pinOut = pinnedOut_.ptr;
+#endif
     std::vector<CopySegment> segments;
     for (size_t f = 0; f < job.hostFrames.size(); ++f)
-      segments.push_back({static_cast<uint8_t*>(pinnedIn_.ptr) + offsets[f], job.hostFrames[f].data, job.hostFrames[f].bytes});
+      segments.push_back({static_cast<uint8_t*>(pinIn) + offsets[f], job.hostFrames[f].data, job.hostFrames[f].bytes});
     auto c0 = std::chrono::steady_clock::now();
     ParallelCopy(segments);
     stagingMs_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
     std::vector<uint64_t> bases;
-    for (size_t o : offsets) bases.push_back(reinterpret_cast<uint64_t>(deviceIn_.ptr) + o);
+    for (size_t o : offsets) bases.push_back(reinterpret_cast<uint64_t>(devIn) + o);
     job.Resolve(bases);
-    cudaEventRecord(e0_, stream_);
-    if ((err = cudaMemcpyAsync(deviceIn_.ptr, pinnedIn_.ptr, total, cudaMemcpyHostToDevice, stream_)) != cudaSuccess)
-      return err;
-    cudaEventRecord(e1_, stream_);
-    if ((err = LaunchSample(job.items.data(), static_cast<int>(job.items.size()), job.spec, deviceOut_.ptr,
-                            stream_)) != cudaSuccess)
-      return err;
-    cudaEventRecord(e2_, stream_);
-    if ((err = cudaMemcpyAsync(pinnedOut_.ptr, deviceOut_.ptr, outBytes, cudaMemcpyDeviceToHost, stream_)) !=
-        cudaSuccess)
-      return err;
-    cudaEventRecord(e3_, stream_);
-    if ((err = cudaStreamSynchronize(stream_)) != cudaSuccess) return err;
+    auto enqueue = [&]() -> cudaError_t {
+      cudaError_t e = cudaEventRecord(e0_, stream_);
+      if (e == cudaSuccess) e = cudaMemcpyAsync(devIn, pinIn, total, cudaMemcpyHostToDevice, stream_);
+      if (e == cudaSuccess) e = cudaEventRecord(e1_, stream_);
+      if (e == cudaSuccess) e = LaunchSample(job.items.data(), static_cast<int>(job.items.size()), job.spec, devOut, stream_);
+      if (e == cudaSuccess) e = cudaEventRecord(e2_, stream_);
+      if (e == cudaSuccess) e = cudaMemcpyAsync(pinOut, devOut, outBytes, cudaMemcpyDeviceToHost, stream_);
+      if (e == cudaSuccess) e = cudaEventRecord(e3_, stream_);
+      return e;
+    };
+    err = enqueue();
+    // Always drained, also after an error: staging blocks must not go back to a pool while a copy still uses them.
+    cudaError_t drained = cudaStreamSynchronize(stream_);
+    if (err == cudaSuccess) err = drained;
+    if (err != cudaSuccess) return err;
     float a = 0, b = 0, c = 0;
     cudaEventElapsedTime(&a, e0_, e1_);
     cudaEventElapsedTime(&b, e1_, e2_);
@@ -462,7 +503,7 @@ class Session final : public Napi::ObjectWrap<Session> {
     ms[0] = a;
     ms[1] = b;
     ms[2] = c;
-    std::memcpy(job.hostOut.data, pinnedOut_.ptr, outBytes);
+    ParallelCopy({{job.hostOut.data, static_cast<uint8_t const*>(pinOut), outBytes}});
     return cudaSuccess;
   }
 

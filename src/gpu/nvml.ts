@@ -1,0 +1,50 @@
+import { loadBinding } from '../binding.js';
+
+/** One GPU as NVML reports it; a field is absent when NVML does not support it on that GPU. */
+export interface GpuSample {
+  index: number;
+  name?: string;
+  /** Percent of the last sample period a kernel ran / device memory was read or written. */
+  utilizationGpu?: number;
+  utilizationMemory?: number;
+  memoryUsed?: number;
+  memoryTotal?: number;
+  temperatureC?: number;
+  powerW?: number;
+  pcieTxBytesPerSec?: number;
+  pcieRxBytesPerSec?: number;
+  pcieLinkGeneration?: number;
+  pcieLinkWidth?: number;
+  error?: string;
+}
+
+export type NvmlSample =
+  { available: true; driverVersion?: string; gpus: GpuSample[] } | { available: false; reason: string };
+
+interface NativeNvml {
+  sample(options?: { pcie?: boolean }): NvmlSample;
+}
+
+/**
+ * Samples NVML (libnvidia-ml.so.1, opened at run time by the addon) for every GPU. Without the addon or NVML it
+ * returns {available: false, reason}; never throws. `pcie: false` skips the PCIe counters (~20 ms each).
+ */
+export function sample(options: { pcie?: boolean } = {}): NvmlSample {
+  const loaded = loadBinding();
+  if (!loaded.binding)
+    return { available: false, reason: `the native addon did not load: ${loaded.errors.join('; ')}` };
+  const nvml = loaded.binding.nvml as NativeNvml | undefined;
+  if (!nvml) return { available: false, reason: 'the native addon has no NVML monitor' };
+  try {
+    return nvml.sample(options);
+  } catch (e) {
+    return { available: false, reason: `NVML sampling failed: ${(e as Error).message}` };
+  }
+}
+
+/** Theoretical PCIe payload rate in bytes/s for a link (128b/130b encoding from Gen 3 on). */
+export function pcieLinkBytesPerSec(generation: number, width: number): number {
+  const gtPerLane = [0, 2.5, 5, 8, 16, 32, 64][generation] ?? 0;
+  const encoding = generation <= 2 ? 8 / 10 : 128 / 130;
+  return (gtPerLane * 1e9 * encoding * width) / 8;
+}
