@@ -227,13 +227,28 @@ export default async function main(argv) {
     if (!noPeer) {
       const bin = join(work, 'frames.f32');
       await writePreprocessed(framesDir, bin, pre.preprocessing);
-      const equalized = join(work, 'ours-entropy', '1', 'calibration.fp32.onnx');
+      // onnxruntime writes per-channel DequantizeLinear (axis) but keeps the model's opset 12, which it then refuses
+      // to load; the peer gets the models with the opset import raised to 13, as yqp-trt does (no op changes).
+      const { onnx, encodeOnnx } = await import(join(DIST, 'onnx/model.js'));
+      const opset13 = (src, dst) => {
+        const proto = onnx.ModelProto.decode(readFileSync(src));
+        for (const o of proto.opsetImport) if (!o.domain || o.domain === 'ai.onnx') o.version = 13;
+        writeFileSync(dst, encodeOnnx(proto));
+        return dst;
+      };
+      const source13 = opset13(MODEL, join(work, 'source-opset13.onnx'));
+      const equalized = opset13(
+        join(work, 'ours-entropy', '1', 'calibration.fp32.onnx'),
+        join(work, 'equalized-opset13.onnx'),
+      );
       const runs = [
-        ['Entropy', MODEL, 'source model'],
-        ['Percentile', MODEL, 'source model'],
-        ['Entropy', equalized, 'yqp-trt equalized FP32 model'],
+        ['Entropy', source13, 'source model', false],
+        ['Percentile', source13, 'source model', false],
+        ['Entropy', source13, 'source, inputs only', true],
+        ['Percentile', source13, 'source, inputs only', true],
+        ['Entropy', equalized, 'equalized, inputs only', true],
       ];
-      for (const [method, m, what] of runs) {
+      for (const [method, m, what, inputsOnly] of runs) {
         const out = join(work, `peer-${method}-${peers.length}.onnx`);
         const r = spawnSync(
           python,
@@ -251,6 +266,7 @@ export default async function main(argv) {
             '99.99',
             '--out',
             out,
+            ...(inputsOnly ? ['--inputs-only'] : []),
           ],
           { encoding: 'utf8', maxBuffer: 1 << 24 },
         );
@@ -301,8 +317,22 @@ export default async function main(argv) {
       for (const [k, v] of Object.entries(o)) t2[k] = { dtype: 'float32', dims: v.dims, data: v.data };
       if (decodeBlazeFace(t2, pre.postprocessing, c.transforms)[0].length === 0) crops.push(c);
     }
-    for (const r of [...results, ...peers])
-      r.accuracy = await evaluate(r.model, refFaces, inputs, crops, pre);
+    for (const r of [...results, ...peers]) {
+      try {
+        r.accuracy = await evaluate(r.model, refFaces, inputs, crops, pre);
+      } catch (e) {
+        r.accuracy = {
+          found: 0,
+          total: 0,
+          recall: 0,
+          meanIou: 0,
+          falseFaces: 0,
+          noFacePhotos: 0,
+          error: String(e.message).split('\n')[0].slice(0, 200),
+        };
+        process.stderr.write(`${r.tool} ${r.method}: model does not load: ${r.accuracy.error}\n`);
+      }
+    }
 
     const lines = [`INT8 calibration, BlazeFace 128x128, ${frames} frames, ${machine}`];
     lines.push(

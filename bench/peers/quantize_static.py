@@ -50,6 +50,11 @@ def main():
     p.add_argument("--method", choices=["Entropy", "Percentile", "MinMax"], required=True)
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--inputs-only",
+        action="store_true",
+        help="quantize only the inputs of Conv and Add (yqp-trt's placement), not their outputs",
+    )
     a = p.parse_args()
 
     sess = onnxruntime.InferenceSession(a.model, providers=["CPUExecutionProvider"])
@@ -58,6 +63,9 @@ def main():
     del sess
     reader = FrameReader(a.frames, a.count, inp.name, shape)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
+    if a.inputs_only:
+        # Without this, onnxruntime also quantizes the head Convs' outputs (the raw logits, range about 1e4).
+        extra["OpTypesToExcludeOutputQuantization"] = ["Conv", "Add"]
     if a.method == "Percentile":
         extra["CalibPercentile"] = a.percentile
     started = time.perf_counter()
@@ -81,6 +89,7 @@ def main():
                 "tool": "onnxruntime",
                 "version": onnxruntime.__version__,
                 "method": a.method,
+                "placement": "inputs of Conv/Add" if a.inputs_only else "onnxruntime default (inputs and outputs of Conv/Add)",
                 "frames": frames,
                 "seconds": seconds,
                 "framesPerSecond": frames / seconds,
