@@ -186,7 +186,8 @@ export class ActivationCollector {
     };
     const start = () =>
       new Promise<CollectorWorker>((resolve, reject) => {
-        const buffer = model.slice().buffer;
+        // A copy per worker (encode() may return a view into a shared pool; transferring that would detach it).
+        const buffer = Uint8Array.from(model).buffer;
         const worker = new Worker(WORKER_SOURCE, {
           eval: true,
           workerData: {
