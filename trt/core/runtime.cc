@@ -291,7 +291,16 @@ Side ResolveSide(Napi::Value v, char const* name) {
     s.keep = Napi::Persistent(v);
     return s;
   }
-  throw Coded(env, std::string(name) + ": expected a DeviceBuffer, PinnedBuffer or ArrayBufferView", "E_INVALID_PARAMETER");
+  // A raw device range {ptr: bigint, size}: frame-ring slots, kernel outputs. The caller keeps it alive.
+  if (v.IsObject() && v.As<Napi::Object>().Get("ptr").IsBigInt() && v.As<Napi::Object>().Get("size").IsNumber()) {
+    Napi::Object o = v.As<Napi::Object>();
+    s.ptr = static_cast<char*>(PtrFromValue(o.Get("ptr"), name));
+    s.size = static_cast<size_t>(o.Get("size").As<Napi::Number>().Int64Value());
+    s.device = true;
+    return s;
+  }
+  throw Coded(env, std::string(name) + ": expected a DeviceBuffer, PinnedBuffer, {ptr, size} or ArrayBufferView",
+              "E_INVALID_PARAMETER");
 }
 
 // copy(dst, src, stream, {bytes, dstOffset, srcOffset}) -> Promise<void>, settled from the stream.
@@ -310,8 +319,8 @@ Napi::Value Copy(Napi::CallbackInfo const& info) {
                     " from offset " + std::to_string(dstOffset) + ", src " + std::to_string(src->size) +
                     " from offset " + std::to_string(srcOffset) + "), got " + std::to_string(bytes),
                 "E_INVALID_PARAMETER");
-  cudaMemcpyKind kind = dst->device ? (src->device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
-                                    : (src->device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  // Unified addressing tells CUDA where each side lives (pooled, pinned, pageable or IPC-mapped).
+  cudaMemcpyKind kind = cudaMemcpyDefault;
   cudaError_t e = cudaMemcpyAsync(dst->ptr + dstOffset, src->ptr + srcOffset, bytes, kind, stream);
   if (e != cudaSuccess) throw Coded(env, CudaError("cudaMemcpyAsync (runtime.copy)", e), "E_CUDA");
   for (auto* side : {dst.get(), src.get()})
