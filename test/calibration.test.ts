@@ -20,6 +20,7 @@ import {
   hexToFloat,
 } from '../src/calibration/cache.js';
 import { entropyAmax, maxAmax, percentileAmax } from '../src/calibration/calibrators.js';
+import { calibrate } from '../src/calibration/calibrate.js';
 import { cloneModel, equalizeConvPairs } from '../src/calibration/equalize.js';
 import { accumulate, binWidth, emptyHistogram, mergeInto } from '../src/calibration/histogram.js';
 import { listCalibrationFiles, sampleFiles } from '../src/calibration/loader.js';
@@ -28,6 +29,7 @@ import { loadModel } from '../src/model.js';
 import { encodeOnnx, loadOnnx, onnx } from '../src/onnx/model.js';
 import { insertQdq, planQdq } from '../src/onnx/qdq.js';
 import { iou, type Face } from '../src/postprocess/blazeface.js';
+import { blazefacePreset } from '../src/presets.js';
 import { BLAZEFACE_ONNX, MEDIA_DIR, requireData } from './helpers/data.js';
 
 requireData();
@@ -209,6 +211,39 @@ describe('loader', () => {
     expect(sampleFiles(listing.images, 10, 7).map((f) => f.name)).toEqual(a);
     expect(sampleFiles(listing.images, 10, 8).map((f) => f.name)).not.toEqual(a);
     expect(a).toHaveLength(10);
+  });
+});
+
+describe('calibrate', () => {
+  it('gives the same amax with 1 or 3 worker threads, skips unreadable files with one warning, and reports progress', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'yqp-calib-workers-'));
+    try {
+      for (const f of CALIB.slice(0, 6)) symlinkSync(join(MEDIA_DIR, f), join(dir, f));
+      writeFileSync(join(dir, 'broken.jpg'), Buffer.from('truncated'));
+      const m = await loadOnnx(BLAZEFACE_ONNX);
+      const spec = blazefacePreset(m.inputs[0].name).preprocessing;
+      const warnings: string[] = [];
+      const progress: number[] = [];
+      const one = await calibrate(m.proto, m.inputs[0], spec, undefined, {
+        dir,
+        workers: 1,
+        onWarning: (w) => warnings.push(w),
+        onFrames: (done) => progress.push(done),
+      });
+      const three = await calibrate(m.proto, m.inputs[0], spec, undefined, {
+        dir,
+        workers: 3,
+        threadsPerWorker: 1,
+      });
+      expect(one.frames.used).toBe(6);
+      expect(one.frames.skipped.map((s) => s.name)).toEqual(['broken.jpg']);
+      expect(warnings.filter((w) => /could not be decoded/.test(w))).toHaveLength(1);
+      expect(progress[progress.length - 1]).toBe(7);
+      expect(three.stats.workers).toBe(3);
+      for (const [k, v] of one.amax) expect(three.amax.get(k)).toBe(v);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -280,6 +280,7 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
       cache: 'calibration.cache',
       report: 'calibration.json',
       picture: 'calibration.html',
+      equalizedPairs: equalized.pairs,
       qdq: {
         opsetFrom: qdq.opsetFrom,
         opsetTo: qdq.opsetTo,
