@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One call on the GPU machine for the runtime core (after pack.sh carried dist/, build/Release/, node_modules/):
+#   bash .devbundle/run.sh bash test/gpu/device-run.sh
+# The GPU suite, compute-sanitizer (memcheck, racecheck, synccheck) over test/gpu/sanitize-core.mjs, then the
+# copy and cameras benchmarks; logs under $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/yqp-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current,clocks.sm,temperature.gpu,power.draw --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)" 2>&1 | tail -1
+node -e "const b=require('./build/Release/yqp_trt.node'); console.log(JSON.stringify(b.cudaInfo()))"
+echo "== GPU suite (${SUITE:-all})"
+timeout 240 npx vitest run --config vitest.gpu.config.ts ${SUITE:-} 2>&1 | grep -v "^npm warn" > "$OUT/tests.log"
+tests=${PIPESTATUS[0]}
+grep -E "✓|✗|×|↓|FAIL|Error|expected|Tests |Test Files" "$OUT/tests.log" | head -80
+echo "== compute-sanitizer"
+san=0
+for tool in memcheck racecheck synccheck; do
+  timeout 80 compute-sanitizer --tool $tool --error-exitcode 9 --print-limit 20 node test/gpu/sanitize-core.mjs > "$OUT/sanitize-$tool.log" 2>&1
+  rc=$?
+  echo "$tool: rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitize-core' "$OUT/sanitize-$tool.log" | tr '\n' ' ' | cut -c1-300)"
+  [[ $rc -ne 0 ]] && san=1 && tail -30 "$OUT/sanitize-$tool.log"
+done
+echo "== benchmarks"
+timeout 60 npm run --silent bench -- gpu-copy 2>&1 | grep -v "^npm warn" | tee "$OUT/bench-copy.log"
+timeout 60 npm run --silent bench -- gpu-cameras ${CAMERAS_ARGS:-} 2>&1 | grep -v "^npm warn" | tee "$OUT/bench-cameras.log"
+echo "tests rc=$tests sanitizer=$san"
