@@ -23,7 +23,7 @@ import { entropyAmax, maxAmax, percentileAmax } from '../src/calibration/calibra
 import { calibrate } from '../src/calibration/calibrate.js';
 import { cloneModel, equalizeConvPairs } from '../src/calibration/equalize.js';
 import { accumulate, binWidth, emptyHistogram, mergeInto } from '../src/calibration/histogram.js';
-import { listCalibrationFiles, sampleFiles } from '../src/calibration/loader.js';
+import { ffmpegAvailable, listCalibrationFiles, sampleFiles } from '../src/calibration/loader.js';
 import { isYqpError } from '../src/errors.js';
 import { loadModel } from '../src/model.js';
 import { encodeOnnx, loadOnnx, onnx } from '../src/onnx/model.js';
@@ -245,6 +245,26 @@ describe('calibrate', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('video frames', () => {
+  it.skipIf(!ffmpegAvailable())(
+    'decodes a video with ffmpeg into calibration frames (skipped: ffmpeg not on PATH)',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'yqp-calib-video-'));
+      try {
+        symlinkSync(join(MEDIA_DIR, 'franck.mp4'), join(dir, 'franck.mp4'));
+        const m = await loadOnnx(BLAZEFACE_ONNX);
+        const spec = blazefacePreset(m.inputs[0].name).preprocessing;
+        const r = await calibrate(m.proto, m.inputs[0], spec, undefined, { dir, count: 8, seed: 1 });
+        expect(r.frames.used).toBe(8);
+        expect(r.frames.names.every((n) => n.startsWith('franck.mp4#'))).toBe(true);
+        expect(r.tensors[0].histogram.count).toBe(8 * 128 * 128 * 3);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 describe('build --int8 on BlazeFace (real frames)', () => {
