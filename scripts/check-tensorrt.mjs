@@ -81,6 +81,7 @@ function walk(d) {
 }
 const sources = walk(join(ROOT, 'trt'))
   .filter((f) => /\.(cc|cpp|cxx)$/.test(f))
+  .filter((f) => !f.includes(`${join('trt', 'tensorrt', 'testing')}/`)) // test-only modules, not the addon
   .filter(
     (f) =>
       f.includes(`${join('trt', 'tensorrt')}/`) ||

@@ -2,110 +2,15 @@
 // The build runs in an AsyncWorker whose Execute touches no N-API: options are copied into a BuildOptions struct
 // first, progress goes out through one ThreadSafeFunction and calibration batches come in through another.
 #include <chrono>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 
 #include "builder.h"
+#include "js_batch_source.h"
 #include "library.h"
 #include "napi_util.h"
 #include "tensorrt_binding.h"
 
 namespace yqp::trt {
 namespace {
-
-// Calibration batches pulled from JavaScript with bounded prefetch. The builder thread waits on a condition
-// variable while JavaScript answers asynchronously, so a busy event loop only delays it, never deadlocks it.
-struct BatchState {
-  std::mutex mutex;
-  std::condition_variable ready;
-  std::deque<std::vector<std::vector<uint8_t>>> queue;
-  size_t inFlight = 0;
-  bool done = false;
-  std::string error;
-  std::shared_ptr<std::atomic<bool>> cancelled;
-};
-
-class JsBatchSource final : public BatchSource {
- public:
-  JsBatchSource(Napi::ThreadSafeFunction tsfn, std::shared_ptr<BatchState> state, size_t prefetch)
-      : tsfn_(std::move(tsfn)), state_(std::move(state)), prefetch_(prefetch == 0 ? 1 : prefetch) {}
-
-  bool Next(std::vector<std::vector<uint8_t>>* inputs, std::string* error) override {
-    std::unique_lock<std::mutex> lock(state_->mutex);
-    for (;;) {
-      if (state_->cancelled->load()) return false;
-      if (!state_->error.empty()) {
-        *error = state_->error;
-        return false;
-      }
-      // Keep up to `prefetch` batches requested or waiting so decoding overlaps TensorRT's calibration passes.
-      while (!state_->done && state_->queue.size() + state_->inFlight < prefetch_) {
-        ++state_->inFlight;
-        std::shared_ptr<BatchState> state = state_;
-        napi_status s = tsfn_.NonBlockingCall([state](Napi::Env env, Napi::Function pull) { Pull(env, pull, state); });
-        if (s != napi_ok) {
-          --state_->inFlight;
-          state_->done = true;
-        }
-      }
-      if (!state_->queue.empty()) {
-        *inputs = std::move(state_->queue.front());
-        state_->queue.pop_front();
-        return true;
-      }
-      if (state_->done && state_->inFlight == 0) return false;
-      // Wake periodically to notice Ctrl-C even when JavaScript never answers.
-      state_->ready.wait_for(lock, std::chrono::milliseconds(100));
-    }
-  }
-
- private:
-  static void Settle(std::shared_ptr<BatchState> const& state, std::vector<std::vector<uint8_t>>* batch,
-                     std::string const& error, bool end) {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (state->inFlight > 0) --state->inFlight;
-    if (!error.empty() && state->error.empty()) state->error = error;
-    if (end) state->done = true;
-    if (batch != nullptr) state->queue.push_back(std::move(*batch));
-    state->ready.notify_all();
-  }
-
-  static void Accept(Napi::Value value, std::shared_ptr<BatchState> const& state) {
-    if (value.IsNull() || value.IsUndefined()) return Settle(state, nullptr, "", true);
-    if (!value.IsArray()) return Settle(state, nullptr, "pullBatch must resolve to an array of typed arrays or null", true);
-    Napi::Array a = value.As<Napi::Array>();
-    std::vector<std::vector<uint8_t>> batch;
-    for (uint32_t i = 0; i < a.Length(); ++i) batch.push_back(BytesOf(a.Get(i)));
-    Settle(state, &batch, "", false);
-  }
-
-  static void Pull(Napi::Env env, Napi::Function pull, std::shared_ptr<BatchState> state) {
-    try {
-      Napi::Value r = pull.Call({});
-      if (!r.IsPromise()) return Accept(r, state);
-      Napi::Object promise = r.As<Napi::Object>();
-      Napi::Function onOk = Napi::Function::New(env, [state](Napi::CallbackInfo const& info) {
-        Accept(info.Length() > 0 ? info[0] : info.Env().Undefined(), state);
-      });
-      Napi::Function onErr = Napi::Function::New(env, [state](Napi::CallbackInfo const& info) {
-        std::string message = "the calibration loader failed";
-        if (info.Length() > 0 && info[0].IsObject()) {
-          Napi::Value m = info[0].As<Napi::Object>().Get("message");
-          if (m.IsString()) message = m.As<Napi::String>().Utf8Value();
-        }
-        Settle(state, nullptr, message, true);
-      });
-      promise.Get("then").As<Napi::Function>().Call(promise, {onOk, onErr});
-    } catch (Napi::Error const& e) {
-      Settle(state, nullptr, e.Message(), true);
-    }
-  }
-
-  Napi::ThreadSafeFunction tsfn_;
-  std::shared_ptr<BatchState> state_;
-  size_t prefetch_;
-};
 
 class BuildWorker final : public Napi::AsyncWorker {
  public:
@@ -117,7 +22,7 @@ class BuildWorker final : public Napi::AsyncWorker {
         cancelled_(std::move(cancelled)),
         batchState_(std::make_shared<BatchState>()),
         prefetch_(prefetch) {
-    batchState_->cancelled = cancelled_;
+    batchState_->cancelled = cancelled_;  // Ctrl-C also ends the calibration wait
     if (onProgress.IsFunction()) {
       progress_ = Napi::ThreadSafeFunction::New(env, onProgress.As<Napi::Function>(), "yqp-trt:build-progress", 0, 1);
       hasProgress_ = true;
