@@ -1,4 +1,5 @@
-// `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--delay-us US] [--out FILE] [--repo DIR]`
+// `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--threads-per-context N] [--delay-us US]
+//   [--out FILE] [--repo DIR]`
 // The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
@@ -79,7 +80,10 @@ export default async function main(args) {
   });
   const feeds = syntheticInputs(resolveShapes(entry.config.inputs, 1));
   const load = { durationMs, warmupMs };
+  const nodeOptions = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ').trim();
+  if (nodeOptions) console.log(`node options: ${nodeOptions}`);
   const results = {
+    nodeOptions,
     date: new Date().toISOString(),
     machine,
     cores,
@@ -109,7 +113,7 @@ export default async function main(args) {
     threadsPerContext: cores,
     dynamicBatching: false,
   });
-  const perContext = Math.max(1, Math.floor(cores / 4));
+  const perContext = Number(arg(args, 'threads-per-context', String(Math.max(1, Math.floor(cores / 4)))));
   await inProcess('4 contexts, no batching', {
     contexts: 4,
     threadsPerContext: perContext,
