@@ -20,7 +20,7 @@ import {
   hexToFloat,
 } from '../src/calibration/cache.js';
 import { entropyAmax, maxAmax, percentileAmax } from '../src/calibration/calibrators.js';
-import { calibrate } from '../src/calibration/calibrate.js';
+import { calibrate, calibrationBatch } from '../src/calibration/calibrate.js';
 import { cloneModel, equalizeConvPairs } from '../src/calibration/equalize.js';
 import { accumulate, binWidth, emptyHistogram, mergeInto } from '../src/calibration/histogram.js';
 import { ffmpegAvailable, listCalibrationFiles, sampleFiles } from '../src/calibration/loader.js';
@@ -244,6 +244,35 @@ describe('calibrate', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('calibration profile checks', () => {
+  const spec = blazefacePreset('input:0').preprocessing;
+  const input = { name: 'input:0', dtype: 'float32' as const, dims: [-1, 128, 128, 3] };
+  it('takes the profile opt batch and refuses frames or batches the model cannot take', () => {
+    expect(
+      calibrationBatch(
+        input,
+        spec,
+        { min: [1, 128, 128, 3], opt: [8, 128, 128, 3], max: [16, 128, 128, 3] },
+        undefined,
+      ),
+    ).toBe(8);
+    expect(() => calibrationBatch({ ...input, dims: [-1, 256, 256, 3] }, spec, undefined, undefined)).toThrow(
+      /do not fit model input input:0 \[-1,256,256,3\]/,
+    );
+    expect(() => calibrationBatch({ ...input, dtype: 'float16' }, spec, undefined, undefined)).toThrow(
+      /FP32 model/,
+    );
+    expect(() =>
+      calibrationBatch(
+        input,
+        spec,
+        { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [4, 128, 128, 3] },
+        8,
+      ),
+    ).toThrow(/outside the profile's batch range 1..4/);
   });
 });
 
