@@ -61,6 +61,7 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
   let frames: Decoded[];
   let model: Model;
   let cpuFaces: Face[][];
+  let rawFaces: Face[][];
 
   beforeAll(async () => {
     requireData();
@@ -71,7 +72,14 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
     model = await loadModel(join(repo, 'face'), { contexts: 1 });
     // The CPU path: detections from the JPEG files themselves.
     cpuFaces = [];
-    for (const f of frames) cpuFaces.push((await model.inferImages([f.file])).faces![0]);
+    rawFaces = [];
+    for (const f of frames) {
+      cpuFaces.push((await model.inferImages([f.file])).faces![0]);
+      rawFaces.push(
+        (await model.inferImages([{ data: f.data, width: f.width, height: f.height, channels: 3 }]))
+          .faces![0],
+      );
+    }
     expect(cpuFaces.every((l) => l.length === 1)).toBe(true);
   });
   afterAll(async () => {
@@ -84,7 +92,14 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
     for (const [i, data] of received.entries()) {
       const { width, height } = frames[i];
       const faces = (await model.inferImages([{ data, width, height, channels: 3 }])).faces![0];
-      expect(faces).toEqual(cpuFaces[i]);
+      // Exactly the detections of the same pixels decoded in this process, and those of the JPEG file path.
+      expect(faces).toEqual(rawFaces[i]);
+      expect(faces).toHaveLength(cpuFaces[i].length);
+      for (const [j, face] of faces.entries()) {
+        expect(Math.abs(face.score - cpuFaces[i][j].score)).toBeLessThan(1e-4);
+        for (const [k, v] of face.box.entries())
+          expect(Math.abs(v - cpuFaces[i][j].box[k])).toBeLessThan(0.5);
+      }
     }
   }
 
@@ -128,8 +143,11 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
       // Every slot held or being written: the writer gets no slot instead of overwriting a held one.
       const w = ring.native.acquireWrite();
       expect(w).toBe(oldest.slot);
+      const third = ring.acquire()!;
+      expect(third.seq).toBe(6);
       expect(ring.native.acquireWrite()).toBe(-1);
       ring.native.abort(w);
+      ring.release(third);
       ring.releaseAfter(newest, s);
       await pool.synchronize(0);
       expect(ring.native.slot(newest.slot).readers).toBe(0);
@@ -165,8 +183,7 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
         String(frames.length),
         out,
       ]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
+      expect(r.code, r.stderr).toBe(0);
       const got = r.stdout
         .trim()
         .split('\n')
@@ -203,8 +220,7 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
           String(frames.length),
           '9',
         ]);
-        expect(r.stderr).toBe('');
-        expect(r.code).toBe(0);
+        expect(r.code, r.stderr).toBe(0);
         const written = r.stdout
           .trim()
           .split('\n')
