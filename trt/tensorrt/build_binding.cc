@@ -1,12 +1,11 @@
 // tensorrt.build(options, { onProgress, pullBatch }) -> { promise, cancel }.
 // The build runs in an AsyncWorker whose Execute touches no N-API: options are copied into a BuildOptions struct
 // first, progress goes out through one ThreadSafeFunction and calibration batches come in through another.
-#include <chrono>
-
 #include "builder.h"
 #include "js_batch_source.h"
 #include "library.h"
 #include "napi_util.h"
+#include "progress_js.h"
 #include "tensorrt_binding.h"
 
 namespace yqp::trt {
@@ -21,10 +20,11 @@ class BuildWorker final : public Napi::AsyncWorker {
         options_(std::move(options)),
         cancelled_(std::move(cancelled)),
         batchState_(std::make_shared<BatchState>()),
+        drain_(std::make_shared<AfterDrain>()),
         prefetch_(prefetch) {
     batchState_->cancelled = cancelled_;  // Ctrl-C also ends the calibration wait
     if (onProgress.IsFunction()) {
-      progress_ = Napi::ThreadSafeFunction::New(env, onProgress.As<Napi::Function>(), "yqp-trt:build-progress", 0, 1);
+      progress_ = MakeProgressTsfn(env, onProgress.As<Napi::Function>(), "yqp-trt:build-progress", drain_);
       hasProgress_ = true;
     }
     if (pullBatch.IsFunction()) {
@@ -37,30 +37,7 @@ class BuildWorker final : public Napi::AsyncWorker {
 
   void Execute() override {
     ProgressMonitor::Callback callback;
-    if (hasProgress_) {
-      Napi::ThreadSafeFunction tsfn = progress_;
-      auto last = std::make_shared<std::chrono::steady_clock::time_point>();
-      callback = [tsfn, last](ProgressEvent const& ev) mutable {
-        // Tactic steps come by the thousand; a progress bar needs a few per second.
-        auto now = std::chrono::steady_clock::now();
-        if (ev.kind == ProgressEvent::Kind::kStep && now - *last < std::chrono::milliseconds(100)) return;
-        *last = now;
-        auto* copy = new ProgressEvent(ev);
-        napi_status s = tsfn.NonBlockingCall(copy, [](Napi::Env env, Napi::Function fn, ProgressEvent* e) {
-          Napi::Object o = Napi::Object::New(env);
-          o.Set("kind", e->kind == ProgressEvent::Kind::kStart ? "start"
-                        : e->kind == ProgressEvent::Kind::kStep ? "step"
-                                                                : "finish");
-          o.Set("phase", e->phase);
-          if (!e->parent.empty()) o.Set("parent", e->parent);
-          o.Set("step", e->step);
-          o.Set("steps", e->steps);
-          delete e;
-          fn.Call({o});
-        });
-        if (s != napi_ok) delete copy;
-      };
-    }
+    if (hasProgress_) callback = ProgressToJs(progress_);
     ProgressMonitor monitor(callback, cancelled_);
     std::unique_ptr<JsBatchSource> source;
     if (hasBatches_) source = std::make_unique<JsBatchSource>(batches_, batchState_, prefetch_);
@@ -95,25 +72,42 @@ class BuildWorker final : public Napi::AsyncWorker {
     out.Set("version", result_.libVersion);
     out.Set("gpu", result_.gpuName);
     out.Set("sm", result_.sm);
-    deferred_.Resolve(out);
+    Settle(std::make_shared<Napi::ObjectReference>(Napi::Persistent(out)), true);
   }
 
   void OnError(Napi::Error const& e) override {
     Release();
-    deferred_.Reject(CodedError(Env(), e.Message(), failure_.c_str()).Value());
+    Settle(std::make_shared<Napi::ObjectReference>(
+               Napi::Persistent(CodedError(Env(), e.Message(), failure_.c_str()).Value().As<Napi::Object>())),
+           false);
   }
 
  private:
   void Release() {
-    if (hasProgress_) progress_.Release();
     if (hasBatches_) batches_.Release();
-    hasProgress_ = hasBatches_ = false;
+    hasBatches_ = false;
+  }
+
+  // Settles after the progress ThreadSafeFunction delivered its last event (its final "finish").
+  void Settle(std::shared_ptr<Napi::ObjectReference> value, bool ok) {
+    Napi::Promise::Deferred deferred = deferred_;
+    auto settle = [deferred, value, ok](Napi::Env) {
+      if (ok)
+        deferred.Resolve(value->Value());
+      else
+        deferred.Reject(value->Value());
+    };
+    if (!hasProgress_) return settle(Env());
+    hasProgress_ = false;
+    progress_.Release();
+    drain_->Then(Env(), settle);
   }
 
   Napi::Promise::Deferred deferred_;
   BuildOptions options_;
   std::shared_ptr<std::atomic<bool>> cancelled_;
   std::shared_ptr<BatchState> batchState_;
+  std::shared_ptr<AfterDrain> drain_;
   size_t prefetch_;
   Napi::ThreadSafeFunction progress_;
   Napi::ThreadSafeFunction batches_;

@@ -1,0 +1,102 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { NativeProgressEvent } from '../src/tensorrt/native.js';
+import { ROOT } from './helpers/data.js';
+
+/**
+ * The build's progress path (trt/tensorrt/progress_monitor.cc + progress_js.cc) driven through TensorRT's
+ * IProgressMonitor interface from a worker thread, compiled here against the TensorRT 10.16 headers: no libnvinfer.
+ */
+interface Check {
+  simulate(
+    onProgress: (e: NativeProgressEvent) => void,
+    steps: number,
+    stepMs: number,
+  ): { promise: Promise<{ stepsRun: number; stopped: boolean }>; cancel(): void };
+}
+
+const trtInclude = join(ROOT, '.trt-headers', 'v10.16', 'include');
+const cudaInclude = [
+  '/usr/local/cuda/include',
+  process.env.CUDA_PATH && join(process.env.CUDA_PATH, 'include'),
+].find((d): d is string => Boolean(d) && existsSync(join(d as string, 'cuda_runtime_api.h')));
+const napi = join(ROOT, 'node_modules', 'node-api-headers', 'include');
+const addonApi = join(ROOT, 'node_modules', 'node-addon-api');
+const missing = !existsSync(join(trtInclude, 'NvInfer.h'))
+  ? '.trt-headers/v10.16 is absent'
+  : !cudaInclude
+    ? 'no CUDA toolkit headers'
+    : !existsSync(join(napi, 'node_api.h'))
+      ? 'node-api-headers not installed'
+      : '';
+
+describe.skipIf(Boolean(missing))(
+  `build progress and cancel${missing ? ` (skipped: ${missing})` : ''}`,
+  () => {
+    let check: Check;
+    beforeAll(() => {
+      const out = join(mkdtempSync(join(tmpdir(), 'yqp-progress-')), 'progress_check.node');
+      const r = spawnSync(
+        process.env.CXX || 'g++',
+        [
+          '-std=c++17',
+          '-shared',
+          '-fPIC',
+          '-O1',
+          '-Wall',
+          '-Wextra',
+          '-Werror',
+          '-DNAPI_VERSION=8',
+          '-DNAPI_CPP_EXCEPTIONS',
+          `-isystem${trtInclude}`,
+          `-isystem${cudaInclude}`,
+          `-isystem${napi}`,
+          `-isystem${addonApi}`,
+          `-I${join(ROOT, 'trt')}`,
+          ...['progress_monitor.cc', 'progress_js.cc', 'testing/progress_check.cc'].map((f) =>
+            join(ROOT, 'trt', 'tensorrt', f),
+          ),
+          '-o',
+          out,
+          '-lpthread',
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(r.status, r.stderr).toBe(0);
+      check = createRequire(import.meta.url)(out) as Check;
+    });
+
+    it('reports every phase start and finish, and throttles steps to about 10 per second', async () => {
+      const events: NativeProgressEvent[] = [];
+      const r = await check.simulate((e) => events.push(e), 60, 5).promise;
+      expect(r).toEqual({ stepsRun: 60, stopped: false });
+      const starts = events.filter((e) => e.kind === 'start');
+      expect(starts).toEqual([
+        { kind: 'start', phase: 'Building engine', step: 0, steps: 1 },
+        { kind: 'start', phase: 'Tactic selection', parent: 'Building engine', step: 0, steps: 60 },
+      ]);
+      expect(events.filter((e) => e.kind === 'finish').map((e) => e.phase)).toEqual([
+        'Tactic selection',
+        'Building engine',
+      ]);
+      const steps = events.filter((e) => e.kind === 'step' && e.phase === 'Tactic selection');
+      // 61 steps over about 300 ms at most one per 100 ms: a handful reach JavaScript, in order.
+      expect(steps.length).toBeGreaterThanOrEqual(1);
+      expect(steps.length).toBeLessThanOrEqual(6);
+      const idx = steps.map((e) => e.step);
+      expect([...idx].sort((a, b) => a - b)).toEqual(idx);
+    });
+
+    it('cancels at the next step: stepComplete returns false to TensorRT', async () => {
+      const handle = check.simulate(() => {}, 1000, 2);
+      setTimeout(() => handle.cancel(), 40);
+      const r = await handle.promise;
+      expect(r.stopped).toBe(true);
+      expect(r.stepsRun).toBeLessThan(1000);
+    });
+  },
+);
