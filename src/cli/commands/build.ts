@@ -123,6 +123,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
     // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
     const showProgress = !argv.json && Boolean(process.stderr.isTTY);
+    let barOpen = false;
     const options: BuildOptions = {
       name: argv.name,
       repo: argv.repo,
@@ -159,7 +160,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         hardwareCompatibility: argv['hardware-compatibility'],
       },
       onProgress: (e) => {
-        if (showProgress && e.fraction === undefined) process.stderr.write(`${e.stage}: ${e.message}\n`);
+        if (!showProgress) return;
+        // Events with a fraction (calibration frames, engine build) redraw one bar line in place.
+        if (e.fraction === undefined)
+          process.stderr.write(`${barOpen ? '\n' : ''}${e.stage}: ${e.message}\n`);
+        else process.stderr.write(`\r${e.stage}: ${e.message}\x1b[K`);
+        barOpen = e.fraction !== undefined;
       },
     };
     const result = await build(argv.model, options);
