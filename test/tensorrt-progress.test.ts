@@ -17,6 +17,10 @@ interface Check {
     steps: number,
     stepMs: number,
   ): { promise: Promise<{ stepsRun: number; stopped: boolean }>; cancel(): void };
+  logger(
+    threads: number,
+    perThread: number,
+  ): { clean: string; last: string; withLast: string; kept: string[]; afterDrain: number };
 }
 
 const trtInclude = join(ROOT, '.trt-headers', 'v10.16', 'include');
@@ -57,7 +61,7 @@ describe.skipIf(Boolean(missing))(
           `-isystem${napi}`,
           `-isystem${addonApi}`,
           `-I${join(ROOT, 'trt')}`,
-          ...['progress_monitor.cc', 'progress_js.cc', 'testing/progress_check.cc'].map((f) =>
+          ...['progress_monitor.cc', 'progress_js.cc', 'logger.cc', 'testing/progress_check.cc'].map((f) =>
             join(ROOT, 'trt', 'tensorrt', f),
           ),
           '-o',
@@ -89,6 +93,20 @@ describe.skipIf(Boolean(missing))(
       expect(steps.length).toBeLessThanOrEqual(6);
       const idx = steps.map((e) => e.step);
       expect([...idx].sort((a, b) => a - b)).toEqual(idx);
+    });
+
+    it('keeps the last TensorRT error and appends it to failure messages, with many threads logging', () => {
+      const r = check.logger(8, 100);
+      expect(r.clean).toBe('buildSerializedNetwork failed');
+      expect(r.last).toBe('IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error');
+      expect(r.withLast).toBe(
+        'buildSerializedNetwork failed (TensorRT: IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error)',
+      );
+      // Warnings and errors are kept (bounded to the last 200), verbose and info are not.
+      expect(r.kept).toHaveLength(200);
+      expect(r.kept.at(-1)).toBe('error: IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error');
+      expect(r.kept.every((k) => /^(warning|error): /.test(k))).toBe(true);
+      expect(r.afterDrain).toBe(0);
     });
 
     it('cancels at the next step: stepComplete returns false to TensorRT', async () => {

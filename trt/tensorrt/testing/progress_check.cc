@@ -4,8 +4,11 @@
 #include <napi.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "tensorrt/logger.h"
 #include "tensorrt/progress_js.h"
 
 namespace {
@@ -78,8 +81,42 @@ Napi::Value SimulateFn(Napi::CallbackInfo const& info) {
   return handle;
 }
 
+// logger(threads, perThread) -> { last, withLast, kept, clean }: many threads log through TensorRT's ILogger
+// interface at once (TensorRT does); the last error is kept and appended to failure messages.
+Napi::Value LoggerFn(Napi::CallbackInfo const& info) {
+  Napi::Env env = info.Env();
+  int threads = info[0].As<Napi::Number>().Int32Value();
+  int perThread = info[1].As<Napi::Number>().Int32Value();
+  yqp::trt::Logger logger;
+  std::string clean = logger.WithLastError("buildSerializedNetwork failed");
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&logger, t, perThread] {
+      nvinfer1::ILogger& l = logger;
+      for (int i = 0; i < perThread; ++i) {
+        l.log(nvinfer1::ILogger::Severity::kVERBOSE, "tactic timing");
+        l.log(nvinfer1::ILogger::Severity::kWARNING, ("warning " + std::to_string(t)).c_str());
+      }
+    });
+  for (auto& th : pool) th.join();
+  nvinfer1::ILogger& l = logger;
+  l.log(nvinfer1::ILogger::Severity::kERROR, "IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error");
+  l.log(nvinfer1::ILogger::Severity::kINFO, "after the error");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("clean", clean);
+  out.Set("last", logger.LastError());
+  out.Set("withLast", logger.WithLastError("buildSerializedNetwork failed"));
+  std::vector<std::string> kept = logger.Drain();
+  Napi::Array a = Napi::Array::New(env, kept.size());
+  for (size_t i = 0; i < kept.size(); ++i) a.Set(static_cast<uint32_t>(i), kept[i]);
+  out.Set("kept", a);
+  out.Set("afterDrain", static_cast<double>(logger.Drain().size()));
+  return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("simulate", Napi::Function::New(env, SimulateFn));
+  exports.Set("logger", Napi::Function::New(env, LoggerFn));
   return exports;
 }
 
