@@ -57,3 +57,26 @@ export { parseProfileFlags, checkProfiles } from './profiles.js';
 export type { Backend, BackendSession, BackendAvailability, OpenOptions } from './backends/backend.js';
 export { getBackend, backendAvailability, resolveBackend } from './backends/index.js';
 export { doctorReport, type DoctorReport } from './doctor.js';
+
+// INT8 calibration (Q/DQ model, TensorRT calibration cache, report) and cross-backend comparison.
+export { calibrate, type CalibrateOptions, type CalibrationResult } from './calibration/calibrate.js';
+export { buildInt8, type BuildInt8Context, type BuildInt8Result } from './calibration/build-int8.js';
+export { compareModels, type CompareOptions, type CompareReport } from './calibration/compare.js';
+export { parseCalibrationCache, formatCalibrationCache } from './calibration/cache.js';
+export { planQdq, insertQdq } from './onnx/qdq.js';
+
+// GPU side (native addon): runtime core, preprocessing and ROI kernels, frame ring over CUDA IPC, NVML, placement.
+export { loadBinding, type NativeBinding, type CudaInfo, type CudaDevice } from './binding.js';
+export {
+  GpuPreprocessor,
+  gpuKernelsAvailability,
+  referenceSample,
+  type HostFrame,
+  type DeviceFrame,
+  type ResizeFilter,
+} from './gpu/preprocess.js';
+export { GpuRoiCropper, faceRoi, roiToFrame, type FaceRoi } from './gpu/roi.js';
+export { FrameRing, type FrameInfo, type HeldFrame } from './gpu/frame-ring.js';
+export { sample as nvmlSample, type NvmlSample, type GpuSample } from './gpu/nvml.js';
+export { place, planPlacement, type Placement, type PlacementOptions } from './gpu/placement.js';
+export { createStreamPool, allocDevice, allocPinned, copy as gpuCopy, poolStats } from './gpu/runtime.js';
