@@ -164,4 +164,24 @@ describe('scheduler', () => {
     await Promise.all(pending);
     expect(s.runs).toHaveLength(3);
   });
+
+  it('assembles batches in memory the backend allocates', async () => {
+    const s = new EchoSession(1, 20) as EchoSession & {
+      allocate: (dtype: string, n: number) => Float32Array;
+    };
+    const allocated: number[] = [];
+    s.allocate = (_dtype, n) => {
+      allocated.push(n);
+      return new Float32Array(new SharedArrayBuffer(n * 4));
+    };
+    const sched = new Scheduler(s, {
+      maxBatchSize: 8,
+      batchable: true,
+      maxQueueDelayMicroseconds: 5000,
+      maxQueueSize: 10,
+    });
+    const out = await Promise.all([1, 2, 3].map((v) => sched.submit(feed(v))));
+    expect(out.map((o) => o.y.data[0])).toEqual([2, 4, 6]);
+    expect(allocated).toEqual([3]);
+  });
 });

@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../repository/config.js';
-import type { TensorMap } from '../tensor.js';
+import type { DType, TensorMap, TypedArray } from '../tensor.js';
 
 /** Whether a backend can run on this machine, and if not, why. */
 export interface BackendAvailability {
@@ -31,6 +31,11 @@ export interface BackendSession {
    * one computes, hiding the hand-over (a thread hop for onnxruntime, a host-to-device copy for TensorRT).
    */
   readonly pipelineDepth?: number;
+  /**
+   * Memory for a batch the scheduler assembles from several requests, when the backend takes some kind without
+   * a copy on the event loop (shared memory for worker threads; pinned host memory for a GPU backend).
+   */
+  allocate?(dtype: DType, length: number): TypedArray;
   /** Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete. */
   run(context: number, feeds: TensorMap): Promise<TensorMap>;
   close(): Promise<void>;

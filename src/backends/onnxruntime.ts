@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { YqpError } from '../errors.js';
 import type { ModelConfig } from '../repository/config.js';
-import { DTYPE_ARRAY, type DType, type TensorMap } from '../tensor.js';
+import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
 import type { Backend, BackendAvailability, BackendSession, OpenOptions } from './backend.js';
 
 const require = createRequire(import.meta.url);
@@ -149,6 +149,12 @@ class OnnxruntimeSession implements BackendSession {
   constructor(private readonly contextList: OnnxruntimeContext[]) {}
   get contexts(): number {
     return this.contextList.length;
+  }
+  /** Batches are assembled in shared memory: the worker, not the event loop, makes the copy onnxruntime needs. */
+  allocate(dtype: DType, length: number): TypedArray {
+    const Ctor = DTYPE_ARRAY[dtype] as unknown as new (buffer: SharedArrayBuffer) => TypedArray;
+    const bytes = (DTYPE_ARRAY[dtype] as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    return new Ctor(new SharedArrayBuffer(length * bytes));
   }
   run(context: number, feeds: TensorMap): Promise<TensorMap> {
     const c = this.contextList[context];

@@ -48,6 +48,8 @@ export const tensorrtBackend: Backend & { memoryStrategy?: string } = {
           (config.metadata?.runtime as { memoryStrategy?: unknown } | undefined)?.memoryStrategy,
         ),
         cudaGraphs: (config.metadata?.runtime as { cudaGraphs?: boolean } | undefined)?.cudaGraphs ?? true,
+        allowHostCode:
+          (meta?.buildOptions as { versionCompatible?: boolean } | undefined)?.versionCompatible === true,
       });
     } catch (e) {
       // TensorRT's refusal says little ("version tag mismatch"); our metadata says which version and GPU built it.

@@ -223,7 +223,13 @@ export class Scheduler extends EventEmitter {
     for (const r of group) r.cleanup();
     let error: Error | undefined;
     try {
-      const feeds = group.length === 1 ? group[0].feeds : concatFeeds(group.map((r) => r.feeds));
+      const feeds =
+        group.length === 1
+          ? group[0].feeds
+          : concatFeeds(
+              group.map((r) => r.feeds),
+              this.session.allocate?.bind(this.session),
+            );
       const outputs = await this.session.run(context, feeds);
       if (group.length === 1) group[0].resolve(outputs);
       else {
@@ -270,13 +276,15 @@ function batchKey(feeds: TensorMap): string {
     .join('|');
 }
 
-export function concatFeeds(list: TensorMap[]): TensorMap {
+/** Allocates the array of a batched input; a backend may hand out memory it can take without a copy. */
+export type InputAllocator = (dtype: Tensor['dtype'], length: number) => Tensor['data'];
+
+export function concatFeeds(list: TensorMap[], allocate?: InputAllocator): TensorMap {
   const out: TensorMap = {};
   for (const name of Object.keys(list[0])) {
     const parts = list.map((f) => f[name]);
     const total = parts.reduce((s, t) => s + t.data.length, 0);
-    const Ctor = DTYPE_ARRAY[parts[0].dtype];
-    const data = new Ctor(total);
+    const data = allocate ? allocate(parts[0].dtype, total) : new DTYPE_ARRAY[parts[0].dtype](total);
     let offset = 0;
     for (const t of parts) {
       (data as Float32Array).set(t.data as Float32Array, offset);
