@@ -80,6 +80,8 @@ export interface NativeEngineOptions {
   device?: number;
   memoryStrategy?: 'static' | 'on-profile-change' | 'user-managed';
   cudaGraphs?: boolean;
+  /** Version-compatible plans embed host code (the lean runtime); TensorRT loads them only when allowed. */
+  allowHostCode?: boolean;
 }
 
 export interface NativeEngine {

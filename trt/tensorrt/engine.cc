@@ -46,7 +46,8 @@ std::string ShapeString(std::vector<int64_t> const& dims) {
   return s + "]";
 }
 
-std::unique_ptr<Engine> Engine::Deserialize(void const* plan, size_t size, int device, std::string* error) {
+std::unique_ptr<Engine> Engine::Deserialize(void const* plan, size_t size, int device, bool allowHostCode,
+                                            std::string* error) {
   LibraryStatus const& lib = LoadLibraries();
   if (!lib.loaded) {
     *error = lib.error;
@@ -63,6 +64,7 @@ std::unique_ptr<Engine> Engine::Deserialize(void const* plan, size_t size, int d
     *error = e->logger_.WithLastError("createInferRuntime failed");
     return nullptr;
   }
+  if (allowHostCode) e->runtime_->setEngineHostCodeAllowed(true);
   e->engine_ = e->runtime_->deserializeCudaEngine(plan, size);
   if (e->engine_ == nullptr) {
     std::string last = e->logger_.LastError();

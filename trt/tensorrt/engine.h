@@ -35,7 +35,10 @@ struct EngineTensor {
 class Engine {
  public:
   // Deserializes; on failure returns nullptr with *error carrying TensorRT's last error.
-  static std::unique_ptr<Engine> Deserialize(void const* plan, size_t size, int device, std::string* error);
+  // allowHostCode: version-compatible plans embed TensorRT's lean runtime (host code), which the runtime refuses
+  // unless allowed; only set it for plans we built (metadata says versionCompatible).
+  static std::unique_ptr<Engine> Deserialize(void const* plan, size_t size, int device, bool allowHostCode,
+                                             std::string* error);
   ~Engine();
 
   std::vector<EngineTensor> const& tensors() const { return tensors_; }

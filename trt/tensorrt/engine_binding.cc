@@ -51,7 +51,7 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     strategy_ = ms;
     std::string error;
     auto const* bytes = static_cast<uint8_t const*>(plan.ArrayBuffer().Data()) + plan.ByteOffset();
-    engine_ = Engine::Deserialize(bytes, plan.ByteLength(), device_, &error);
+    engine_ = Engine::Deserialize(bytes, plan.ByteLength(), device_, GetBool(o, "allowHostCode", false), &error);
     if (!engine_) throw CodedError(env, error, "E_BACKEND");
     try {
       if (ms == MemoryStrategy::kUserManaged) {
