@@ -108,13 +108,13 @@ export default async function main(args) {
   };
 
   // --- 1. dynamic batching over 4 contexts vs 1 context, no batching (threads: all cores either way) ---
-  const single = await inProcess('1 context, no batching', {
+  const single = await inProcess(`1 context x ${cores} threads, no batching`, {
     contexts: 1,
     threadsPerContext: cores,
     dynamicBatching: false,
   });
   const perContext = Number(arg(args, 'threads-per-context', String(Math.max(1, Math.floor(cores / 4)))));
-  await inProcess('4 contexts, no batching', {
+  await inProcess(`4 contexts x ${perContext} threads, no batching`, {
     contexts: 4,
     threadsPerContext: perContext,
     dynamicBatching: false,
@@ -123,9 +123,9 @@ export default async function main(args) {
   // waits up to delayUs for a preferred batch of concurrency / contexts.
   const preferred = Math.max(1, Math.round(concurrency / 4));
   const variants = [
-    { label: '4 contexts, dynamic batching (0 us)', batching: { maxQueueDelayMicroseconds: 0 } },
+    { label: `4 x ${perContext}, dynamic batching (0 us)`, batching: { maxQueueDelayMicroseconds: 0 } },
     {
-      label: `4 contexts, dynamic batching (${delayUs} us, preferred ${preferred})`,
+      label: `4 x ${perContext}, dynamic batching (${delayUs} us, preferred ${preferred})`,
       batching: { maxQueueDelayMicroseconds: delayUs, preferredBatchSizes: [preferred] },
     },
   ];

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { parseConcurrency } from '../src/cli/commands/bench.js';
+import { resolveShapes, syntheticInputs, type BenchClient } from '../src/bench/client.js';
+import { plotHtml, plotSvg } from '../src/bench/plot.js';
+import { percentile, runConcurrency, runRate } from '../src/bench/runner.js';
+
+/** A test double for the load generator: answers after `delayMs`, counting calls in flight. */
+class DelayClient implements BenchClient {
+  readonly description = 'delay';
+  calls = 0;
+  inFlight = 0;
+  maxInFlight = 0;
+  constructor(private readonly delayMs: number) {}
+  async infer(): Promise<void> {
+    this.calls++;
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    await new Promise((r) => setTimeout(r, this.delayMs));
+    this.inFlight--;
+  }
+  async close(): Promise<void> {}
+}
+
+describe('bench runner', () => {
+  it('takes nearest-rank percentiles', () => {
+    const xs = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(xs, 50)).toBe(50);
+    expect(percentile(xs, 99)).toBe(99);
+    expect(percentile(xs, 100)).toBe(100);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('keeps exactly `concurrency` requests in flight and measures their latency', async () => {
+    const c = new DelayClient(10);
+    const p = await runConcurrency(c, 4, { durationMs: 300, warmupMs: 50 });
+    expect(c.maxInFlight).toBe(4);
+    expect(p.concurrency).toBe(4);
+    expect(p.errors).toBe(0);
+    expect(p.latencyMs.p50).toBeGreaterThanOrEqual(9);
+    // 4 in flight, ~10 ms each: about 400 per second (timers on a busy machine run late, never early).
+    expect(p.throughput).toBeGreaterThan(150);
+    expect(p.throughput).toBeLessThanOrEqual(420);
+  });
+
+  it('sends on a fixed schedule in open loop, whatever the answers do', async () => {
+    const c = new DelayClient(40);
+    const p = await runRate(c, 100, { durationMs: 400, warmupMs: 100 });
+    // 0.5 s at 100/s: 50 sent, several in flight at once because each takes 40 ms.
+    expect(c.calls).toBeGreaterThanOrEqual(45);
+    expect(c.calls).toBeLessThanOrEqual(51);
+    expect(c.maxInFlight).toBeGreaterThan(2);
+    expect(p.requestRate).toBe(100);
+    expect(p.latencyMs.p50).toBeGreaterThanOrEqual(39);
+  });
+
+  it('counts failures and keeps the first message', async () => {
+    const failing: BenchClient = {
+      description: 'fails',
+      infer: () =>
+        new Promise((_, reject) => setTimeout(() => reject(new Error('HTTP 503: Queue is full')), 5)),
+      close: async () => {},
+    };
+    const p = await runConcurrency(failing, 2, { durationMs: 100 });
+    expect(p.requests).toBe(0);
+    expect(p.errors).toBeGreaterThan(0);
+    expect(p.firstError).toBe('HTTP 503: Queue is full');
+  });
+
+  it('refuses bad load parameters', async () => {
+    await expect(runConcurrency(new DelayClient(1), 0, { durationMs: 10 })).rejects.toThrow(
+      /Expected positive integer for concurrency but received 0/,
+    );
+  });
+});
+
+describe('bench inputs, ranges and plots', () => {
+  it('parses concurrency lists and ranges', () => {
+    expect(parseConcurrency(['1', '2,4'])).toEqual([1, 2, 4]);
+    expect(parseConcurrency(['1:16:x2'])).toEqual([1, 2, 4, 8, 16]);
+    expect(parseConcurrency(['2:8:3'])).toEqual([2, 5, 8]);
+    expect(parseConcurrency([3])).toEqual([3]);
+    expect(() => parseConcurrency(['0'])).toThrow(/positive integer for --concurrency/);
+    expect(() => parseConcurrency(['8:2'])).toThrow(/start:end/);
+  });
+
+  it('shapes synthetic inputs from the model, asking for dynamic dims it cannot guess', () => {
+    const specs = resolveShapes([{ name: 'x', dtype: 'float32', dims: [-1, 3, 8, 8] }], 4);
+    expect(specs[0].dims).toEqual([4, 3, 8, 8]);
+    const feeds = syntheticInputs(specs);
+    expect(feeds.x.data).toHaveLength(4 * 3 * 64);
+    expect(Math.max(...(feeds.x.data as Float32Array))).toBeLessThanOrEqual(1);
+    expect(syntheticInputs(specs).x.data).toEqual(feeds.x.data);
+    expect(() => resolveShapes([{ name: 'img', dtype: 'float32', dims: [-1, 3, -1, -1] }], 1)).toThrow(
+      /--shape img:1,3,N,N/,
+    );
+    expect(
+      resolveShapes([{ name: 'img', dtype: 'float32', dims: [-1, 3, -1, -1] }], 1, { img: [1, 3, 32, 32] })[0]
+        .dims,
+    ).toEqual([1, 3, 32, 32]);
+  });
+
+  it('draws throughput against latency as SVG and HTML', async () => {
+    const points = [
+      await runConcurrency(new DelayClient(2), 1, { durationMs: 60 }),
+      await runConcurrency(new DelayClient(2), 4, { durationMs: 60 }),
+    ];
+    const svg = plotSvg([{ label: 'http <binary>', points }], 'face');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('http &lt;binary&gt; p99');
+    expect(svg.match(/<circle/g)).toHaveLength(4);
+    const html = plotHtml([{ label: 'a', points }], 'face');
+    expect(html).toContain('<table>');
+    expect(html.match(/<tr><td>a<\/td>/g)).toHaveLength(2);
+    const data = /<script type="application\/json" id="data">(.*)<\/script>/s.exec(html)![1];
+    expect(JSON.parse(data)[0].points).toHaveLength(2);
+  });
+});
