@@ -249,7 +249,7 @@ bool BuildEngine(BuildOptions const& o, Logger& logger, ProgressMonitor* monitor
         if (r.input == network->getInput(i)->getName()) t = static_cast<int32_t>(network->getInput(i)->getType());
       inputs.push_back({r.input, elements * DataTypeBytes(t)});
     }
-    calibrator = std::make_unique<EntropyCalibrator>(std::move(inputs), batches, o.calibrationCache);
+    calibrator = std::make_unique<EntropyCalibrator>(std::move(inputs), batches, o.calibrationCache, o.device);
     SetCalibrator10(*config, calibrator.get(), profiles[static_cast<size_t>(o.calibrationProfile)]);
   }
 #else

@@ -4,19 +4,20 @@
 
 #include <cstring>
 
+#include "core/cuda_check.h"
+
 namespace yqp::trt {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 EntropyCalibrator::EntropyCalibrator(std::vector<CalibrationInput> inputs, BatchSource* source,
-                                     std::vector<uint8_t> cacheIn)
-    : inputs_(std::move(inputs)), device_(inputs_.size(), nullptr), source_(source), cache_in_(std::move(cacheIn)) {}
-
-EntropyCalibrator::~EntropyCalibrator() {
-  for (void* p : device_)
-    if (p != nullptr) cudaFree(p);
-}
+                                     std::vector<uint8_t> cacheIn, int device)
+    : inputs_(std::move(inputs)),
+      device_(inputs_.size()),
+      deviceIndex_(device),
+      source_(source),
+      cache_in_(std::move(cacheIn)) {}
 
 // Explicit-batch networks carry the batch in the tensor shape; TensorRT 10 ignores this value.
 int32_t EntropyCalibrator::getBatchSize() const noexcept { return 1; }
@@ -42,20 +43,14 @@ bool EntropyCalibrator::getBatch(void* bindings[], char const* names[], int32_t 
                  " bytes, expected " + std::to_string(inputs_[i].bytes);
         return false;
       }
-      // Calibration runs once per build on TensorRT's thread, synchronously; no stream or pool is involved.
-      if (device_[i] == nullptr) {
-        cudaError_t e = cudaMalloc(&device_[i], inputs_[i].bytes);
-        if (e != cudaSuccess) {
-          error_ = std::string("cudaMalloc for calibration input failed: ") + cudaGetErrorString(e);
-          return false;
-        }
-      }
-      cudaError_t e = cudaMemcpy(device_[i], host_[i].data(), inputs_[i].bytes, cudaMemcpyHostToDevice);
+      // TensorRT reads the batch synchronously on its own thread right after getBatch returns.
+      if (!device_[i]) device_[i] = core::BufferPool::Device(deviceIndex_)->Acquire(inputs_[i].bytes);
+      cudaError_t e = cudaMemcpy(device_[i]->data(), host_[i].data(), inputs_[i].bytes, cudaMemcpyHostToDevice);
       if (e != cudaSuccess) {
-        error_ = std::string("cudaMemcpy of calibration batch failed: ") + cudaGetErrorString(e);
+        error_ = core::CudaError("cudaMemcpy of a calibration batch", e);
         return false;
       }
-      bindings[b] = device_[i];
+      bindings[b] = device_[i]->data();
     }
     ++batches_;
     return true;

@@ -9,10 +9,12 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "batch_source.h"
+#include "core/buffer_pool.h"
 
 namespace yqp::trt {
 
@@ -25,8 +27,9 @@ struct CalibrationInput {
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 class EntropyCalibrator final : public nvinfer1::IInt8EntropyCalibrator2 {
  public:
-  EntropyCalibrator(std::vector<CalibrationInput> inputs, BatchSource* source, std::vector<uint8_t> cacheIn);
-  ~EntropyCalibrator() override;
+  EntropyCalibrator(std::vector<CalibrationInput> inputs, BatchSource* source, std::vector<uint8_t> cacheIn,
+                    int device);
+  ~EntropyCalibrator() override = default;
 
   int32_t getBatchSize() const noexcept override;
   bool getBatch(void* bindings[], char const* names[], int32_t nbBindings) noexcept override;
@@ -39,7 +42,8 @@ class EntropyCalibrator final : public nvinfer1::IInt8EntropyCalibrator2 {
 
  private:
   std::vector<CalibrationInput> inputs_;
-  std::vector<void*> device_;
+  std::vector<std::unique_ptr<core::Lease>> device_;  // from the core's device pool
+  int deviceIndex_;
   BatchSource* source_;
   std::vector<uint8_t> cache_in_;
   std::vector<uint8_t> cache_out_;
