@@ -578,6 +578,58 @@ describe('metrics and statistics', () => {
     expect(r.text).toMatch(/yqp_model_ready\{model="face",version="1"\} 1/);
   });
 
+  it('exports NVML GPU figures when the GPU monitor reports, and none when it cannot', async () => {
+    expect(server.metrics.gpuUnavailable === undefined).toBe(/yqp_gpu_/.test((await call('/metrics')).text));
+    let samples = 0;
+    const gpu = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['tiny'],
+      // A double of src/gpu/nvml.ts's sample(): the figures an H100 would report.
+      nvmlSampler: () => {
+        samples++;
+        return {
+          available: true,
+          gpus: [
+            {
+              index: 0,
+              name: 'NVIDIA H100',
+              utilizationGpu: 42,
+              memoryUsed: 2 ** 30,
+              memoryTotal: 80 * 2 ** 30,
+              powerW: 123.5,
+              temperatureC: 51,
+            },
+          ],
+        };
+      },
+    });
+    const base = await gpu.listen();
+    try {
+      const before = samples;
+      const text = (await call('/metrics', {}, base)).text;
+      expect(samples).toBe(before + 1);
+      expect(text).toMatch(/yqp_gpu_utilization_ratio\{gpu="0",name="NVIDIA H100"\} 0.42/);
+      expect(text).toMatch(/yqp_gpu_memory_used_bytes\{gpu="0",name="NVIDIA H100"\} 1073741824/);
+      expect(text).toMatch(/yqp_gpu_power_watts\{gpu="0",name="NVIDIA H100"\} 123.5/);
+      expect(text).toMatch(/yqp_gpu_temperature_celsius\{gpu="0",name="NVIDIA H100"\} 51/);
+    } finally {
+      await gpu.close();
+    }
+    const none = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['tiny'],
+      nvmlSampler: () => ({ available: false, reason: 'no NVIDIA driver' }),
+    });
+    try {
+      expect(none.metrics.gpuUnavailable).toBe('no NVIDIA driver');
+      expect(await none.metrics.text()).not.toMatch(/yqp_gpu_/);
+    } finally {
+      await none.close();
+    }
+  });
+
   it('reports Triton statistics', async () => {
     const r = await call('/v2/models/tiny/stats');
     expect(r.status).toBe(200);
@@ -691,6 +743,42 @@ describe('limits, auth, overload and disconnects', () => {
       ).toBe(200);
     } finally {
       await busy.close();
+    }
+  });
+
+  it('answers 504 when a request waits longer than its timeout parameter', async () => {
+    const slow = await InferenceServer.create({
+      modelRepository: repo,
+      port: 0,
+      models: ['face'],
+      loadOptions: { contexts: 1, dynamicBatching: false, threadsPerContext: 1 },
+    });
+    const base = await slow.listen();
+    try {
+      // timeout is Triton's, in microseconds: 1 ms, while 12 batches of 16 wait for one context.
+      const req = binaryFaceRequest(16, { parameters: { binary_data_output: true, timeout: 1000 } });
+      const answers = await Promise.all(
+        Array.from({ length: 12 }, () =>
+          post(
+            '/v2/models/face/infer',
+            req.body,
+            { 'Inference-Header-Content-Length': req.headerLength },
+            base,
+          ),
+        ),
+      );
+      const late = answers.filter((a) => a.status === 504);
+      expect(late.length).toBeGreaterThan(0);
+      expect(late[0].json.error).toMatch(/waited longer than 1 ms in the queue/);
+      expect(answers.every((a) => a.status === 200 || a.status === 504)).toBe(true);
+      const bad = await post('/v2/models/tiny/infer', {
+        parameters: { timeout: 'soon' },
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }],
+      });
+      expect(bad.status).toBe(400);
+      expect(bad.json.error).toMatch(/microseconds for parameters.timeout/);
+    } finally {
+      await slow.close();
     }
   });
 

@@ -3,38 +3,14 @@
  * (tests) never share counters. Names follow the request path in DESIGN.md: queue, compute, total.
  */
 import client from 'prom-client';
+import { sample as sampleNvml, type GpuSample, type NvmlSample } from '../gpu/nvml.js';
 import type { Model } from '../model.js';
 import type { BatchEvent } from '../scheduler/scheduler.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
 
-/** One GPU's figures, as src/gpu/nvml.ts reports them (optional module). */
-interface GpuFigures {
-  index: number;
-  name?: string;
-  utilization?: number;
-  memoryUsed?: number;
-  memoryTotal?: number;
-  powerWatts?: number;
-  temperature?: number;
-}
-
-type NvmlSampler = () => GpuFigures[] | Promise<GpuFigures[]>;
-
-/** The GPU issue's NVML monitor is optional: absent module, no GPU or no driver mean no GPU metrics. */
-async function findNvml(): Promise<NvmlSampler | undefined> {
-  const specifier = '../gpu/nvml.js';
-  try {
-    const mod = (await import(specifier)) as Record<string, unknown>;
-    for (const key of ['sampleGpus', 'nvmlSample', 'readGpus', 'gpuFigures']) {
-      if (typeof mod[key] === 'function') return mod[key] as NvmlSampler;
-    }
-  } catch {
-    // no NVML support built: fine on CPU machines
-  }
-  return undefined;
-}
+export type NvmlSampler = () => NvmlSample;
 
 export class ServerMetrics {
   readonly registry = new client.Registry();
@@ -113,34 +89,50 @@ export class ServerMetrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'yqp_process_' });
   }
 
-  /** Adds NVML GPU gauges when the GPU core reports them. */
-  async enableGpu(): Promise<boolean> {
-    const sample = await findNvml();
-    if (!sample) return false;
+  /** Why there are no GPU metrics (no addon, no NVML, no GPU), or undefined when there are. */
+  gpuUnavailable?: string;
+
+  /**
+   * Adds the NVML GPU gauges when the GPU core's monitor reports (src/gpu/nvml.ts; PCIe counters skipped:
+   * they cost ~20 ms a sample). One NVML sample per scrape feeds every gauge.
+   */
+  enableGpu(sampler: NvmlSampler = () => sampleNvml({ pcie: false })): boolean {
+    const first = sampler();
+    if (!first.available) {
+      this.gpuUnavailable = first.reason;
+      return false;
+    }
     const registers = [this.registry];
-    const latest: { figures: GpuFigures[] } = { figures: [] };
-    const gauge = (name: string, help: string, pick: (g: GpuFigures) => number | undefined) =>
+    let latest: GpuSample[] = first.gpus;
+    const gauge = (name: string, help: string, pick: (g: GpuSample) => number | undefined, refresh = false) =>
       new client.Gauge({
         name,
         help,
         labelNames: ['gpu', 'name'],
         registers,
-        async collect() {
-          if (name === 'yqp_gpu_utilization_ratio') latest.figures = await sample();
+        collect() {
+          if (refresh) {
+            const s = sampler();
+            latest = s.available ? s.gpus : [];
+          }
           this.reset();
-          for (const g of latest.figures) {
+          for (const g of latest) {
             const v = pick(g);
             if (v !== undefined) this.set({ gpu: String(g.index), name: g.name ?? '' }, v);
           }
         },
       });
-    gauge('yqp_gpu_utilization_ratio', 'GPU utilization (NVML), 0..1', (g) =>
-      g.utilization === undefined ? undefined : g.utilization / 100,
+    // prom-client collects metrics in registration order: the first gauge takes the sample for all.
+    gauge(
+      'yqp_gpu_utilization_ratio',
+      'GPU utilization (NVML), 0..1',
+      (g) => (g.utilizationGpu === undefined ? undefined : g.utilizationGpu / 100),
+      true,
     );
     gauge('yqp_gpu_memory_used_bytes', 'GPU memory used (NVML)', (g) => g.memoryUsed);
     gauge('yqp_gpu_memory_total_bytes', 'GPU memory total (NVML)', (g) => g.memoryTotal);
-    gauge('yqp_gpu_power_watts', 'GPU power draw (NVML)', (g) => g.powerWatts);
-    gauge('yqp_gpu_temperature_celsius', 'GPU temperature (NVML)', (g) => g.temperature);
+    gauge('yqp_gpu_power_watts', 'GPU power draw (NVML)', (g) => g.powerW);
+    gauge('yqp_gpu_temperature_celsius', 'GPU temperature (NVML)', (g) => g.temperatureC);
     return true;
   }
 

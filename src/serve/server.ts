@@ -12,7 +12,7 @@ import { YqpError, describeValue } from '../errors.js';
 import type { Model } from '../model.js';
 import { preprocessImages } from '../preprocess/cpu.js';
 import type { TensorMap } from '../tensor.js';
-import { ServerMetrics, outcomeOf } from './metrics.js';
+import { ServerMetrics, outcomeOf, type NvmlSampler } from './metrics.js';
 import { ModelManager, type ModelLoadOptions } from './model-manager.js';
 import {
   DTYPE_TO_DATATYPE,
@@ -59,6 +59,8 @@ export interface ServerOptions {
   allowSharedMemory?: boolean;
   /** For tests: an opener for CUDA IPC regions instead of the GPU core's. */
   cudaIpc?: { open?: CudaIpcOpen; reason?: string };
+  /** For tests: an NVML sampler instead of the GPU core's. */
+  nvmlSampler?: NvmlSampler;
   logger?: boolean;
 }
 
@@ -132,9 +134,9 @@ export class InferenceServer {
         `Model repository ${JSON.stringify(options.modelRepository)} does not exist`,
         { argument: 'model-repository', expected: 'a folder of <name>/config.json entries' },
       );
-    const cuda = options.cudaIpc ?? (await findCudaIpc());
+    const cuda = options.cudaIpc ?? findCudaIpc();
     const server = new InferenceServer(options, cuda);
-    await server.metrics.enableGpu();
+    server.metrics.enableGpu(options.nvmlSampler);
     await server.manager.loadAll(options.models);
     return server;
   }

@@ -8,6 +8,7 @@
 import { closeSync, fstatSync, openSync, readSync, writeSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { YqpError, describeValue } from '../errors.js';
+import { loadRuntime } from '../gpu/runtime.js';
 import type { SharedMemoryRef } from './protocol.js';
 
 export interface SystemRegionStatus {
@@ -62,20 +63,23 @@ function notFound(name: string): YqpError {
 }
 
 /**
- * Looks up the IPC opener of the GPU core. The module and function are optional: the binding is written
- * elsewhere and may be missing (no GPU, not built), which is a reason to report, not a crash.
+ * Looks up the raw-handle IPC opener of the GPU core (src/gpu/runtime.ts). The GPU core exports whole frame
+ * rings across processes (FrameRing.open); a Triton client registers a bare cudaIpcMemHandle_t, which needs
+ * `runtime.openIpcMemHandle(handle, deviceId, byteSize) -> {read, write, close}`. Until the runtime has it (or
+ * without the addon, a driver or a GPU) the reason is reported, never thrown.
  */
-export async function findCudaIpc(): Promise<{ open?: CudaIpcOpen; reason?: string }> {
-  const specifier = '../binding.js';
-  try {
-    const mod = (await import(specifier)) as Record<string, unknown>;
-    for (const key of ['openCudaIpcMemory', 'ipcOpenMemHandle', 'openIpcMemHandle', 'cudaIpcOpen']) {
-      if (typeof mod[key] === 'function') return { open: mod[key] as CudaIpcOpen };
-    }
-    return { reason: 'the GPU core binding (src/binding.ts) has no CUDA IPC open function' };
-  } catch (e) {
-    return { reason: `the GPU core binding is not available (${(e as Error).message.split('\n')[0]})` };
-  }
+export function findCudaIpc(): { open?: CudaIpcOpen; reason?: string } {
+  const { runtime, reason } = loadRuntime();
+  if (!runtime) return { reason };
+  const open = (runtime as unknown as Record<string, unknown>).openIpcMemHandle;
+  if (typeof open === 'function')
+    return {
+      open: (handle, deviceId, byteSize) => (open as CudaIpcOpen).call(runtime, handle, deviceId, byteSize),
+    };
+  return {
+    reason:
+      'the CUDA runtime core has no openIpcMemHandle for raw cudaIpcMemHandle_t regions (it shares frames through FrameRing only)',
+  };
 }
 
 export class SharedMemoryRegistry {
