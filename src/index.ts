@@ -80,3 +80,13 @@ export { FrameRing, type FrameInfo, type HeldFrame } from './gpu/frame-ring.js';
 export { sample as nvmlSample, type NvmlSample, type GpuSample } from './gpu/nvml.js';
 export { place, planPlacement, type Placement, type PlacementOptions } from './gpu/placement.js';
 export { createStreamPool, allocDevice, allocPinned, copy as gpuCopy, poolStats } from './gpu/runtime.js';
+
+// TensorRT builder (the tensorrt backend is chosen through loadModel/build; these are for direct use).
+export {
+  buildEngine,
+  tensorrtAvailability,
+  calibrationBatchesFrom,
+  castOnnx,
+  engineCacheKey,
+  type TensorRTBuildResult,
+} from './tensorrt/index.js';

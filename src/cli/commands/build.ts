@@ -123,6 +123,13 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
     // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
     const showProgress = !argv.json && Boolean(process.stderr.isTTY);
+    // Ctrl-C cancels an engine build cleanly (TensorRT's progress monitor returns false) instead of killing it.
+    const abort = new AbortController();
+    const onInterrupt = () => {
+      process.stderr.write('\ncancelling...\n');
+      abort.abort();
+    };
+    process.once('SIGINT', onInterrupt);
     let barOpen = false;
     const options: BuildOptions = {
       name: argv.name,
@@ -153,6 +160,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
           }
         : undefined,
       tensorrt: {
+        signal: abort.signal,
         timingCache: argv['timing-cache'],
         builderOptimizationLevel: argv['builder-optimization-level'],
         workspaceMiB: argv['workspace-mib'],
@@ -168,7 +176,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         barOpen = e.fraction !== undefined;
       },
     };
-    const result = await build(argv.model, options);
+    let result;
+    try {
+      result = await build(argv.model, options);
+    } finally {
+      process.off('SIGINT', onInterrupt);
+    }
     if (argv.json) {
       process.stdout.write(
         JSON.stringify(
