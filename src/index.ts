@@ -90,3 +90,7 @@ export {
   engineCacheKey,
   type TensorRTBuildResult,
 } from './tensorrt/index.js';
+
+// Serving (KServe v2 / Triton HTTP) and the perf_analyzer-style load generator.
+export * from './serve/index.js';
+export * from './bench/index.js';

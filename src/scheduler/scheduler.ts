@@ -62,6 +62,7 @@ export class Scheduler extends EventEmitter {
   /** Runs in flight per context; a context takes up to session.pipelineDepth. */
   private readonly inFlight: number[];
   private readonly depth: number;
+  private readonly batching: boolean;
   private nextContext = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -76,6 +77,7 @@ export class Scheduler extends EventEmitter {
     this.inFlight = new Array<number>(session.contexts).fill(0);
     // With dynamic batching, requests should gather while a context computes rather than leave one by one.
     const batching = options.batchable && options.maxBatchSize > 1;
+    this.batching = batching;
     this.depth = batching ? 1 : Math.max(1, session.pipelineDepth ?? 1);
   }
 
@@ -256,7 +258,10 @@ export class Scheduler extends EventEmitter {
         computeMs: performance.now() - start,
         error,
       } satisfies BatchEvent);
-      this.pump();
+      // With batching, form the next batch one turn later: the callers just resolved resubmit first, so
+      // batches do not alternate between one request and the rest.
+      if (this.batching) setImmediate(() => this.pump());
+      else this.pump();
       this.checkIdle();
     }
   }
