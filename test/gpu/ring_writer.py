@@ -35,13 +35,14 @@ for i in range(count):
     slot = -1
     deadline = time.time() + 30
     while slot < 0:
-        for j in range(n):
-            off = 64 + 64 * j
-            state, readers = struct.unpack_from("<II", shm, off)
-            if state == FREE or (state == READY and readers == 0):
-                struct.pack_into("<I", shm, off, WRITING)
-                slot = j
-                break
+        # A free slot first; else the oldest ready slot no reader holds (the ring's own writer policy).
+        states = [struct.unpack_from("<IIQ", shm, 64 + 64 * j) for j in range(n)]
+        free = [j for j in range(n) if states[j][0] == FREE]
+        stale = sorted((states[j][2], j) for j in range(n) if states[j][0] == READY and states[j][1] == 0)
+        pick = free[0] if free else (stale[0][1] if stale else -1)
+        if pick >= 0:
+            struct.pack_into("<I", shm, 64 + 64 * pick, WRITING)
+            slot = pick
         if slot < 0:
             assert time.time() < deadline, "no free slot"
             time.sleep(0.001)

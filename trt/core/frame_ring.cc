@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -57,16 +58,6 @@ bool Unhex(std::string const& s, void* out, size_t n) {
 }
 
 Napi::Error Err(Napi::Env env, std::string const& m, char const* code) { return CodedError(env, m, code); }
-
-struct ReleaseAfter {
-  ShmSlot* slot;
-};
-// Runs on a CUDA thread once the reader's stream is past its use of the slot: a plain atomic, no CUDA call.
-void CUDART_CB ReleaseHost(void* p) {
-  auto* r = static_cast<ReleaseAfter*>(p);
-  r->slot->readers.fetch_sub(1);
-  delete r;
-}
 
 class FrameRing : public Napi::ObjectWrap<FrameRing> {
  public:
@@ -150,6 +141,8 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
       if (create) shm_unlink(shmName_.c_str());
       throw Err(env, "mmap " + shmName_ + " failed: " + strerror(errno), "E_FRAME_RING");
     }
+    size_t size = shmSize_;
+    mapping_ = std::shared_ptr<void>(m, [size](void* p) { munmap(p, size); });
     header_ = static_cast<ShmHeader*>(m);
     slots_ = reinterpret_cast<ShmSlot*>(static_cast<char*>(m) + sizeof(ShmHeader));
   }
@@ -163,7 +156,7 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     ptrs_.clear();
     events_.clear();
-    if (header_) munmap(header_, shmSize_);
+    mapping_.reset();
     header_ = nullptr;
     slots_ = nullptr;
     if (owner_ && !shmName_.empty()) shm_unlink(shmName_.c_str());
@@ -391,12 +384,13 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
   Napi::Value ReleaseAfterStream(Napi::CallbackInfo const& info) {
     uint32_t i = SlotArg(info);
     auto stream = static_cast<cudaStream_t>(PtrFromValue(info[1], "releaseAfter stream"));
-    auto* r = new ReleaseAfter{&slots_[i]};
-    cudaError_t e = cudaLaunchHostFunc(stream, ReleaseHost, r);
-    if (e != cudaSuccess) {
-      delete r;
-      Check(info.Env(), "cudaLaunchHostFunc (FrameRing.releaseAfter)", e);
-    }
+    // An event waited for off the JS thread (no gap in the reader's stream); the callback holds the shared
+    // mapping so that dispose() before the stream gets there cannot unmap the slot under it.
+    ShmSlot* slot = &slots_[i];
+    std::string error;
+    std::shared_ptr<void> mapping = mapping_;
+    if (!OnStreamCompleteNative(stream, [slot, mapping](cudaError_t) { slot->readers.fetch_sub(1); }, &error))
+      throw Err(info.Env(), error + " (FrameRing.releaseAfter)", "E_CUDA");
     return info.Env().Undefined();
   }
   Napi::Value SlotInfo(Napi::CallbackInfo const& info) {
@@ -417,6 +411,7 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
   std::string shmName_;
   size_t shmSize_ = 0;
   size_t slotBytes_ = 0;
+  std::shared_ptr<void> mapping_;
   ShmHeader* header_ = nullptr;
   ShmSlot* slots_ = nullptr;
   std::vector<void*> ptrs_;
