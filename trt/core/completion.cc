@@ -1,13 +1,13 @@
 #include "core/completion.h"
 
-#include "core/cuda_check.h"
-
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "core/cuda_check.h"
 
 namespace yqp::core {
 

@@ -5,8 +5,8 @@
 // the JS thread.
 #pragma once
 
-#include <napi.h>
 #include <cuda_runtime_api.h>
+#include <napi.h>
 
 #include <functional>
 #include <string>

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,12 +68,12 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
         {StaticMethod("open", &FrameRing::Open), InstanceAccessor("descriptor", &FrameRing::Descriptor, nullptr),
          InstanceAccessor("slotCount", &FrameRing::SlotCount, nullptr),
          InstanceAccessor("slotBytes", &FrameRing::SlotBytes, nullptr),
-         InstanceAccessor("owner", &FrameRing::Owner, nullptr), InstanceMethod("acquireWrite", &FrameRing::AcquireWrite),
-         InstanceMethod("slotPtr", &FrameRing::SlotPtr), InstanceMethod("commit", &FrameRing::Commit),
-         InstanceMethod("abort", &FrameRing::Abort), InstanceMethod("acquireRead", &FrameRing::AcquireRead),
-         InstanceMethod("waitReady", &FrameRing::WaitReady), InstanceMethod("release", &FrameRing::Release),
-         InstanceMethod("releaseAfter", &FrameRing::ReleaseAfterStream), InstanceMethod("slot", &FrameRing::SlotInfo),
-         InstanceMethod("dispose", &FrameRing::Dispose)});
+         InstanceAccessor("owner", &FrameRing::Owner, nullptr),
+         InstanceMethod("acquireWrite", &FrameRing::AcquireWrite), InstanceMethod("slotPtr", &FrameRing::SlotPtr),
+         InstanceMethod("commit", &FrameRing::Commit), InstanceMethod("abort", &FrameRing::Abort),
+         InstanceMethod("acquireRead", &FrameRing::AcquireRead), InstanceMethod("waitReady", &FrameRing::WaitReady),
+         InstanceMethod("release", &FrameRing::Release), InstanceMethod("releaseAfter", &FrameRing::ReleaseAfterStream),
+         InstanceMethod("slot", &FrameRing::SlotInfo), InstanceMethod("dispose", &FrameRing::Dispose)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
@@ -89,9 +89,11 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
     double slots = o.Get("slots").IsNumber() ? o.Get("slots").As<Napi::Number>().DoubleValue() : -1;
     double slotBytes = o.Get("slotBytes").IsNumber() ? o.Get("slotBytes").As<Napi::Number>().DoubleValue() : -1;
     if (!(slots >= 1 && slots <= 1024))
-      throw Err(env, "FrameRing slots: expected 1..1024, got " + o.Get("slots").ToString().Utf8Value(), "E_INVALID_PARAMETER");
+      throw Err(env, "FrameRing slots: expected 1..1024, got " + o.Get("slots").ToString().Utf8Value(),
+                "E_INVALID_PARAMETER");
     if (!(slotBytes >= 1))
-      throw Err(env, "FrameRing slotBytes: expected a positive number, got " + o.Get("slotBytes").ToString().Utf8Value(),
+      throw Err(env,
+                "FrameRing slotBytes: expected a positive number, got " + o.Get("slotBytes").ToString().Utf8Value(),
                 "E_INVALID_PARAMETER");
     owner_ = true;
     device_ = device;
@@ -243,12 +245,15 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
       } else {
         throw Err(env, "FrameRing.descriptor: only the process that created the ring exports it", "E_FRAME_RING");
       }
-      s += std::string(i ? "," : "") + "{\"mem\":\"" + Hex(&mh, sizeof mh) + "\",\"event\":\"" + Hex(&eh, sizeof eh) + "\"}";
+      s += std::string(i ? "," : "") + "{\"mem\":\"" + Hex(&mh, sizeof mh) + "\",\"event\":\"" + Hex(&eh, sizeof eh) +
+           "\"}";
     }
     s += "]}";
     return Napi::String::New(env, s);
   }
-  Napi::Value SlotCount(Napi::CallbackInfo const& info) { return Napi::Number::New(info.Env(), header_ ? header_->slots : 0); }
+  Napi::Value SlotCount(Napi::CallbackInfo const& info) {
+    return Napi::Number::New(info.Env(), header_ ? header_->slots : 0);
+  }
   Napi::Value SlotBytes(Napi::CallbackInfo const& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(slotBytes_));
   }
@@ -262,9 +267,9 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
       uint32_t expected = kFree;
       if (slots_[i].state.compare_exchange_strong(expected, kWriting)) return Napi::Number::New(info.Env(), i);
     }
-    bool overwrite = !(info.Length() > 0 && info[0].IsObject() &&
-                       info[0].As<Napi::Object>().Get("overwrite").IsBoolean() &&
-                       !info[0].As<Napi::Object>().Get("overwrite").As<Napi::Boolean>().Value());
+    bool overwrite =
+        !(info.Length() > 0 && info[0].IsObject() && info[0].As<Napi::Object>().Get("overwrite").IsBoolean() &&
+          !info[0].As<Napi::Object>().Get("overwrite").As<Napi::Boolean>().Value());
     while (overwrite) {
       int64_t oldest = -1;
       uint64_t oldestSeq = UINT64_MAX;
@@ -293,14 +298,18 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
     Napi::Env env = info.Env();
     uint32_t i = SlotArg(info);
     ShmSlot& s = slots_[i];
-    if (s.state.load() != kWriting) throw Err(env, "commit: slot " + std::to_string(i) + " is not acquired for writing", "E_FRAME_RING");
+    if (s.state.load() != kWriting)
+      throw Err(env, "commit: slot " + std::to_string(i) + " is not acquired for writing", "E_FRAME_RING");
     Napi::Object m = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
-    auto num = [&](char const* k, double def) { return m.Get(k).IsNumber() ? m.Get(k).As<Napi::Number>().DoubleValue() : def; };
+    auto num = [&](char const* k, double def) {
+      return m.Get(k).IsNumber() ? m.Get(k).As<Napi::Number>().DoubleValue() : def;
+    };
     double bytes = num("bytes", static_cast<double>(slotBytes_));
     if (bytes < 0 || bytes > static_cast<double>(slotBytes_))
       throw Err(env, "commit meta.bytes: expected 0.." + std::to_string(slotBytes_) + ", got " + std::to_string(bytes),
                 "E_INVALID_PARAMETER");
-    auto stream = static_cast<cudaStream_t>(PtrFromValue(info.Length() > 2 ? info[2] : env.Undefined(), "commit stream"));
+    auto stream =
+        static_cast<cudaStream_t>(PtrFromValue(info.Length() > 2 ? info[2] : env.Undefined(), "commit stream"));
     Check(env, "cudaEventRecord (FrameRing.commit)", cudaEventRecord(events_[i], stream));
     s.cameraId = static_cast<uint32_t>(num("cameraId", 0));
     s.format = static_cast<uint32_t>(num("format", 0));
@@ -342,7 +351,8 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
     Napi::Env env = info.Env();
     Alive(env);
     Napi::Object o = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
-    uint64_t after = o.Get("afterSeq").IsNumber() ? static_cast<uint64_t>(o.Get("afterSeq").As<Napi::Number>().DoubleValue()) : 0;
+    uint64_t after =
+        o.Get("afterSeq").IsNumber() ? static_cast<uint64_t>(o.Get("afterSeq").As<Napi::Number>().DoubleValue()) : 0;
     bool anyCamera = !o.Get("cameraId").IsNumber();
     uint32_t camera = anyCamera ? 0 : o.Get("cameraId").As<Napi::Number>().Uint32Value();
     bool oldest = o.Get("oldest").IsBoolean() && o.Get("oldest").As<Napi::Boolean>().Value();
@@ -376,7 +386,8 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
   }
   Napi::Value Release(Napi::CallbackInfo const& info) {
     uint32_t i = SlotArg(info);
-    if (slots_[i].readers.load() == 0) throw Err(info.Env(), "release: slot " + std::to_string(i) + " is not held", "E_FRAME_RING");
+    if (slots_[i].readers.load() == 0)
+      throw Err(info.Env(), "release: slot " + std::to_string(i) + " is not held", "E_FRAME_RING");
     slots_[i].readers.fetch_sub(1);
     return info.Env().Undefined();
   }
@@ -389,7 +400,8 @@ class FrameRing : public Napi::ObjectWrap<FrameRing> {
     ShmSlot* slot = &slots_[i];
     std::string error;
     std::shared_ptr<void> mapping = mapping_;
-    if (!OnStreamCompleteNative(stream, [slot, mapping](cudaError_t) { slot->readers.fetch_sub(1); }, &error))
+    if (!OnStreamCompleteNative(
+            stream, [slot, mapping](cudaError_t) { slot->readers.fetch_sub(1); }, &error))
       throw Err(info.Env(), error + " (FrameRing.releaseAfter)", "E_CUDA");
     return info.Env().Undefined();
   }

@@ -120,8 +120,10 @@ Napi::Value Sample(Napi::CallbackInfo const& info) {
     unsigned int v = 0;
     if (n.temperature && n.temperature(d, kTemperatureGpu, &v) == kNvmlSuccess) g.Set("temperatureC", v);
     if (n.power && n.power(d, &v) == kNvmlSuccess) g.Set("powerW", v / 1000.0);
-    if (pcie && n.pcieThroughput && n.pcieThroughput(d, kPcieTx, &v) == kNvmlSuccess) g.Set("pcieTxBytesPerSec", v * 1024.0);
-    if (pcie && n.pcieThroughput && n.pcieThroughput(d, kPcieRx, &v) == kNvmlSuccess) g.Set("pcieRxBytesPerSec", v * 1024.0);
+    if (pcie && n.pcieThroughput && n.pcieThroughput(d, kPcieTx, &v) == kNvmlSuccess)
+      g.Set("pcieTxBytesPerSec", v * 1024.0);
+    if (pcie && n.pcieThroughput && n.pcieThroughput(d, kPcieRx, &v) == kNvmlSuccess)
+      g.Set("pcieRxBytesPerSec", v * 1024.0);
     if (n.linkGen && n.linkGen(d, &v) == kNvmlSuccess) g.Set("pcieLinkGeneration", v);
     if (n.linkWidth && n.linkWidth(d, &v) == kNvmlSuccess) g.Set("pcieLinkWidth", v);
     gpus.Set(i, g);

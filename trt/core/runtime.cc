@@ -15,7 +15,9 @@ void* PtrFromValue(Napi::Value v, char const* what) {
   }
   if (v.IsObject() && v.As<Napi::Object>().Has("handle")) return PtrFromValue(v.As<Napi::Object>().Get("handle"), what);
   throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a BigInt handle, got " +
-                                          (v.IsNumber() ? "a number" : v.IsString() ? "a string" : "another value"));
+                                          (v.IsNumber()   ? "a number"
+                                           : v.IsString() ? "a string"
+                                                          : "another value"));
 }
 
 Napi::Value PtrToValue(Napi::Env env, void const* p) {
@@ -59,12 +61,12 @@ class BlockWrap : public Napi::ObjectWrap<BlockWrap<K>> {
   static Napi::FunctionReference* ctor;
   static Napi::Function Define(Napi::Env env, char const* name) {
     using W = BlockWrap<K>;
-    auto f = W::DefineClass(env, name,
-                            {W::InstanceAccessor("ptr", &W::Ptr, nullptr), W::InstanceAccessor("size", &W::Size, nullptr),
-                             W::InstanceAccessor("capacity", &W::Capacity, nullptr),
-                             W::InstanceAccessor("device", &W::Device, nullptr),
-                             W::InstanceAccessor("disposed", &W::Disposed, nullptr),
-                             W::InstanceAccessor("array", &W::Array, nullptr), W::InstanceMethod("dispose", &W::Dispose)});
+    auto f = W::DefineClass(
+        env, name,
+        {W::InstanceAccessor("ptr", &W::Ptr, nullptr), W::InstanceAccessor("size", &W::Size, nullptr),
+         W::InstanceAccessor("capacity", &W::Capacity, nullptr), W::InstanceAccessor("device", &W::Device, nullptr),
+         W::InstanceAccessor("disposed", &W::Disposed, nullptr), W::InstanceAccessor("array", &W::Array, nullptr),
+         W::InstanceMethod("dispose", &W::Dispose)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     return f;
   }
@@ -99,12 +101,10 @@ class BlockWrap : public Napi::ObjectWrap<BlockWrap<K>> {
     return Napi::Number::New(info.Env(), state_ && state_->lease ? static_cast<double>(state_->size()) : 0);
   }
   Napi::Value Capacity(Napi::CallbackInfo const& info) {
-    return Napi::Number::New(info.Env(),
-                             state_ && state_->lease ? static_cast<double>(state_->lease->capacity()) : 0);
+    return Napi::Number::New(info.Env(), state_ && state_->lease ? static_cast<double>(state_->lease->capacity()) : 0);
   }
   Napi::Value Device(Napi::CallbackInfo const& info) {
-    return K == MemoryKind::kDevice ? Napi::Number::New(info.Env(), state_ ? state_->device : -1)
-                                    : info.Env().Null();
+    return K == MemoryKind::kDevice ? Napi::Number::New(info.Env(), state_ ? state_->device : -1) : info.Env().Null();
   }
   Napi::Value Disposed(Napi::CallbackInfo const& info) {
     return Napi::Boolean::New(info.Env(), !state_ || state_->disposed);
@@ -116,8 +116,8 @@ class BlockWrap : public Napi::ObjectWrap<BlockWrap<K>> {
     Check(env);
     if (array_.IsEmpty()) {
       auto* hold = new std::shared_ptr<BlockState>(state_);
-      auto ab = Napi::ArrayBuffer::New(env, state_->ptr(), state_->size(),
-                                       [](Napi::Env, void*, std::shared_ptr<BlockState>* h) { delete h; }, hold);
+      auto ab = Napi::ArrayBuffer::New(
+          env, state_->ptr(), state_->size(), [](Napi::Env, void*, std::shared_ptr<BlockState>* h) { delete h; }, hold);
       array_ = Napi::Persistent(ab);
     }
     return Napi::Uint8Array::New(env, state_->size(), array_.Value(), 0);
@@ -169,19 +169,20 @@ namespace {
 class JsStreamPool : public Napi::ObjectWrap<JsStreamPool> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "StreamPool",
-                       {InstanceAccessor("size", &JsStreamPool::Size, nullptr),
-                        InstanceAccessor("device", &JsStreamPool::Device, nullptr),
-                        InstanceMethod("handle", &JsStreamPool::Handle), InstanceMethod("next", &JsStreamPool::Next),
-                        InstanceMethod("synchronize", &JsStreamPool::Synchronize),
-                        InstanceMethod("dispose", &JsStreamPool::Dispose)});
+    return DefineClass(
+        env, "StreamPool",
+        {InstanceAccessor("size", &JsStreamPool::Size, nullptr),
+         InstanceAccessor("device", &JsStreamPool::Device, nullptr), InstanceMethod("handle", &JsStreamPool::Handle),
+         InstanceMethod("next", &JsStreamPool::Next), InstanceMethod("synchronize", &JsStreamPool::Synchronize),
+         InstanceMethod("dispose", &JsStreamPool::Dispose)});
   }
   explicit JsStreamPool(Napi::CallbackInfo const& info) : Napi::ObjectWrap<JsStreamPool>(info) {
     Napi::Env env = info.Env();
     int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
     int count = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 4;
     if (count < 1 || count > 256)
-      throw Coded(env, "StreamPool count: expected 1..256 streams, got " + std::to_string(count), "E_INVALID_PARAMETER");
+      throw Coded(env, "StreamPool count: expected 1..256 streams, got " + std::to_string(count),
+                  "E_INVALID_PARAMETER");
     try {
       pool_ = std::make_unique<StreamPool>(device, count);
     } catch (CudaException const& e) {
@@ -197,16 +198,18 @@ class JsStreamPool : public Napi::ObjectWrap<JsStreamPool> {
   size_t Index(Napi::CallbackInfo const& info) {
     size_t i = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 0;
     if (i >= Pool(info.Env()).size())
-      throw Coded(info.Env(),
-                  "stream index: expected 0.." + std::to_string(Pool(info.Env()).size() - 1) + ", got " +
-                      std::to_string(i),
-                  "E_INVALID_PARAMETER");
+      throw Coded(
+          info.Env(),
+          "stream index: expected 0.." + std::to_string(Pool(info.Env()).size() - 1) + ", got " + std::to_string(i),
+          "E_INVALID_PARAMETER");
     return i;
   }
   Napi::Value Size(Napi::CallbackInfo const& info) {
     return Napi::Number::New(info.Env(), pool_ ? static_cast<double>(pool_->size()) : 0);
   }
-  Napi::Value Device(Napi::CallbackInfo const& info) { return Napi::Number::New(info.Env(), Pool(info.Env()).device()); }
+  Napi::Value Device(Napi::CallbackInfo const& info) {
+    return Napi::Number::New(info.Env(), Pool(info.Env()).device());
+  }
   Napi::Value Handle(Napi::CallbackInfo const& info) {
     return PtrToValue(info.Env(), Pool(info.Env()).At(Index(info)));
   }
@@ -315,9 +318,10 @@ Napi::Value Copy(Napi::CallbackInfo const& info) {
   size_t bytes = OptSize(opts, "bytes", available);
   if (dstOffset + bytes > dst->size || srcOffset + bytes > src->size)
     throw Coded(env,
-                "copy bytes: expected at most " + std::to_string(available) + " bytes (dst " + std::to_string(dst->size) +
-                    " from offset " + std::to_string(dstOffset) + ", src " + std::to_string(src->size) +
-                    " from offset " + std::to_string(srcOffset) + "), got " + std::to_string(bytes),
+                "copy bytes: expected at most " + std::to_string(available) + " bytes (dst " +
+                    std::to_string(dst->size) + " from offset " + std::to_string(dstOffset) + ", src " +
+                    std::to_string(src->size) + " from offset " + std::to_string(srcOffset) + "), got " +
+                    std::to_string(bytes),
                 "E_INVALID_PARAMETER");
   // Unified addressing tells CUDA where each side lives (pooled, pinned, pageable or IPC-mapped).
   cudaMemcpyKind kind = cudaMemcpyDefault;
@@ -399,11 +403,11 @@ Napi::Value TrimPools(Napi::CallbackInfo const& info) {
 class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "GraphCache",
-                       {InstanceMethod("run", &JsGraphCache::Run), InstanceMethod("stats", &JsGraphCache::Stats),
-                        InstanceMethod("clear", &JsGraphCache::Clear),
-                        InstanceAccessor("size", &JsGraphCache::Size, nullptr),
-                        InstanceAccessor("enabled", &JsGraphCache::Enabled, &JsGraphCache::SetEnabled)});
+    return DefineClass(
+        env, "GraphCache",
+        {InstanceMethod("run", &JsGraphCache::Run), InstanceMethod("stats", &JsGraphCache::Stats),
+         InstanceMethod("clear", &JsGraphCache::Clear), InstanceAccessor("size", &JsGraphCache::Size, nullptr),
+         InstanceAccessor("enabled", &JsGraphCache::Enabled, &JsGraphCache::SetEnabled)});
   }
   explicit JsGraphCache(Napi::CallbackInfo const& info) : Napi::ObjectWrap<JsGraphCache>(info) {}
 
@@ -429,7 +433,8 @@ class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
       JsBlock b;
       if (name == "memset") {
         op.kind = 0;
-        if (!UnwrapBlock(o.Get("dst"), &b)) throw Coded(env, "memset dst: expected a DeviceBuffer", "E_INVALID_PARAMETER");
+        if (!UnwrapBlock(o.Get("dst"), &b))
+          throw Coded(env, "memset dst: expected a DeviceBuffer", "E_INVALID_PARAMETER");
         op.dst = static_cast<char*>(b.ptr);
         op.value = o.Get("value").As<Napi::Number>().Int32Value();
         op.bytes = o.Has("bytes") ? static_cast<size_t>(o.Get("bytes").As<Napi::Number>().Int64Value()) : b.size;
@@ -443,7 +448,8 @@ class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
         op.src = static_cast<char const*>(s.ptr);
         op.bytes = o.Has("bytes") ? static_cast<size_t>(o.Get("bytes").As<Napi::Number>().Int64Value())
                                   : std::min(b.size, s.size);
-        if (op.bytes > b.size || op.bytes > s.size) throw Coded(env, "copy bytes: larger than a buffer", "E_INVALID_PARAMETER");
+        if (op.bytes > b.size || op.bytes > s.size)
+          throw Coded(env, "copy bytes: larger than a buffer", "E_INVALID_PARAMETER");
       } else if (name == "query") {
         op.kind = 2;
       } else {
@@ -465,7 +471,10 @@ class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
               if (e == cudaErrorNotReady) e = cudaSuccess;
             }
             if (e != cudaSuccess) {
-              *err = CudaError(op.kind == 0 ? "cudaMemsetAsync" : op.kind == 1 ? "cudaMemcpyAsync" : "cudaStreamQuery", e);
+              *err = CudaError(op.kind == 0   ? "cudaMemsetAsync"
+                               : op.kind == 1 ? "cudaMemcpyAsync"
+                                              : "cudaStreamQuery",
+                               e);
               return false;
             }
           }
@@ -473,7 +482,9 @@ class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
         },
         &error, &how);
     if (!ok) throw Coded(env, error, "E_CUDA");
-    return Napi::String::New(env, how == GraphRun::kReplayed ? "replayed" : how == GraphRun::kCaptured ? "captured" : "eager");
+    return Napi::String::New(env, how == GraphRun::kReplayed   ? "replayed"
+                                  : how == GraphRun::kCaptured ? "captured"
+                                                               : "eager");
   }
   Napi::Value Stats(Napi::CallbackInfo const& info) {
     Napi::Object o = Napi::Object::New(info.Env());
@@ -489,7 +500,9 @@ class JsGraphCache : public Napi::ObjectWrap<JsGraphCache> {
     cache_.Clear();
     return info.Env().Undefined();
   }
-  Napi::Value Size(Napi::CallbackInfo const& info) { return Napi::Number::New(info.Env(), static_cast<double>(cache_.size())); }
+  Napi::Value Size(Napi::CallbackInfo const& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(cache_.size()));
+  }
   Napi::Value Enabled(Napi::CallbackInfo const& info) { return Napi::Boolean::New(info.Env(), cache_.enabled()); }
   void SetEnabled(Napi::CallbackInfo const&, Napi::Value const& v) { cache_.set_enabled(v.ToBoolean()); }
 
