@@ -25,6 +25,10 @@ for run in "memcheck:0:yes" "memcheck-fallback:1:no" "racecheck:1:yes" "syncchec
   echo "$name: rc=$rc $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|sanitize-core' "$OUT/sanitize-$name.log" | tr '\n' ' ' | cut -c1-200)"
   [[ $rc -ne 0 ]] && san=1 && tail -30 "$OUT/sanitize-$name.log"
 done
+timeout 120 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9 node test/gpu/sanitize-ipc.mjs > "$OUT/sanitize-ipc.log" 2>&1
+rc=$?
+echo "memcheck (IPC, two processes): rc=$rc $(grep -E 'ERROR SUMMARY|sanitize-ipc' "$OUT/sanitize-ipc.log" | tr '\n' ' ')"
+[[ $rc -ne 0 ]] && san=1
 echo "== benchmarks"
 timeout 60 npm run --silent bench -- gpu-copy 2>&1 | grep -v "^npm warn" | tee "$OUT/bench-copy.log"
 timeout 60 npm run --silent bench -- gpu-cameras ${CAMERAS_ARGS:-} 2>&1 | grep -v "^npm warn" | tee "$OUT/bench-cameras.log"
