@@ -10,9 +10,17 @@
 import { FrameRing } from '../dist/gpu/frame-ring.js';
 import { GpuPreprocessor } from '../dist/gpu/preprocess.js';
 import { GpuRoiCropper } from '../dist/gpu/roi.js';
-import { allocDevice, allocPinned, copy, createStreamPool, loadRuntime, requireRuntime } from '../dist/gpu/runtime.js';
+import {
+  allocDevice,
+  allocPinned,
+  copy,
+  createStreamPool,
+  loadRuntime,
+  requireRuntime,
+} from '../dist/gpu/runtime.js';
 
-const arg = (args, name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const arg = (args, name, fallback) =>
+  args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback;
 const W = 1920;
 const H = 1080;
 const FRAME = W * H * 3;
@@ -40,7 +48,10 @@ async function runMode(mode, cameras, seconds) {
   const roi = new GpuRoiCropper(spec(192));
   const host = allocPinned(FRAME);
   for (let i = 0; i < FRAME; i++) host.array[i] = (i * 7) & 255;
-  const outs = Array.from({ length: cameras }, () => ({ det: allocDevice(128 * 128 * 3 * 4), lm: allocDevice(192 * 192 * 3 * 4) }));
+  const outs = Array.from({ length: cameras }, () => ({
+    det: allocDevice(128 * 128 * 3 * 4),
+    lm: allocDevice(192 * 192 * 3 * 4),
+  }));
   // Resident mode: each camera's slots hold a frame already; only the consumer side runs.
   const face = { frame: 0, cx: 960, cy: 500, size: 420, angle: 0.2 };
   let frames = 0;
@@ -63,8 +74,13 @@ async function runMode(mode, cameras, seconds) {
           const work = streams.handle((cam % 8) * 2 + 1);
           const slot = ring.native.acquireWrite();
           if (slot < 0) break;
-          if (mode === 'upload') rt.copy({ ptr: ring.native.slotPtr(slot), size: FRAME }, host, up).catch(() => {});
-          ring.native.commit(slot, { cameraId: cam, width: W, height: H, bytes: FRAME, frameIndex: frames }, up);
+          if (mode === 'upload')
+            rt.copy({ ptr: ring.native.slotPtr(slot), size: FRAME }, host, up).catch(() => {});
+          ring.native.commit(
+            slot,
+            { cameraId: cam, width: W, height: H, bytes: FRAME, frameIndex: frames },
+            up,
+          );
           const f = ring.acquire({ cameraId: cam, afterSeq: lastSeq[cam] });
           if (!f) break;
           lastSeq[cam] = f.seq;
@@ -109,7 +125,15 @@ async function runMode(mode, cameras, seconds) {
   }
   streams.dispose();
   const fps = frames / elapsed;
-  return { mode, cameras, fps, streams30: fps / 30, cpuUsPerFrame: (cpu.user + cpu.system) / frames, elapsed, frames };
+  return {
+    mode,
+    cameras,
+    fps,
+    streams30: fps / 30,
+    cpuUsPerFrame: (cpu.user + cpu.system) / frames,
+    elapsed,
+    frames,
+  };
 }
 
 export default async function main(args) {
@@ -121,7 +145,11 @@ export default async function main(args) {
   void copy;
   const seconds = Number(arg(args, 'seconds', '3'));
   const cams = arg(args, 'cameras', '1,8,32').split(',').map(Number);
-  const modes = args.includes('--resident') ? ['resident'] : args.includes('--upload') ? ['upload'] : ['upload', 'resident'];
+  const modes = args.includes('--resident')
+    ? ['resident']
+    : args.includes('--upload')
+      ? ['upload']
+      : ['upload', 'resident'];
   console.log('mode | cameras | frames/s | 1080p30 streams sustained | CPU us/frame (process) | frames');
   for (const mode of modes)
     for (const c of cams) {

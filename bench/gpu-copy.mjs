@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { allocDevice, allocPinned, copy, createStreamPool, loadRuntime } from '../dist/gpu/runtime.js';
 import { pcieLinkBytesPerSec, sample } from '../dist/gpu/nvml.js';
 
-const arg = (args, name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const arg = (args, name, fallback) =>
+  args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback;
 const GB = 1e9;
 const MiB = 1 << 20;
 
@@ -22,7 +23,10 @@ async function rate(dst, src, stream, size, totalBytes) {
   await Promise.all(pending);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
-  return { bytesPerSec: (reps * size) / seconds, cpuMsPerGB: (cpu.user + cpu.system) / 1e3 / ((reps * size) / GB) };
+  return {
+    bytesPerSec: (reps * size) / seconds,
+    cpuMsPerGB: (cpu.user + cpu.system) / 1e3 / ((reps * size) / GB),
+  };
 }
 
 const TORCH_PEER = `
@@ -52,8 +56,10 @@ export default async function main(args) {
   const nv = sample();
   const g = nv.available ? nv.gpus[0] : undefined;
   const link = g?.pcieLinkGeneration ? pcieLinkBytesPerSec(g.pcieLinkGeneration, g.pcieLinkWidth) : undefined;
-  console.log(`GPU: ${g?.name ?? 'unknown'}; PCIe Gen${g?.pcieLinkGeneration ?? '?'} x${g?.pcieLinkWidth ?? '?'} ` +
-    (link ? `(link payload peak ${(link / GB).toFixed(1)} GB/s)` : '(NVML unavailable: no link peak)'));
+  console.log(
+    `GPU: ${g?.name ?? 'unknown'}; PCIe Gen${g?.pcieLinkGeneration ?? '?'} x${g?.pcieLinkWidth ?? '?'} ` +
+      (link ? `(link payload peak ${(link / GB).toFixed(1)} GB/s)` : '(NVML unavailable: no link peak)'),
+  );
   let peer;
   if (!args.includes('--no-peer')) {
     const r = spawnSync('python3', ['-c', TORCH_PEER, ...sizes.map(String)], { encoding: 'utf8' });
@@ -75,8 +81,12 @@ export default async function main(args) {
     dev.dispose();
     pinned.dispose();
   }
-  const measuredPeak = Math.max(...rows.map((r) => Math.max(r.h2dPinned.bytesPerSec, r.d2hPinned.bytesPerSec)));
-  console.log(`measured bus peak (best pinned copy, either direction): ${(measuredPeak / GB).toFixed(1)} GB/s`);
+  const measuredPeak = Math.max(
+    ...rows.map((r) => Math.max(r.h2dPinned.bytesPerSec, r.d2hPinned.bytesPerSec)),
+  );
+  console.log(
+    `measured bus peak (best pinned copy, either direction): ${(measuredPeak / GB).toFixed(1)} GB/s`,
+  );
   console.log(
     'size MiB | H2D pinned GB/s | H2D pageable GB/s | pinned/pageable | pinned/link | pinned/measured peak | D2H pinned | D2H pageable | PyTorch H2D pinned | ours/PyTorch | CPU ms/GB pinned | CPU ms/GB pageable',
   );

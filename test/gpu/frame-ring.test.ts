@@ -52,7 +52,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout
 }
 
 const cupy = NO_GPU
-  ? { status: 1, stderr: '' }
+  ? { status: 1, stderr: 'not tried without an NVIDIA driver' }
   : spawnSync('python3', ['-c', 'import cupy; cupy.cuda.runtime.getDeviceCount()']);
 const NO_CUPY = cupy.status !== 0;
 

@@ -7,7 +7,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
-const addon = createRequire(import.meta.url)(process.env.YQP_TRT_ADDON ?? join(root, 'build', 'Release', 'yqp_trt.node'));
+const addon = createRequire(import.meta.url)(
+  process.env.YQP_TRT_ADDON ?? join(root, 'build', 'Release', 'yqp_trt.node'),
+);
 const [descriptor, count, outFile] = [process.argv[2], Number(process.argv[3]), process.argv[4]];
 const rt = addon.runtime;
 const ring = rt.FrameRing.open(descriptor);
@@ -16,7 +18,7 @@ const stream = streams.handle(0);
 writeFileSync(outFile, new Uint8Array(0));
 let afterSeq = 0;
 const deadline = Date.now() + 60_000;
-for (let got = 0; got < count; ) {
+for (let got = 0; got < count;) {
   const f = ring.acquireRead({ afterSeq, oldest: true });
   if (!f) {
     if (Date.now() > deadline) throw new Error(`timed out after ${got} of ${count} frames`);
@@ -33,7 +35,9 @@ for (let got = 0; got < count; ) {
   const { slot, ptr, ...meta } = f;
   void slot;
   void ptr;
-  process.stdout.write(JSON.stringify({ ...meta, sha256: createHash('sha256').update(bytes).digest('hex') }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ ...meta, sha256: createHash('sha256').update(bytes).digest('hex') }) + '\n',
+  );
   afterSeq = f.seq;
   got++;
 }

@@ -35,7 +35,11 @@ for (let round = 0; round < 3; round++) {
 const graphs = new rt.GraphCache();
 const a = rt.allocDevice(1 << 16);
 const b = rt.allocDevice(1 << 16);
-for (let i = 0; i < 3; i++) graphs.run('k', s0, [{ op: 'memset', dst: a, value: 5 }, { op: 'copy', dst: b, src: a }]);
+for (let i = 0; i < 3; i++)
+  graphs.run('k', s0, [
+    { op: 'memset', dst: a, value: 5 },
+    { op: 'copy', dst: b, src: a },
+  ]);
 // The eager fallback makes CUDA report API errors on purpose (a non-capturable call during capture): run it only
 // where API errors are not being counted (YQP_SANITIZE_FALLBACK=0 skips it).
 const fallback = process.env.YQP_SANITIZE_FALLBACK !== '0';
@@ -43,10 +47,16 @@ const hb = new Uint8Array(1 << 16);
 if (fallback) {
   graphs.run('q', s0, [{ op: 'memset', dst: a, value: 6 }, { op: 'query' }]);
   await rt.copy(hb, a, s0);
-  check(hb.every((v) => v === 6), 'eager fallback result');
+  check(
+    hb.every((v) => v === 6),
+    'eager fallback result',
+  );
 }
 await rt.copy(hb, b, s0);
-check(hb.every((v) => v === 5), 'graph replay result');
+check(
+  hb.every((v) => v === 5),
+  'graph replay result',
+);
 check(graphs.stats().replays === 2 && graphs.stats().failedCaptures === (fallback ? 1 : 0), 'graph stats');
 graphs.clear();
 a.dispose();
@@ -66,7 +76,10 @@ for (let f = 0; f < 8; f++) {
   const read = rt.copy(out, { ptr: r.ptr, size: r.bytes }, s1);
   ring.releaseAfter(r.slot, s1);
   await Promise.all([copied, read]);
-  check(out.array.every((v) => v === f), `ring frame ${f}`);
+  check(
+    out.array.every((v) => v === f),
+    `ring frame ${f}`,
+  );
   out.dispose();
 }
 await pool.synchronize();

@@ -31,7 +31,11 @@ const out = join(tmpdir(), `yqp-sanitize-ipc-${process.pid}.bin`);
 const r = spawnSync(process.execPath, [join(here, 'ring-reader.mjs'), ring.descriptor, String(count), out], {
   encoding: 'utf8',
 });
-const got = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l).sha256);
+const got = r.stdout
+  .trim()
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l).sha256);
 ring.dispose();
 pool.dispose();
 if (r.status !== 0 || JSON.stringify(got) !== JSON.stringify(sent)) {
