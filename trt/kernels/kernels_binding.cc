@@ -178,8 +178,9 @@ Job ParseJob(Napi::Object job, bool hostFrames, bool hostOut) {
     if (it.pitch < it.width * bpp || (it.format == kNV12 && it.uvPitch < ((it.width + 1) / 2) * 2))
       throw Coded(env, "items[" + std::to_string(i) + "] pitch is smaller than a row", "E_ARGUMENT");
     if (hostFrames && Job::ItemExtent(it, uvOff) > j.hostFrames[frame].bytes)
-      throw Coded(env, "frames[" + std::to_string(frame) + "] is smaller than items[" + std::to_string(i) +
-                           "] reads (" + std::to_string(Job::ItemExtent(it, uvOff)) + " bytes)",
+      throw Coded(env,
+                  "frames[" + std::to_string(frame) + "] is smaller than items[" + std::to_string(i) + "] reads (" +
+                      std::to_string(Job::ItemExtent(it, uvOff)) + " bytes)",
                   "E_ARGUMENT");
     j.items.push_back(it);
     j.frameOf.push_back(frame);
@@ -193,7 +194,8 @@ Job ParseJob(Napi::Object job, bool hostFrames, bool hostOut) {
   if (hostOut) {
     j.hostOut = ViewOf(job.Get("out"));
     if (j.hostOut.bytes < needed)
-      throw Coded(env, "out holds " + std::to_string(j.hostOut.bytes) + " bytes, the items write " + std::to_string(needed),
+      throw Coded(env,
+                  "out holds " + std::to_string(j.hostOut.bytes) + " bytes, the items write " + std::to_string(needed),
                   "E_ARGUMENT");
   } else {
     j.deviceOut = ToPtr(job.Get("out"));
@@ -257,13 +259,15 @@ Napi::Value Free(Napi::CallbackInfo const& info) {
 // upload(ptr, view) / download(ptr, view): synchronous copies, tests and benchmark setup only.
 Napi::Value Upload(Napi::CallbackInfo const& info) {
   HostView v = ViewOf(info[1]);
-  Check(info.Env(), "cudaMemcpy", cudaMemcpy(reinterpret_cast<void*>(ToPtr(info[0])), v.data, v.bytes, cudaMemcpyHostToDevice));
+  Check(info.Env(), "cudaMemcpy",
+        cudaMemcpy(reinterpret_cast<void*>(ToPtr(info[0])), v.data, v.bytes, cudaMemcpyHostToDevice));
   return info.Env().Undefined();
 }
 
 Napi::Value Download(Napi::CallbackInfo const& info) {
   HostView v = ViewOf(info[1]);
-  Check(info.Env(), "cudaMemcpy", cudaMemcpy(v.data, reinterpret_cast<void*>(ToPtr(info[0])), v.bytes, cudaMemcpyDeviceToHost));
+  Check(info.Env(), "cudaMemcpy",
+        cudaMemcpy(v.data, reinterpret_cast<void*>(ToPtr(info[0])), v.bytes, cudaMemcpyDeviceToHost));
   return info.Env().Undefined();
 }
 
@@ -359,8 +363,10 @@ struct Staging {
     Release();
     size_t cap = std::max(bytes, capacity + capacity / 2);
     cudaError_t err = pinned ? cudaHostAlloc(&ptr, cap, cudaHostAllocDefault) : cudaMalloc(&ptr, cap);
-    if (err == cudaSuccess) capacity = cap;
-    else ptr = nullptr;
+    if (err == cudaSuccess)
+      capacity = cap;
+    else
+      ptr = nullptr;
     return err;
   }
   void Release() {
@@ -485,7 +491,8 @@ class Session final : public Napi::ObjectWrap<Session> {
       cudaError_t e = cudaEventRecord(e0_, stream_);
       if (e == cudaSuccess) e = cudaMemcpyAsync(devIn, pinIn, total, cudaMemcpyHostToDevice, stream_);
       if (e == cudaSuccess) e = cudaEventRecord(e1_, stream_);
-      if (e == cudaSuccess) e = LaunchSample(job.items.data(), static_cast<int>(job.items.size()), job.spec, devOut, stream_);
+      if (e == cudaSuccess)
+        e = LaunchSample(job.items.data(), static_cast<int>(job.items.size()), job.spec, devOut, stream_);
       if (e == cudaSuccess) e = cudaEventRecord(e2_, stream_);
       if (e == cudaSuccess) e = cudaMemcpyAsync(pinOut, devOut, outBytes, cudaMemcpyDeviceToHost, stream_);
       if (e == cudaSuccess) e = cudaEventRecord(e3_, stream_);
@@ -638,7 +645,8 @@ Napi::Value TimeSample(Napi::CallbackInfo const& info) {
   Napi::Object jobObj = info[0].As<Napi::Object>();
   Job j = ParseJob(jobObj, false, false);
   j.Resolve(j.deviceFrames);
-  Napi::Object opts = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
+  Napi::Object opts =
+      info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
   auto* w = new TimeWorker(info.Env(), std::move(j), std::max(1, Int(opts, "iterations", 50)),
                            std::max(0, Int(opts, "warmup", 5)), jobObj);
   Napi::Promise p = w->Promise();
@@ -770,7 +778,8 @@ Napi::Value BenchChain(Napi::CallbackInfo const& info) {
   Job j = ParseJob(jobObj, false, false);
   j.Resolve(j.deviceFrames);
   if (j.spec.fp16) throw Coded(info.Env(), "benchChain needs a float32 output", "E_ARGUMENT");
-  Napi::Object opts = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
+  Napi::Object opts =
+      info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(info.Env());
   auto* w = new ChainWorker(info.Env(), std::move(j), std::max(0, Int(opts, "stages", 6)),
                             std::max(1, Int(opts, "iterations", 200)), jobObj);
   Napi::Promise p = w->Promise();

@@ -1,12 +1,12 @@
 // The fused sampler (sampler.h): one thread per output pixel computes its three channels from the frame in
 // device memory and writes them normalized, in the output layout and dtype. The per-pixel code is
 // __host__ __device__ so SampleOnHost runs the very same arithmetic on the CPU.
-#include "sampler.h"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cmath>
+
+#include "sampler.h"
 
 namespace yqp::kernels {
 namespace {
@@ -147,8 +147,8 @@ __host__ __device__ __forceinline__ float Triangle(float x) {
 
 // PyTorch's antialias=True bilinear (PIL BILINEAR): triangle filter stretched by the downscale factor, weights
 // normalized over the taps inside the frame. center = scale * (o + 0.5) is the matrix's source position.
-__host__ __device__ __forceinline__ void Window(float center, float scale, int size, int& lo, int& hi,
-                                                float& support, float& inv) {
+__host__ __device__ __forceinline__ void Window(float center, float scale, int size, int& lo, int& hi, float& support,
+                                                float& inv) {
   support = scale >= 1.f ? scale : 1.f;
   inv = scale >= 1.f ? Div(1.f, scale) : 1.f;
   lo = static_cast<int>(Add(Sub(center, support), 0.5f));
@@ -267,8 +267,7 @@ __global__ void ChainDecodeKernel(float const* data, int64_t n, int64_t stride, 
 
 }  // namespace
 
-cudaError_t LaunchSample(SampleItem const* items, int count, OutputSpec const& spec, void* out,
-                         cudaStream_t stream) {
+cudaError_t LaunchSample(SampleItem const* items, int count, OutputSpec const& spec, void* out, cudaStream_t stream) {
   if (count <= 0 || spec.width <= 0 || spec.height <= 0) return cudaSuccess;
   dim3 block(32, 8);
   for (int first = 0; first < count; first += kMaxItemsPerLaunch) {

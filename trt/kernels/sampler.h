@@ -33,7 +33,7 @@ struct SampleItem {
   int32_t height;
   int32_t pitch;  // bytes between rows of src
   int32_t uvPitch;
-  int32_t format;  // PixelFormat
+  int32_t format;    // PixelFormat
   int32_t outIndex;  // batch index of the output image
   // source (x, y) = (m0 * u + m1 * v + m2, m3 * u + m4 * v + m5), (u, v) = output pixel centre
   float m[6];
@@ -58,8 +58,7 @@ constexpr int kMaxItemsPerLaunch = 32;
 
 // Enqueues the sampling of `count` items on `stream` (split into launches of kMaxItemsPerLaunch). `out` points
 // at image 0 of the output tensor; item i writes image items[i].outIndex. Returns the launch error, if any.
-cudaError_t LaunchSample(SampleItem const* items, int count, OutputSpec const& spec, void* out,
-                         cudaStream_t stream);
+cudaError_t LaunchSample(SampleItem const* items, int count, OutputSpec const& spec, void* out, cudaStream_t stream);
 
 // The same computation on the CPU (host pointers), pixel for pixel the same code as the kernel: the reference
 // the GPU suite compares with besides the TypeScript one, and a check that runs on machines with no GPU.

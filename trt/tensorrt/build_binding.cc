@@ -158,9 +158,11 @@ BuildOptions ReadOptions(Napi::Object o) {
 
 Napi::Value Build(Napi::CallbackInfo const& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw CodedError(env, "build(options, callbacks): options must be an object", "E_ARGUMENT");
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw CodedError(env, "build(options, callbacks): options must be an object", "E_ARGUMENT");
   BuildOptions options = ReadOptions(info[0].As<Napi::Object>());
-  Napi::Object callbacks = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+  Napi::Object callbacks =
+      info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
   auto cancelled = std::make_shared<std::atomic<bool>>(false);
   auto* worker = new BuildWorker(env, std::move(options), callbacks.Get("onProgress"), callbacks.Get("pullBatch"),
                                  static_cast<size_t>(GetInt(callbacks, "prefetch", 4)), cancelled);

@@ -148,8 +148,7 @@ bool BuildEngine(BuildOptions const& o, Logger& logger, ProgressMonitor* monitor
   }
   nvinfer1::NetworkDefinitionCreationFlags flags = 0;
 #if NV_TENSORRT_MAJOR < 11
-  if (o.stronglyTyped)
-    flags |= 1U << static_cast<uint32_t>(nvinfer1::NetworkDefinitionCreationFlag::kSTRONGLY_TYPED);
+  if (o.stronglyTyped) flags |= 1U << static_cast<uint32_t>(nvinfer1::NetworkDefinitionCreationFlag::kSTRONGLY_TYPED);
 #endif
   Owned<nvinfer1::INetworkDefinition> network(builder->createNetworkV2(flags));
   if (!network) {
@@ -169,11 +168,13 @@ bool BuildEngine(BuildOptions const& o, Logger& logger, ProgressMonitor* monitor
 
   for (int32_t i = 0; i < network->getNbInputs(); ++i) {
     nvinfer1::ITensor* t = network->getInput(i);
-    result->io.push_back({t->getName(), DataTypeName(static_cast<int32_t>(t->getType())), FromDims(t->getDimensions()), true});
+    result->io.push_back(
+        {t->getName(), DataTypeName(static_cast<int32_t>(t->getType())), FromDims(t->getDimensions()), true});
   }
   for (int32_t i = 0; i < network->getNbOutputs(); ++i) {
     nvinfer1::ITensor* t = network->getOutput(i);
-    result->io.push_back({t->getName(), DataTypeName(static_cast<int32_t>(t->getType())), FromDims(t->getDimensions()), false});
+    result->io.push_back(
+        {t->getName(), DataTypeName(static_cast<int32_t>(t->getType())), FromDims(t->getDimensions()), false});
   }
 
   Owned<nvinfer1::IBuilderConfig> config(builder->createBuilderConfig());
@@ -191,8 +192,8 @@ bool BuildEngine(BuildOptions const& o, Logger& logger, ProgressMonitor* monitor
       if (!profile->setDimensions(r.input.c_str(), nvinfer1::OptProfileSelector::kMIN, mn) ||
           !profile->setDimensions(r.input.c_str(), nvinfer1::OptProfileSelector::kOPT, op) ||
           !profile->setDimensions(r.input.c_str(), nvinfer1::OptProfileSelector::kMAX, mx)) {
-        *error = logger.WithLastError("profile " + std::to_string(p) + ": TensorRT refused the shapes of input " +
-                                      r.input);
+        *error =
+            logger.WithLastError("profile " + std::to_string(p) + ": TensorRT refused the shapes of input " + r.input);
         return false;
       }
     }

@@ -30,7 +30,7 @@ struct BuildOptions {
   bool stronglyTyped = false;
   // 10.x only: implicit INT8 through IInt8EntropyCalibrator2 fed by a BatchSource.
   bool int8Calibrator = false;
-  int calibrationProfile = 0;  // index into profiles; its opt shapes are the calibration batch shapes
+  int calibrationProfile = 0;             // index into profiles; its opt shapes are the calibration batch shapes
   std::vector<uint8_t> calibrationCache;  // read by the calibrator; empty: calibrate
   std::vector<uint8_t> timingCache;       // empty: start a new one
   bool ignoreTimingCacheMismatch = false;
@@ -49,7 +49,7 @@ struct BuildOptions {
 
 struct TensorInfo {
   std::string name;
-  std::string dtype;  // our names: float32, float16, int8, ...
+  std::string dtype;          // our names: float32, float16, int8, ...
   std::vector<int64_t> dims;  // -1 for dynamic
   bool input = true;
 };

@@ -113,7 +113,9 @@ int32_t Engine::PickProfile(std::vector<std::vector<int64_t>> const& shapes, std
       std::vector<int64_t> const& mx = profiles_ ? t.max[static_cast<size_t>(p)] : t.dims;
       if (s.size() != mn.size()) {
         fits = false;
-        if (firstWhy.empty()) firstWhy = t.name + " has rank " + std::to_string(s.size()) + ", the engine expects " + std::to_string(mn.size());
+        if (firstWhy.empty())
+          firstWhy =
+              t.name + " has rank " + std::to_string(s.size()) + ", the engine expects " + std::to_string(mn.size());
         break;
       }
       for (size_t d = 0; d < s.size(); ++d) {

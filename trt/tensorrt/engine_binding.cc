@@ -224,28 +224,31 @@ class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
     Napi::ObjectReference self = Napi::Persistent(Value());  // keep the engine alive until completion
     auto selfPtr = std::make_shared<Napi::ObjectReference>(std::move(self));
     size_t slotIndex = static_cast<size_t>(index);
-    core::OnStreamComplete(env, stream, [this, selfPtr, slotIndex, deferred, outShapes, outBytes](
-                                              Napi::Env e, std::string const& streamError) {
-      Slot& s = slots_[slotIndex];
-      s.busy = false;
-      if (!streamError.empty()) {
-        deferred.Reject(CodedError(e, engine_ ? engine_->logger().WithLastError(streamError) : streamError, "E_NATIVE").Value());
-        return;
-      }
-      std::vector<EngineTensor> const& ts = engine_->tensors();
-      Napi::Object out = Napi::Object::New(e);
-      for (size_t t = 0; t < ts.size(); ++t) {
-        if (ts[t].input) continue;
-        Napi::Object o = Napi::Object::New(e);
-        // Copy out of pinned memory: the next run on this context reuses it.
-        o.Set("data", ToBuffer(e, std::vector<uint8_t>(static_cast<uint8_t*>(s.pinned[t]->data()),
-                                                       static_cast<uint8_t*>(s.pinned[t]->data()) + outBytes[t])));
-        o.Set("dims", DimsToJs(e, outShapes[t]));
-        o.Set("dtype", DataTypeName(ts[t].dataType));
-        out.Set(ts[t].name, o);
-      }
-      deferred.Resolve(out);
-    });
+    core::OnStreamComplete(
+        env, stream,
+        [this, selfPtr, slotIndex, deferred, outShapes, outBytes](Napi::Env e, std::string const& streamError) {
+          Slot& s = slots_[slotIndex];
+          s.busy = false;
+          if (!streamError.empty()) {
+            deferred.Reject(
+                CodedError(e, engine_ ? engine_->logger().WithLastError(streamError) : streamError, "E_NATIVE")
+                    .Value());
+            return;
+          }
+          std::vector<EngineTensor> const& ts = engine_->tensors();
+          Napi::Object out = Napi::Object::New(e);
+          for (size_t t = 0; t < ts.size(); ++t) {
+            if (ts[t].input) continue;
+            Napi::Object o = Napi::Object::New(e);
+            // Copy out of pinned memory: the next run on this context reuses it.
+            o.Set("data", ToBuffer(e, std::vector<uint8_t>(static_cast<uint8_t*>(s.pinned[t]->data()),
+                                                           static_cast<uint8_t*>(s.pinned[t]->data()) + outBytes[t])));
+            o.Set("dims", DimsToJs(e, outShapes[t]));
+            o.Set("dtype", DataTypeName(ts[t].dataType));
+            out.Set(ts[t].name, o);
+          }
+          deferred.Resolve(out);
+        });
     return deferred.Promise();
   }
 

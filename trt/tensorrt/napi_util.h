@@ -40,7 +40,8 @@ inline std::vector<int64_t> GetDims(Napi::Value v) {
 }
 inline Napi::Array DimsToJs(Napi::Env env, std::vector<int64_t> const& dims) {
   Napi::Array a = Napi::Array::New(env, dims.size());
-  for (size_t i = 0; i < dims.size(); ++i) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(dims[i])));
+  for (size_t i = 0; i < dims.size(); ++i)
+    a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(dims[i])));
   return a;
 }
 inline Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, std::vector<uint8_t> const& bytes) {

@@ -10,9 +10,9 @@ ProgressMonitor::Callback ProgressToJs(Napi::ThreadSafeFunction tsfn, int minSte
   auto last = std::make_shared<std::atomic<int64_t>>(INT64_MIN / 2);
   int64_t interval = static_cast<int64_t>(minStepIntervalMs) * 1000000;
   return [tsfn, last, interval](ProgressEvent const& ev) mutable {
-    int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count();
+    int64_t now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     if (ev.kind == ProgressEvent::Kind::kStep) {
       int64_t prev = last->load();
       // One step per interval wins the exchange; the others are dropped.

@@ -25,8 +25,8 @@ Napi::Value DeviceInfo(Napi::CallbackInfo const& info) {
   cudaDeviceProp prop{};
   cudaError_t e = cudaGetDeviceProperties(&prop, device);
   if (e != cudaSuccess)
-    throw yqp::trt::CodedError(env, "cudaGetDeviceProperties(" + std::to_string(device) + ") failed: " + cudaGetErrorString(e),
-                               "E_NATIVE");
+    throw yqp::trt::CodedError(
+        env, "cudaGetDeviceProperties(" + std::to_string(device) + ") failed: " + cudaGetErrorString(e), "E_NATIVE");
   Napi::Object out = Napi::Object::New(env);
   out.Set("name", std::string(prop.name));
   out.Set("sm", std::to_string(prop.major) + "." + std::to_string(prop.minor));

@@ -1,6 +1,7 @@
 // Test-only Node module (not part of the addon): runs JsBatchSource::Next() on a worker thread exactly as the
 // 10.x calibrator's getBatch() does on TensorRT's builder thread, so the pull protocol (bounded prefetch, order,
-// end, errors, cancel, a busy event loop) is tested without TensorRT or a GPU. Built by test/tensorrt-batch-source.test.ts.
+// end, errors, cancel, a busy event loop) is tested without TensorRT or a GPU. Built by
+// test/tensorrt-batch-source.test.ts.
 #include <napi.h>
 
 #include <chrono>
