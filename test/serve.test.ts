@@ -818,12 +818,16 @@ describe('limits, auth, overload and disconnects', () => {
         Date.now() < deadline
       )
         await new Promise((r) => setTimeout(r, 5));
+      // What waits in the queue at the hang-up must be dropped; what already runs may finish (a context takes up
+      // to two runs, and one more may start while the server learns of the closed sockets).
+      const queuedAtHangUp = model.scheduler.stats.queued;
       for (const r of requests) r.destroy();
       await new Promise((r) => setTimeout(r, 100));
       await model.scheduler.idle();
       const { completed, failed } = model.scheduler.stats;
       expect(completed + failed).toBe(sent);
-      expect(failed).toBeGreaterThan(sent / 2);
+      expect(queuedAtHangUp).toBeGreaterThan(5);
+      expect(failed).toBeGreaterThanOrEqual(queuedAtHangUp - 2);
       const metrics = await call('/metrics', {}, base.origin);
       expect(metrics.text).toMatch(/outcome="cancelled"\} [1-9]/);
       expect(metrics.text).toMatch(/yqp_inflight_requests\{model="face"\} 0/);
