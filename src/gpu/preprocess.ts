@@ -11,7 +11,7 @@ import { tensor, type Tensor } from '../tensor.js';
 
 /**
  * Fused GPU preprocessing (trt/kernels/sampler.cu): uint8 frames of any size to the model input in one pass.
- * Convention (docs/gpu-kernels.md): bilinear with pixel centres at i + 0.5 (PyTorch align_corners=False,
+ * Convention (README, "GPU preprocessing and face-ROI kernels"): bilinear with pixel centres at i + 0.5 (PyTorch align_corners=False,
  * antialias=False; OpenCV INTER_LINEAR), edges clamped; 'antialias' is PyTorch's antialias=True bilinear (PIL's
  * BILINEAR), what a 1080p -> 128 downscale wants. Letterbox placement is the CPU path's (src/preprocess/cpu.ts).
  */

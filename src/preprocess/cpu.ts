@@ -28,7 +28,7 @@ export interface ImageTransform {
   padY: number;
 }
 
-/** Sharp's linear kernel is the closest to the bilinear sampling of the GPU kernel (docs/gpu-kernels.md). */
+/** Sharp's linear kernel is the closest to the bilinear sampling of the GPU kernel (README, "GPU preprocessing and face-ROI kernels"). */
 export const CPU_RESIZE_KERNEL = 'linear' as const;
 
 export function isRawImage(x: unknown): x is RawImage {

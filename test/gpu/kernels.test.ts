@@ -39,7 +39,7 @@ const noGpu = !gpu.available;
 const gpuReason = gpu.reason ?? '';
 /** The skip note of a test title: empty when the test runs. */
 const skipNote = (skip: boolean, reason?: string) => (skip ? ` (skipped: ${reason})` : '');
-// Measured sharp differences go here for docs/gpu-kernels.md (set on the GPU machine to a folder under $OUT).
+// Measured sharp differences go here for README, "GPU preprocessing and face-ROI kernels" (set on the GPU machine to a folder under $OUT).
 const REPORT_DIR = process.env.YQP_KERNELS_REPORT;
 const report: Record<string, unknown> = { device: gpu };
 
@@ -265,7 +265,7 @@ describe.skipIf(noAddon)(`sharp CPU path vs the kernel${skipNote(noAddon, addonR
     console.log('GPU vs sharp (pixel levels 0..255):', JSON.stringify(results, null, 1));
     const r = Object.values(results);
     // Measured here and on the H100 (identical: the GPU is bit-identical to the host emulation), photo
-    // franck_02159.jpg 720x576, its 1920x1080 version an upscale of it: docs/gpu-kernels.md. Antialias follows
+    // franck_02159.jpg 720x576, its 1920x1080 version an upscale of it: README, "GPU preprocessing and face-ROI kernels". Antialias follows
     // sharp's (antialiased) downscale to a fraction of a level on average; bilinear aliases at 1080p -> 128.
     expect(r[4].meanLevels).toBeLessThan(r[3].meanLevels / 3);
     for (const i of [1, 2, 4, 5]) expect(r[i].meanLevels).toBeLessThan(0.6);

@@ -4,10 +4,10 @@
 // The preprocessing kernel (stretch, letterbox) and the face-ROI kernel (rotated crops) are both this sampler:
 // they only differ in the per-item matrix, content rectangle and border mode, which the TypeScript side computes.
 //
-// Convention (docs/gpu-kernels.md): output pixel (ox, oy) has its centre at (ox + 0.5, oy + 0.5); the matrix maps
-// it to a source position whose pixel centres are at (i + 0.5, j + 0.5), as OpenCV and PyTorch's
-// align_corners=False do. All coordinate arithmetic is float32 with no fused multiply-add, so a reference that
-// rounds each step to float32 (Math.fround) reproduces the sample positions bit for bit.
+// Convention (README, "GPU preprocessing and face-ROI kernels"): output pixel (ox, oy) has its centre at (ox + 0.5, oy
+// + 0.5); the matrix maps it to a source position whose pixel centres are at (i + 0.5, j + 0.5), as OpenCV and
+// PyTorch's align_corners=False do. All coordinate arithmetic is float32 with no fused multiply-add, so a reference
+// that rounds each step to float32 (Math.fround) reproduces the sample positions bit for bit.
 #pragma once
 
 #include <cuda_runtime.h>
