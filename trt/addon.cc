@@ -2,12 +2,10 @@
 #include <napi.h>
 
 #include "core/cuda_info.h"
-#include "core/runtime.h"
-#define YQP_HAS_RUNTIME 1
 #include "core/frame_ring.h"
-#define YQP_HAS_FRAME_RING 1
+#include "core/ipc_memory.h"
 #include "core/nvml.h"
-#define YQP_HAS_NVML 1
+#include "core/runtime.h"
 #include "kernels/kernels_binding.h"
 #ifdef YQP_WITH_TENSORRT
 #include "tensorrt/tensorrt_binding.h"
@@ -17,15 +15,10 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   yqp::InitCudaInfo(env, exports);
-#ifdef YQP_HAS_RUNTIME
   yqp::InitRuntime(env, exports);
-#endif
-#ifdef YQP_HAS_FRAME_RING
-  yqp::InitFrameRing(env, exports);
-#endif
-#ifdef YQP_HAS_NVML
+  yqp::InitIpcMemory(env, exports);  // adds to exports.runtime
+  yqp::InitFrameRing(env, exports);  // adds to exports.runtime
   yqp::InitNvml(env, exports);
-#endif
   InitKernels(env, exports);
 #ifdef YQP_WITH_TENSORRT
   InitTensorRT(env, exports);

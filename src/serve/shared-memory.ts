@@ -9,6 +9,7 @@ import { closeSync, fstatSync, openSync, readSync, writeSync, constants } from '
 import { join } from 'node:path';
 import { YqpError, describeValue } from '../errors.js';
 import { loadRuntime } from '../gpu/runtime.js';
+import { openIpcMemHandle } from '../gpu/ipc-memory.js';
 import type { SharedMemoryRef } from './protocol.js';
 
 export interface SystemRegionStatus {
@@ -63,23 +64,18 @@ function notFound(name: string): YqpError {
 }
 
 /**
- * Looks up the raw-handle IPC opener of the GPU core (src/gpu/runtime.ts). The GPU core exports whole frame
- * rings across processes (FrameRing.open); a Triton client registers a bare cudaIpcMemHandle_t, which needs
- * `runtime.openIpcMemHandle(handle, deviceId, byteSize) -> {read, write, close}`. Until the runtime has it (or
- * without the addon, a driver or a GPU) the reason is reported, never thrown.
+ * The raw-handle IPC opener of the GPU core (src/gpu/ipc-memory.ts): a Triton client registers a bare
+ * cudaIpcMemHandle_t of a whole allocation. Without the addon, a driver or a GPU the reason is reported, never
+ * thrown, and the cudasharedmemory endpoints answer 501 with it.
  */
 export function findCudaIpc(): { open?: CudaIpcOpen; reason?: string } {
   const { runtime, reason } = loadRuntime();
   if (!runtime) return { reason };
-  const open = (runtime as unknown as Record<string, unknown>).openIpcMemHandle;
-  if (typeof open === 'function')
+  if (typeof (runtime as unknown as Record<string, unknown>).openIpcMemHandle !== 'function')
     return {
-      open: (handle, deviceId, byteSize) => (open as CudaIpcOpen).call(runtime, handle, deviceId, byteSize),
+      reason: 'this build of the native addon has no CUDA IPC regions (rebuild it: npm run build:native)',
     };
-  return {
-    reason:
-      'the CUDA runtime core has no openIpcMemHandle for raw cudaIpcMemHandle_t regions (it shares frames through FrameRing only)',
-  };
+  return { open: (handle, deviceId, byteSize) => openIpcMemHandle(handle, deviceId, byteSize) };
 }
 
 export class SharedMemoryRegistry {

@@ -1,0 +1,69 @@
+import { YqpError } from '../errors.js';
+import { nativeError, requireRuntime } from './runtime.js';
+
+/** A raw CUDA IPC region (Triton's CUDA shared-memory extension): synchronous request-sized copies in and out. */
+export interface IpcRegion {
+  readonly byteSize: number;
+  read(offset: number, length: number): Uint8Array;
+  write(offset: number, bytes: Uint8Array): void;
+  close(): void;
+}
+
+/** A region this process allocates (one whole cudaMalloc) and exports; `handle` is the cudaIpcMemHandle_t. */
+export interface ExportedIpcRegion extends IpcRegion {
+  readonly handle: Uint8Array;
+}
+
+interface IpcRuntime {
+  exportIpcMemory?(byteSize: number, device: number): ExportedIpcRegion;
+  openIpcMemHandle?(handle: Uint8Array, device: number, byteSize: number): IpcRegion;
+}
+
+function ipcRuntime(): Required<IpcRuntime> {
+  const rt = requireRuntime() as unknown as IpcRuntime;
+  if (typeof rt.exportIpcMemory !== 'function' || typeof rt.openIpcMemHandle !== 'function')
+    throw new YqpError('E_BACKEND_UNAVAILABLE', 'this build of the native addon has no CUDA IPC regions', {
+      solutions: ['rebuild it: `npm run build:native`'],
+    });
+  return rt as Required<IpcRuntime>;
+}
+
+/** Wraps native calls so their errors become YqpErrors. */
+function guarded<T extends IpcRegion>(region: T): T {
+  const call =
+    <A extends unknown[], R>(f: (...a: A) => R) =>
+    (...a: A): R => {
+      try {
+        return f.apply(region, a);
+      } catch (e) {
+        throw nativeError(e);
+      }
+    };
+  return Object.assign(Object.create(region) as T, {
+    read: call(region.read),
+    write: call(region.write),
+    close: call(region.close),
+  });
+}
+
+export function exportIpcMemory(byteSize: number, device = 0): ExportedIpcRegion {
+  try {
+    return guarded(ipcRuntime().exportIpcMemory(byteSize, device));
+  } catch (e) {
+    throw nativeError(e);
+  }
+}
+
+/** Opens another process's region; a handle CUDA refuses is the caller's error (E_ARGUMENT), with CUDA's reason. */
+export function openIpcMemHandle(handle: Uint8Array, device: number, byteSize: number): IpcRegion {
+  const rt = ipcRuntime();
+  try {
+    return guarded(rt.openIpcMemHandle(handle, device, byteSize));
+  } catch (e) {
+    const err = nativeError(e);
+    throw new YqpError('E_ARGUMENT', `Cannot open the CUDA IPC handle: ${err.message}`, {
+      argument: 'raw_handle',
+      cause: e,
+    });
+  }
+}
