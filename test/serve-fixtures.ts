@@ -61,7 +61,7 @@ export function tempRepo(prefix = 'yqp-serve-'): string {
 
 /** BlazeFace with a dynamic batch (max 16) and the BlazeFace preset (image preprocessing). */
 export async function writeBlazeFace(repo: string, name = 'face'): Promise<void> {
-  requireData();
+  requireData(BLAZEFACE_ONNX);
   await build(BLAZEFACE_ONNX, {
     name,
     repo,

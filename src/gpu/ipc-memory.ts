@@ -28,9 +28,9 @@ function ipcRuntime(): Required<IpcRuntime> {
   return rt as Required<IpcRuntime>;
 }
 
-/** Wraps native calls so their errors become YqpErrors. */
+/** A plain object over the native region whose calls turn native errors into YqpErrors. */
 function guarded<T extends IpcRegion>(region: T): T {
-  const call =
+  const wrap =
     <A extends unknown[], R>(f: (...a: A) => R) =>
     (...a: A): R => {
       try {
@@ -39,11 +39,16 @@ function guarded<T extends IpcRegion>(region: T): T {
         throw nativeError(e);
       }
     };
-  return Object.assign(Object.create(region) as T, {
-    read: call(region.read),
-    write: call(region.write),
-    close: call(region.close),
-  });
+  const out: IpcRegion & { handle?: Uint8Array } = {
+    get byteSize() {
+      return region.byteSize;
+    },
+    read: wrap(region.read),
+    write: wrap(region.write),
+    close: wrap(region.close),
+  };
+  if ('handle' in region) out.handle = (region as unknown as ExportedIpcRegion).handle;
+  return out as T;
 }
 
 export function exportIpcMemory(byteSize: number, device = 0): ExportedIpcRegion {

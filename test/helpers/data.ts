@@ -19,8 +19,8 @@ export const OCR_CLS_ONNX = join(
 );
 
 /** The data comes from `npm run data` (the README's first command runs it); tests fail loudly without it. */
-export function requireData(): void {
-  for (const f of [BLAZEFACE_ONNX, MEDIA_DIR, OCR_DET_ONNX]) {
+export function requireData(...files: string[]): void {
+  for (const f of files.length > 0 ? files : [BLAZEFACE_ONNX, MEDIA_DIR, OCR_DET_ONNX]) {
     if (!existsSync(f)) throw new Error(`test data missing: ${f}; run \`npm run data\` first`);
   }
 }
