@@ -5,7 +5,7 @@ import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from '
 import { resolveBackend, type BackendName } from './backends/index.js';
 import { onnxruntimeBackend } from './backends/onnxruntime.js';
 import { makeBatchDynamic, type DynamicBatchReport } from './onnx/dynamic-batch.js';
-import { describeModel, encodeOnnx, graphIo, loadOnnx, type OnnxModel } from './onnx/model.js';
+import { describeModel, encodeOnnx, loadOnnx, type OnnxModel } from './onnx/model.js';
 import { detectPreset, presetFor } from './presets.js';
 import { checkProfiles, maxBatchOf, staticProfile } from './profiles.js';
 import type {
@@ -163,7 +163,8 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       `dynamic batch: ${report.tensors.length} I/O tensors, ${report.reshapes.length} Reshape targets, ${report.constantOfShapes.length} ConstantOfShape shapes rewritten`,
     );
   }
-  const io = graphIo(model.proto);
+  // describeModel already read the (possibly rewritten) graph's inputs and outputs.
+  const io = { inputs: model.inputs, outputs: model.outputs };
   let profiles = options.profiles ?? [];
   if (profiles.length === 0) {
     const fixed = staticProfile(io.inputs);
