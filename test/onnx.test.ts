@@ -9,7 +9,7 @@ import { BLAZEFACE_ONNX, OCR_DET_ONNX, requireData } from './helpers/data.js';
 const tmp = mkdtempSync(join(tmpdir(), 'yqp-onnx-'));
 
 describe('ONNX reading', () => {
-  beforeAll(requireData);
+  beforeAll(() => requireData());
   it('reads BlazeFace I/O, dtypes, shapes and opset', async () => {
     const m = await loadOnnx(BLAZEFACE_ONNX);
     expect(m.opset).toBe(12);
@@ -51,7 +51,7 @@ describe('ONNX reading', () => {
 });
 
 describe('dynamic batch rewrite', () => {
-  beforeAll(requireData);
+  beforeAll(() => requireData());
   it('rewrites the 4 Reshape targets and 11 ConstantOfShape shapes of BlazeFace', async () => {
     const m = await loadOnnx(BLAZEFACE_ONNX);
     const report = makeBatchDynamic(m.proto);

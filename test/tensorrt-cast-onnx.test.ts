@@ -43,7 +43,7 @@ function relativeMaxError(a: Float32Array, b: Float32Array): number {
 }
 
 describe('castOnnx (fp16 ONNX for TensorRT 11 strongly typed builds)', () => {
-  beforeAll(requireData);
+  beforeAll(() => requireData());
 
   it('casts BlazeFace to fp16 compute with fp32 I/O, and onnxruntime matches fp32 on face photos', async () => {
     const fp32 = await loadOnnx(BLAZEFACE_ONNX);
