@@ -8,6 +8,7 @@
 // Frames are pushed as fast as the pipeline takes them with a bounded number in flight; streams sustained =
 // frames per second / 30. CPU cost = process CPU time (user + system) / frames.
 import { FrameRing } from '../dist/gpu/frame-ring.js';
+import { faceSpec } from './lib/common.mjs';
 import { GpuPreprocessor } from '../dist/gpu/preprocess.js';
 import { GpuRoiCropper } from '../dist/gpu/roi.js';
 import {
@@ -25,20 +26,7 @@ const W = 1920;
 const H = 1080;
 const FRAME = W * H * 3;
 
-function spec(size) {
-  return {
-    input: 'input',
-    layout: 'NHWC',
-    width: size,
-    height: size,
-    resize: 'stretch',
-    colorOrder: 'RGB',
-    scale: 1 / 127.5,
-    mean: [1, 1, 1],
-    std: [1, 1, 1],
-    dtype: 'float32',
-  };
-}
+const spec = (size) => faceSpec(size);
 
 async function runMode(mode, cameras, seconds) {
   const rt = requireRuntime();

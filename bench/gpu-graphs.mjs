@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deviceJob, gpuKernelsAvailability, requireKernels } from '../dist/gpu/preprocess.js';
+import { faceSpec } from './lib/common.mjs';
 
 function arg(args, name, fallback) {
   const i = args.indexOf(`--${name}`);
@@ -27,19 +28,7 @@ export default async function main(args) {
   const W = 1920;
   const H = 1080;
   const frameBytes = W * H * 3;
-  const spec = {
-    input: 'input',
-    layout: 'NHWC',
-    width: 128,
-    height: 128,
-    resize: 'letterbox',
-    colorOrder: 'RGB',
-    scale: 1 / 127.5,
-    mean: [1, 1, 1],
-    std: [1, 1, 1],
-    dtype: 'float32',
-    padValue: 0,
-  };
+  const spec = faceSpec(128, 'letterbox');
   const rows = [];
   for (const batch of [1, 8, 64]) {
     const ptrs = [];

@@ -17,6 +17,7 @@ import {
   requireKernels,
 } from '../dist/gpu/preprocess.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
+import { faceSpec, median } from './lib/common.mjs';
 import { GpuRoiCropper, roiDeviceJob, roiMatrix } from '../dist/gpu/roi.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -26,22 +27,8 @@ function arg(args, name, fallback) {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function spec(size) {
-  return {
-    input: 'input',
-    layout: 'NHWC',
-    width: size,
-    height: size,
-    resize: 'stretch',
-    colorOrder: 'RGB',
-    scale: 1 / 127.5,
-    mean: [1, 1, 1],
-    std: [1, 1, 1],
-    dtype: 'float32',
-  };
-}
+const spec = (size) => faceSpec(size);
 
 export default async function main(args) {
   const iterations = Number(arg(args, 'iterations', '50'));

