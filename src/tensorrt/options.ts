@@ -46,34 +46,21 @@ export interface TensorRTBuildOptions {
   signal?: AbortSignal;
 }
 
-export type NormalizedBuildOptions = Required<
-  Pick<
-    TensorRTBuildOptions,
-    | 'precision'
-    | 'int8Calibrator'
-    | 'calibrationProfile'
-    | 'stronglyTyped'
-    | 'versionCompatible'
-    | 'excludeLeanRuntime'
-    | 'hardwareCompatibility'
-    | 'tf32'
-    | 'sparseWeights'
-    | 'device'
-  >
-> &
-  Omit<
-    TensorRTBuildOptions,
-    | 'precision'
-    | 'int8Calibrator'
-    | 'calibrationProfile'
-    | 'stronglyTyped'
-    | 'versionCompatible'
-    | 'excludeLeanRuntime'
-    | 'hardwareCompatibility'
-    | 'tf32'
-    | 'sparseWeights'
-    | 'device'
-  >;
+/** Options that always have a value after normalization. */
+type DefaultedKey =
+  | 'precision'
+  | 'int8Calibrator'
+  | 'calibrationProfile'
+  | 'stronglyTyped'
+  | 'versionCompatible'
+  | 'excludeLeanRuntime'
+  | 'hardwareCompatibility'
+  | 'tf32'
+  | 'sparseWeights'
+  | 'device';
+
+export type NormalizedBuildOptions = Required<Pick<TensorRTBuildOptions, DefaultedKey>> &
+  Omit<TensorRTBuildOptions, DefaultedKey>;
 
 const KEYS = [
   'precision',
