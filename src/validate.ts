@@ -115,7 +115,11 @@ export function validateFeeds(config: ModelConfig, feeds: unknown): TensorMap {
     out[spec.name] = { dtype: spec.dtype, dims, data: t.data as TypedArray } satisfies Tensor;
   }
   if (config.profiles.length > 0 && matchProfile(config.profiles, out) < 0) {
-    const name = Object.keys(config.profiles[0])[0];
+    // Name the input that fits no profile on its own; if each fits some profile, none fits them all together.
+    const names = Object.keys(config.profiles[0]);
+    const name =
+      names.find((n) => !config.profiles.some((p) => p[n] && fitsRange(out[n].dims, p[n].min, p[n].max))) ??
+      names[0];
     throw new YqpError(
       'E_SHAPE',
       `Input ${JSON.stringify(name)} of shape [${out[name].dims.join(',')}] fits no optimization profile: ${describeProfiles(config, name)}`,
