@@ -1,4 +1,4 @@
-// `npm run bench -- overhead [--iterations N] [--rounds R] [--threads T]`
+// `npm run bench -- overhead [--iterations N] [--rounds R] [--threads T] [--runner native|worker]`
 // model.infer (validation, scheduler, worker-thread context) against raw onnxruntime-node session.run on the same
 // model file, inputs and intra-op thread count, at batch 1 and 16, in one run. The sides alternate in whole phases
 // (round 1: raw then ours, round 2: ours then raw, ...), each phase creating and releasing its own session, so one
@@ -40,6 +40,7 @@ export default async function main(args) {
   const iterations = Number(arg(args, 'iterations', '300'));
   const rounds = Number(arg(args, 'rounds', '4'));
   const threads = Number(arg(args, 'threads', String(availableParallelism())));
+  const runner = arg(args, 'runner', undefined);
   const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-')));
   const { entry } = await build(BLAZEFACE, {
     name: 'face',
@@ -55,6 +56,7 @@ export default async function main(args) {
     graphOptimizationLevel: 'all',
   };
   const results = [];
+  let usedRunner;
   for (const batch of [1, 16]) {
     const data = new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
     const dims = [batch, 128, 128, 3];
@@ -76,7 +78,9 @@ export default async function main(args) {
           contexts: 1,
           threadsPerContext: threads,
           dynamicBatching: false,
+          runner,
         });
+        usedRunner = model.scheduler.session.runner;
         const feeds = { 'input:0': { dtype: 'float32', dims, data } };
         const m = await measure(() => model.infer(feeds), n, 2);
         await model.close();
@@ -113,6 +117,7 @@ export default async function main(args) {
       cpu: cpus()[0]?.model,
       cores: availableParallelism(),
       threads,
+      runner: usedRunner,
       onnxruntime: ort.env.versions.node,
       results,
       target: 'yqp-trt adds at most 5%: median latency, and throughput with 2 requests in flight',

@@ -30,6 +30,12 @@ export interface LoadModelOptions {
   threadsPerContext?: number;
   /** GPU ordinal for GPU backends. */
   device?: number;
+  /**
+   * How onnxruntime runs off the event loop: `native` (the addon's runner threads; inputs read in place, outputs
+   * handed over without copies) or `worker` (worker threads; one input copy). Default: native where the addon is
+   * built, else worker.
+   */
+  runner?: 'native' | 'worker';
 }
 
 export interface ImageResults {
@@ -58,7 +64,10 @@ export class Model {
     return this.entry.config;
   }
 
-  /** Runs named input tensors; shapes and dtypes are checked against the profiles first. */
+  /**
+   * Runs named input tensors; shapes and dtypes are checked against the profiles first. The input arrays are
+   * read in place while the request runs: change them only once the Promise has settled.
+   */
   infer(feeds: TensorMap, options: SubmitOptions = {}): Promise<TensorMap> {
     if (this.closed) return Promise.reject(new YqpError('E_CLOSED', `Model ${this.name} is closed`));
     let checked: TensorMap;
@@ -125,6 +134,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
   if (options.queueTimeoutMs !== undefined) expectNonNegativeNumber('queueTimeoutMs', options.queueTimeoutMs);
   if (options.backend !== undefined)
     expectOneOf('backend', options.backend, ['onnxruntime', 'tensorrt'] as const);
+  if (options.runner !== undefined) expectOneOf('runner', options.runner, ['native', 'worker'] as const);
   const entry = await readEntry(entryDir, options.version);
   const config = entry.config;
   const backend = await getBackend(options.backend ?? config.backend);
@@ -133,6 +143,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     contexts,
     threadsPerContext: options.threadsPerContext,
     device: options.device,
+    runner: options.runner,
   });
   const batching =
     options.dynamicBatching === false ? undefined : (options.dynamicBatching ?? config.dynamicBatching);

@@ -2,11 +2,23 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it as vitestIt } from 'vitest';
 import { build } from '../src/build.js';
 import { loadModel, type Model } from '../src/model.js';
+import { nativeRunner } from '../src/backends/onnxruntime.js';
 import { readEntry } from '../src/repository/repository.js';
 import { BLAZEFACE_ONNX, MEDIA_DIR, OCR_CLS_ONNX, requireData } from './helpers/data.js';
+
+// Both ways onnxruntime runs off the event loop: the addon's runner threads, and worker threads (the fallback).
+const NATIVE_MISSING = nativeRunner().reason;
+const RUNNERS = [
+  {
+    runner: 'native' as const,
+    skip: NATIVE_MISSING,
+    label: NATIVE_MISSING ? ` (skipped: ${NATIVE_MISSING})` : '',
+  },
+  { runner: 'worker' as const, skip: undefined, label: '' },
+];
 
 const repo = mkdtempSync(join(tmpdir(), 'yqp-repo-'));
 const FRANCK = join(MEDIA_DIR, 'franck_02159.jpg');
@@ -16,12 +28,13 @@ async function noFacePhoto(): Promise<Buffer> {
   return sharp(FRANCK).extract({ left: 0, top: 0, width: 200, height: 200 }).jpeg().toBuffer();
 }
 
-describe('BlazeFace end to end on onnxruntime', () => {
+describe.each(RUNNERS)('BlazeFace end to end on onnxruntime, $runner runner$label', ({ runner, skip }) => {
   let model: Model;
   beforeAll(async () => {
+    if (skip) return;
     requireData();
     const result = await build(BLAZEFACE_ONNX, {
-      name: 'face',
+      name: `face-${runner}`,
       repo,
       dynamicBatch: true,
       backend: 'onnxruntime',
@@ -29,12 +42,14 @@ describe('BlazeFace end to end on onnxruntime', () => {
     });
     expect(result.dynamicBatch!.verifiedBatch).toBe(16);
     expect(result.dynamicBatch!.maxAbsDiff).toBeLessThanOrEqual(1e-5);
-    model = await loadModel(join(repo, 'face'), { contexts: 2 });
+    model = await loadModel(join(repo, `face-${runner}`), { contexts: 2, runner });
+    expect(model.scheduler.session.runner).toBe(runner);
   });
   afterAll(async () => model?.close());
+  const it = skip ? vitestIt.skip : vitestIt;
 
   it('writes a valid repository entry with dynamic batch and the BlazeFace preset', async () => {
-    const entry = await readEntry(join(repo, 'face'));
+    const entry = await readEntry(join(repo, `face-${runner}`));
     expect(entry.config.maxBatchSize).toBe(16);
     expect(entry.config.inputs[0].dims).toEqual([-1, 128, 128, 3]);
     expect(entry.config.preprocessing?.layout).toBe('NHWC');
@@ -91,7 +106,7 @@ describe('BlazeFace end to end on onnxruntime', () => {
     expect(max).toBeLessThanOrEqual(1e-5);
   });
 
-  it('takes SharedArrayBuffer-backed inputs (copied in the worker, not on the event loop) with the same outputs', async () => {
+  it('takes SharedArrayBuffer-backed inputs with the same outputs', async () => {
     const plain = new Float32Array(128 * 128 * 3).map((_, i) => Math.sin(i * 0.05));
     const shared = new Float32Array(new SharedArrayBuffer(plain.byteLength));
     shared.set(plain);
@@ -188,6 +203,7 @@ describe('BlazeFace end to end on onnxruntime', () => {
 });
 
 describe('repository errors', () => {
+  const it = vitestIt;
   it('a missing entry is E_NOT_FOUND', async () => {
     await expect(loadModel(join(repo, 'missing'))).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
   });
@@ -195,6 +211,10 @@ describe('repository errors', () => {
     await expect(loadModel(join(repo, 'face'), { contexts: 0 })).rejects.toThrow(
       'Expected positive integer for contexts but received 0 of type number',
     );
+    await expect(loadModel(join(repo, 'face'), { runner: 'fast' as 'native' })).rejects.toMatchObject({
+      code: 'E_ARGUMENT',
+      argument: 'runner',
+    });
   });
   it('a model with dynamic inputs needs a profile; a static one builds as is', async () => {
     await expect(build(OCR_CLS_ONNX, { name: 'cls', repo, backend: 'onnxruntime' })).rejects.toMatchObject({

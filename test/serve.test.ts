@@ -269,7 +269,7 @@ describe('inference', () => {
   });
 
   it.skipIf(!hasCurl)(
-    'works from curl with the protocol documented requests (skipped: no curl)',
+    `works from curl with the protocol documented requests${hasCurl ? '' : ' (skipped: no curl)'}`,
     async () => {
       const body = JSON.stringify({
         inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
@@ -355,7 +355,7 @@ describe('shared memory extensions', () => {
   const shmAvailable = existsSync('/dev/shm');
 
   it.skipIf(!shmAvailable)(
-    'registers a system region, reads inputs from it and writes outputs into it (skipped: no /dev/shm)',
+    `registers a system region, reads inputs from it and writes outputs into it${shmAvailable ? '' : ' (skipped: no /dev/shm)'}`,
     async () => {
       const region = Buffer.alloc(256);
       Buffer.from(new Float32Array([1, 2, 3, 4]).buffer).copy(region, 64 + 16);

@@ -7,6 +7,7 @@
 #include "core/nvml.h"
 #include "core/runtime.h"
 #include "kernels/kernels_binding.h"
+#include "onnxruntime/ort_session.h"
 #ifdef YQP_WITH_TENSORRT
 #include "tensorrt/tensorrt_binding.h"
 #endif
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   yqp::InitFrameRing(env, exports);  // adds to exports.runtime
   yqp::InitNvml(env, exports);
   InitKernels(env, exports);
+  yqp::ort::InitOnnxruntime(env, exports);
 #ifdef YQP_WITH_TENSORRT
   InitTensorRT(env, exports);
 #endif

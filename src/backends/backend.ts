@@ -17,6 +17,9 @@ export interface OpenOptions {
   threadsPerContext?: number;
   /** Let idle pool threads spin (onnxruntime; default: only with a single context). */
   spinWait?: boolean;
+  /** How onnxruntime runs off the event loop: `native` (the addon's runner threads) or `worker` (worker threads);
+   * default native where the addon is built. */
+  runner?: 'native' | 'worker';
 }
 
 /**
@@ -26,6 +29,8 @@ export interface OpenOptions {
 export interface BackendSession {
   readonly backend: 'onnxruntime' | 'tensorrt';
   readonly contexts: number;
+  /** How an onnxruntime session runs off the event loop (see OpenOptions.runner). */
+  readonly runner?: 'native' | 'worker';
   /**
    * Runs one context may hold at once (default 1). 2 lets the next request reach a context while the current
    * one computes, hiding the hand-over (a thread hop for onnxruntime, a host-to-device copy for TensorRT).

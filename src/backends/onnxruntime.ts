@@ -1,6 +1,9 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { loadBinding } from '../binding.js';
 import { YqpError } from '../errors.js';
 import type { ModelConfig } from '../repository/config.js';
 import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
@@ -10,9 +13,13 @@ const require = createRequire(import.meta.url);
 
 /**
  * onnxruntime-node's session.run() runs on the calling thread and blocks the event loop
- * (microsoft/onnxruntime#19611), so each context is an InferenceSession inside its own worker thread.
- * Inputs are copied once into a transferred buffer, outputs come back transferred (no second copy).
- * The worker source is inline so it runs the same from src/ (vitest) and dist/.
+ * (microsoft/onnxruntime#19611). Two runners keep it off the event loop:
+ * - `native` (default where the addon is built): the addon drives onnxruntime-node's own libonnxruntime through
+ *   its C API, one runner thread per context, reading inputs in place and handing outputs over without a copy
+ *   (trt/onnxruntime/ort_session.cc).
+ * - `worker` (the fallback without the addon): each context is an InferenceSession inside its own worker thread.
+ *   Inputs are copied once into a transferred buffer, outputs come back transferred (no second copy). The worker
+ *   source is inline so it runs the same from src/ (vitest) and dist/.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -55,6 +62,145 @@ parentPort.on('message', async (msg) => {
 });
 `;
 
+/** One onnxruntime session that runs requests in order. */
+interface Context {
+  run(feeds: TensorMap): Promise<TensorMap>;
+  close(): Promise<void>;
+}
+
+export type OnnxruntimeRunner = 'native' | 'worker';
+
+/** Batches for the worker runner are assembled in shared memory: the worker, not the event loop, copies. */
+function allocateShared(dtype: DType, length: number): TypedArray {
+  const Ctor = DTYPE_ARRAY[dtype] as unknown as new (buffer: SharedArrayBuffer) => TypedArray;
+  const bytes = (DTYPE_ARRAY[dtype] as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+  return new Ctor(new SharedArrayBuffer(length * bytes));
+}
+
+// ONNX TensorProto element types of our dtypes, and back.
+const ONNX_TYPE: Record<DType, number> = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int16: 5,
+  int32: 6,
+  int64: 7,
+  bool: 9,
+  float16: 10,
+  float64: 11,
+};
+const DTYPE_OF_ONNX = new Map<number, DType>(
+  Object.entries(ONNX_TYPE).map(([dtype, type]) => [type, dtype as DType]),
+);
+
+/** What the addon's exports.onnxruntime offers (trt/onnxruntime/ort_session.cc). */
+export interface NativeOnnxruntime {
+  open(
+    library: string,
+    model: string,
+    options: { intraOpThreads: number; interOpThreads: number; spinning: boolean; graphOptimization: number },
+  ): Promise<unknown>;
+  Session: new (opened: unknown) => NativeSession;
+}
+interface NativeSession {
+  readonly inputNames: string[];
+  readonly outputNames: string[];
+  readonly version: string;
+  /** Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer]. */
+  run(feeds: [number, number, readonly number[], TypedArray][]): Promise<[number, number[], ArrayBuffer][]>;
+  close(): Promise<void>;
+}
+
+/** The libonnxruntime shipped inside onnxruntime-node, which its own binding loads too (so one copy runs). */
+export function onnxruntimeLibraryPath(): string | undefined {
+  let root: string;
+  try {
+    root = join(dirname(require.resolve('onnxruntime-node')), '..');
+  } catch {
+    return undefined;
+  }
+  const bin = join(root, 'bin');
+  if (!existsSync(bin)) return undefined;
+  for (const napi of readdirSync(bin).filter((d) => d.startsWith('napi-v'))) {
+    const dir = join(bin, napi, process.platform, process.arch);
+    if (!existsSync(dir)) continue;
+    const lib = readdirSync(dir).find((f) =>
+      /^libonnxruntime\.so\.\d+$|^libonnxruntime\.\d+\.dylib$/.test(f),
+    );
+    if (lib) return join(dir, lib);
+  }
+  return undefined;
+}
+
+/** The native runner, or why it cannot be used here. */
+export function nativeRunner(): { native?: NativeOnnxruntime; library?: string; reason?: string } {
+  const { binding } = loadBinding();
+  const native = binding?.onnxruntime as NativeOnnxruntime | undefined;
+  if (!native) return { reason: 'the native addon is not built (see `yqp-trt doctor`)' };
+  const library = onnxruntimeLibraryPath();
+  if (!library)
+    return { reason: `onnxruntime-node ships no libonnxruntime for ${process.platform}-${process.arch}` };
+  return { native, library };
+}
+
+class NativeContext implements Context {
+  private readonly inputIndex: Map<string, number>;
+  constructor(private readonly session: NativeSession) {
+    this.inputIndex = new Map(session.inputNames.map((n, i) => [n, i]));
+  }
+
+  async run(feeds: TensorMap): Promise<TensorMap> {
+    const list: [number, number, readonly number[], TypedArray][] = [];
+    for (const name in feeds) {
+      const t = feeds[name];
+      const index = this.inputIndex.get(name);
+      if (index === undefined) throw new YqpError('E_BACKEND', `onnxruntime: the model has no input ${name}`);
+      list.push([index, ONNX_TYPE[t.dtype], t.dims, t.data]);
+    }
+    const out = await this.session.run(list);
+    const names = this.session.outputNames;
+    const outputs: TensorMap = {};
+    for (let i = 0; i < out.length; i++) {
+      const [type, dims, buffer] = out[i];
+      const dtype = DTYPE_OF_ONNX.get(type);
+      if (dtype === undefined)
+        throw new YqpError(
+          'E_BACKEND',
+          `onnxruntime: output ${names[i]} has ONNX element type ${type}, not supported`,
+        );
+      outputs[names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
+    }
+    return outputs;
+  }
+
+  close(): Promise<void> {
+    return this.session.close();
+  }
+}
+
+async function startNative(
+  native: NativeOnnxruntime,
+  library: string,
+  modelPath: string,
+  threads: number,
+  spin: boolean,
+): Promise<NativeContext> {
+  try {
+    const opened = await native.open(library, modelPath, {
+      intraOpThreads: threads,
+      interOpThreads: 1,
+      spinning: spin,
+      graphOptimization: 99,
+    });
+    return new NativeContext(new native.Session(opened));
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (err.code === 'E_MODEL_FILE')
+      throw new YqpError('E_MODEL_FILE', err.message, { argument: 'model', cause: e });
+    throw new YqpError('E_BACKEND', err.message, { cause: e });
+  }
+}
+
 interface FeedMessage {
   name: string;
   dtype: DType;
@@ -76,7 +222,7 @@ interface WorkerMessage {
   outputs?: { name: string; dtype: DType; dims: number[]; buffer: ArrayBuffer }[];
 }
 
-class OnnxruntimeContext {
+class WorkerContext implements Context {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private dead?: Error;
@@ -144,17 +290,17 @@ class OnnxruntimeContext {
 
 class OnnxruntimeSession implements BackendSession {
   readonly backend = 'onnxruntime' as const;
-  // The worker runs its messages one at a time; a second one waits there, already handed over.
+  // A context runs one request at a time; a second one waits there, already handed over.
   readonly pipelineDepth = 2;
-  constructor(private readonly contextList: OnnxruntimeContext[]) {}
+  readonly allocate?: (dtype: DType, length: number) => TypedArray;
+  constructor(
+    private readonly contextList: Context[],
+    readonly runner: OnnxruntimeRunner,
+  ) {
+    if (runner === 'worker') this.allocate = allocateShared;
+  }
   get contexts(): number {
     return this.contextList.length;
-  }
-  /** Batches are assembled in shared memory: the worker, not the event loop, makes the copy onnxruntime needs. */
-  allocate(dtype: DType, length: number): TypedArray {
-    const Ctor = DTYPE_ARRAY[dtype] as unknown as new (buffer: SharedArrayBuffer) => TypedArray;
-    const bytes = (DTYPE_ARRAY[dtype] as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
-    return new Ctor(new SharedArrayBuffer(length * bytes));
   }
   run(context: number, feeds: TensorMap): Promise<TensorMap> {
     const c = this.contextList[context];
@@ -166,7 +312,7 @@ class OnnxruntimeSession implements BackendSession {
   }
 }
 
-function startWorker(modelPath: string, threads: number, spin: boolean): Promise<OnnxruntimeContext> {
+function startWorker(modelPath: string, threads: number, spin: boolean): Promise<WorkerContext> {
   const worker = new Worker(WORKER_SOURCE, {
     eval: true,
     workerData: {
@@ -186,7 +332,7 @@ function startWorker(modelPath: string, threads: number, spin: boolean): Promise
     const onMessage = (msg: WorkerMessage) => {
       if (msg.ready === undefined) return;
       worker.off('message', onMessage);
-      if (msg.ready) resolve(new OnnxruntimeContext(worker));
+      if (msg.ready) resolve(new WorkerContext(worker));
       else {
         void worker.terminate();
         reject(
@@ -215,9 +361,28 @@ export const onnxruntimeBackend: Backend = {
     const threads =
       options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
     const spin = options.spinWait ?? options.contexts === 1;
-    const contexts = await Promise.all(
-      Array.from({ length: options.contexts }, () => startWorker(modelPath, threads, spin)),
+    const found = nativeRunner();
+    if (options.runner === 'native' && !found.native)
+      throw new YqpError('E_BACKEND', `the native onnxruntime runner cannot be used: ${found.reason}`, {
+        argument: 'runner',
+      });
+    const runner: OnnxruntimeRunner = options.runner ?? (found.native ? 'native' : 'worker');
+    const contexts = await Promise.allSettled(
+      Array.from({ length: options.contexts }, () =>
+        runner === 'native'
+          ? startNative(found.native!, found.library!, modelPath, threads, spin)
+          : startWorker(modelPath, threads, spin),
+      ),
     );
-    return new OnnxruntimeSession(contexts);
+    const failed = contexts.find((c): c is PromiseRejectedResult => c.status === 'rejected');
+    if (failed) {
+      // Free the contexts that did open before reporting the one that did not.
+      await Promise.all(contexts.map((c) => (c.status === 'fulfilled' ? c.value.close() : undefined)));
+      throw failed.reason;
+    }
+    return new OnnxruntimeSession(
+      contexts.map((c) => (c as PromiseFulfilledResult<Context>).value),
+      runner,
+    );
   },
 };

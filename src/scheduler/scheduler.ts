@@ -70,7 +70,7 @@ export class Scheduler extends EventEmitter {
   private readonly counters = { inFlight: 0, completed: 0, failed: 0, batches: 0 };
 
   constructor(
-    private readonly session: BackendSession,
+    readonly session: BackendSession,
     private readonly options: SchedulerOptions,
   ) {
     super();

@@ -1,0 +1,171 @@
+#include "onnxruntime/ort_api.h"
+
+#include <dlfcn.h>
+
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+
+namespace yqp::ort {
+namespace {
+
+struct ApiBase {
+  void const* (*GetApi)(uint32_t version);
+  char const* (*GetVersionString)();
+};
+
+// The API version asked for: every slot used exists from here on, and later libraries still serve it.
+constexpr uint32_t kApiVersion = 11;
+constexpr int kLoggingLevelError = 3;
+constexpr int kArenaAllocator = 1, kMemTypeDefault = 0;
+
+// Slots of OrtApi (see the header's note).
+enum Slot : size_t {
+  kGetErrorMessage = 2,
+  kCreateEnv = 3,
+  kCreateSession = 7,
+  kRun = 9,
+  kCreateSessionOptions = 10,
+  kSetSessionLogSeverityLevel = 22,
+  kSetSessionGraphOptimizationLevel = 23,
+  kSetIntraOpNumThreads = 24,
+  kSetInterOpNumThreads = 25,
+  kSessionGetInputCount = 30,
+  kSessionGetOutputCount = 31,
+  kSessionGetInputName = 36,
+  kSessionGetOutputName = 37,
+  kCreateTensorWithDataAsOrtValue = 49,
+  kGetTensorMutableData = 51,
+  kGetTensorElementType = 60,
+  kGetDimensionsCount = 61,
+  kGetDimensions = 62,
+  kGetTensorShapeElementCount = 64,
+  kGetTensorTypeAndShape = 65,
+  kCreateCpuMemoryInfo = 69,
+  kAllocatorFree = 76,
+  kGetAllocatorWithDefaultOptions = 78,
+  kReleaseStatus = 93,
+  kReleaseSession = 95,
+  kReleaseValue = 96,
+  kReleaseTensorTypeAndShapeInfo = 99,
+  kReleaseSessionOptions = 100,
+  kAddSessionConfigEntry = 130,
+};
+
+template <typename F>
+void Bind(void* const* table, Slot slot, F*& fn) {
+  fn = reinterpret_cast<F*>(table[slot]);
+}
+
+}  // namespace
+
+size_t ElementSize(int type) {
+  switch (type) {
+    case kUint8:
+    case kInt8:
+    case kBool:
+      return 1;
+    case kUint16:
+    case kInt16:
+    case kFloat16:
+      return 2;
+    case kFloat:
+    case kInt32:
+    case kUint32:
+      return 4;
+    case kInt64:
+    case kDouble:
+    case kUint64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+std::string Api::Take(OrtStatus* status) const {
+  if (status == nullptr) return {};
+  char const* m = GetErrorMessage(status);
+  std::string message = m != nullptr && *m != '\0' ? m : "unknown onnxruntime error";
+  ReleaseStatus(status);
+  return message;
+}
+
+Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
+  // One runtime per process: onnxruntime keeps one environment, and onnxruntime-node's binding shares the library.
+  static std::mutex mutex;
+  static Runtime* runtime = nullptr;  // leaked on purpose: sessions may outlive any owner at exit
+  static std::string loadedPath;
+  std::lock_guard<std::mutex> lock(mutex);
+  char* resolved = realpath(libraryPath.c_str(), nullptr);
+  std::string path = resolved != nullptr ? resolved : libraryPath;
+  free(resolved);
+  if (runtime != nullptr) {
+    if (path == loadedPath) return runtime;
+    *error = "onnxruntime is already loaded from " + loadedPath + ", not " + path;
+    return nullptr;
+  }
+  void* lib = dlopen(libraryPath.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    char const* e = dlerror();
+    *error = "cannot load " + libraryPath + ": " + (e != nullptr ? e : "dlopen failed");
+    return nullptr;
+  }
+  auto getBase = reinterpret_cast<ApiBase const* (*)()>(dlsym(lib, "OrtGetApiBase"));
+  if (getBase == nullptr) {
+    *error = libraryPath + " has no OrtGetApiBase (not an onnxruntime library)";
+    return nullptr;
+  }
+  ApiBase const* base = getBase();
+  auto table = static_cast<void* const*>(base->GetApi(kApiVersion));
+  if (table == nullptr) {
+    *error = libraryPath + " (onnxruntime " + base->GetVersionString() + ") does not serve C API version " +
+             std::to_string(kApiVersion);
+    return nullptr;
+  }
+  auto* r = new Runtime();
+  Api& a = r->api;
+  a.version = base->GetVersionString();
+  Bind(table, kGetErrorMessage, a.GetErrorMessage);
+  Bind(table, kCreateEnv, a.CreateEnv);
+  Bind(table, kCreateSession, a.CreateSession);
+  Bind(table, kRun, a.Run);
+  Bind(table, kCreateSessionOptions, a.CreateSessionOptions);
+  Bind(table, kSetSessionLogSeverityLevel, a.SetSessionLogSeverityLevel);
+  Bind(table, kSetSessionGraphOptimizationLevel, a.SetSessionGraphOptimizationLevel);
+  Bind(table, kSetIntraOpNumThreads, a.SetIntraOpNumThreads);
+  Bind(table, kSetInterOpNumThreads, a.SetInterOpNumThreads);
+  Bind(table, kSessionGetInputCount, a.SessionGetInputCount);
+  Bind(table, kSessionGetOutputCount, a.SessionGetOutputCount);
+  Bind(table, kSessionGetInputName, a.SessionGetInputName);
+  Bind(table, kSessionGetOutputName, a.SessionGetOutputName);
+  Bind(table, kCreateTensorWithDataAsOrtValue, a.CreateTensorWithDataAsOrtValue);
+  Bind(table, kGetTensorMutableData, a.GetTensorMutableData);
+  Bind(table, kGetTensorElementType, a.GetTensorElementType);
+  Bind(table, kGetDimensionsCount, a.GetDimensionsCount);
+  Bind(table, kGetDimensions, a.GetDimensions);
+  Bind(table, kGetTensorShapeElementCount, a.GetTensorShapeElementCount);
+  Bind(table, kGetTensorTypeAndShape, a.GetTensorTypeAndShape);
+  Bind(table, kCreateCpuMemoryInfo, a.CreateCpuMemoryInfo);
+  Bind(table, kAllocatorFree, a.AllocatorFree);
+  Bind(table, kGetAllocatorWithDefaultOptions, a.GetAllocatorWithDefaultOptions);
+  Bind(table, kReleaseStatus, a.ReleaseStatus);
+  Bind(table, kReleaseSession, a.ReleaseSession);
+  Bind(table, kReleaseValue, a.ReleaseValue);
+  Bind(table, kReleaseTensorTypeAndShapeInfo, a.ReleaseTensorTypeAndShapeInfo);
+  Bind(table, kReleaseSessionOptions, a.ReleaseSessionOptions);
+  Bind(table, kAddSessionConfigEntry, a.AddSessionConfigEntry);
+  // The environment is shared with any other user of the library in this process (onnxruntime keeps one).
+  std::string e = a.Take(a.CreateEnv(kLoggingLevelError, "yqp-trt", &r->env));
+  if (e.empty()) e = a.Take(a.CreateCpuMemoryInfo(kArenaAllocator, kMemTypeDefault, &r->cpu));
+  if (e.empty()) e = a.Take(a.GetAllocatorWithDefaultOptions(&r->allocator));
+  if (!e.empty()) {
+    *error = "onnxruntime " + std::string(a.version) + " failed to start: " + e;
+    delete r;
+    return nullptr;
+  }
+  loadedPath = path;
+  runtime = r;
+  return runtime;
+}
+
+}  // namespace yqp::ort

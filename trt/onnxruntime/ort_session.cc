@@ -1,0 +1,502 @@
+// onnxruntime sessions that never block the event loop and copy nothing on the way in or out.
+//
+// onnxruntime-node's run() holds the JS thread for the whole inference (microsoft/onnxruntime#19611). Here each
+// session owns one runner thread (which onnxruntime's intra-op pool joins, as the caller's thread would) fed from
+// a queue; results come back through a ThreadSafeFunction. Inputs are read in place from the caller's
+// TypedArrays, held by reference until the run settles; outputs reach JavaScript as external ArrayBuffers over
+// onnxruntime's own output memory, released when collected (or copied where the runtime forbids external
+// buffers).
+#include "onnxruntime/ort_session.h"
+
+#include <node_api.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "onnxruntime/ort_api.h"
+
+namespace yqp::ort {
+namespace {
+
+Napi::Error CodedError(Napi::Env env, std::string const& message, char const* code) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Value().Set("code", code);
+  return e;
+}
+
+// How long an idle runner thread polls for the next request before it sleeps (when spinning is on).
+constexpr int kRunnerSpinMicroseconds = 200;
+
+struct SessionOptions {
+  std::string library, model;
+  int intraOpThreads = 1, interOpThreads = 1, graphOptimization = 99, logSeverity = 3;
+  bool spinning = true;
+};
+
+// What open() hands to the Session constructor (via an External).
+struct Opened {
+  Runtime const* rt = nullptr;
+  OrtSession* session = nullptr;
+  std::vector<std::string> inputs, outputs;
+  int spinMicroseconds = 0;
+  bool taken = false;
+};
+
+struct Job {
+  std::vector<char const*> inputNames;
+  std::vector<OrtValue*> inputs;
+  std::vector<Napi::Reference<Napi::Object>> keep;  // the caller's arrays, alive until the run settles
+  std::vector<OrtValue*> outputs;
+  Napi::Promise::Deferred deferred;
+  std::string error;
+  explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+class Session;
+struct Core;
+void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job);
+void TsfnFinalized(Napi::Env, void*, Core* core);
+using Tsfn = Napi::TypedThreadSafeFunction<Core, Job, Deliver>;
+
+// The state the runner thread and the ThreadSafeFunction share; it outlives the JS object when the
+// ThreadSafeFunction is still being torn down (then its finalizer deletes it).
+struct Core {
+  Runtime const* rt = nullptr;
+  OrtSession* session = nullptr;
+  std::vector<std::string> inputs, outputs;
+  std::vector<char const*> outputNames;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Job*> queue;
+  std::atomic<size_t> queued{0};
+  int spinMicroseconds = 0;
+  bool stop = false;
+  std::thread runner;
+  Tsfn tsfn;
+  bool tsfnAlive = false, orphaned = false;
+  size_t pending = 0;  // runs not yet settled (JS thread only)
+  Session* wrap = nullptr;
+  std::vector<Napi::Promise::Deferred> closers;
+
+  void Loop() {
+    for (;;) {
+      Job* job = nullptr;
+      // A request that follows the last one closely (a caller awaiting each result, a pipelined stream) is
+      // taken without sleeping: a wake-up from the condition variable costs tens of microseconds on a VM.
+      if (spinMicroseconds > 0) {
+        auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicroseconds);
+        while (queued.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < until)
+          std::this_thread::yield();
+      }
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        wake.wait(lock, [this] { return stop || !queue.empty(); });
+        if (queue.empty()) return;  // stopping, and nothing left to run
+        job = queue.front();
+        queue.pop_front();
+        queued.fetch_sub(1, std::memory_order_relaxed);
+      }
+      job->outputs.assign(outputs.size(), nullptr);
+      job->error =
+          rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
+                                   outputNames.data(), outputNames.size(), job->outputs.data()));
+      // Fails only while the environment is shutting down: the job is dropped then (nobody is left to tell).
+      if (tsfn.NonBlockingCall(job) != napi_ok) Drop(job);
+    }
+  }
+
+  void Drop(Job* job) {
+    for (OrtValue* v : job->inputs) rt->api.ReleaseValue(v);
+    for (OrtValue* v : job->outputs)
+      if (v != nullptr) rt->api.ReleaseValue(v);
+    for (auto& r : job->keep) r.SuppressDestruct();
+    delete job;
+  }
+
+  // Stops the runner once its queue is empty and releases the session; JS thread.
+  void Shutdown() {
+    if (runner.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        stop = true;
+      }
+      wake.notify_one();
+      runner.join();
+    }
+    if (session != nullptr) rt->api.ReleaseSession(session);
+    session = nullptr;
+  }
+};
+
+struct OutputHold {
+  Runtime const* rt;
+  OrtValue* value;
+  int64_t bytes;
+};
+
+void ReleaseOutput(napi_env env, void*, void* hint) {
+  auto* h = static_cast<OutputHold*>(hint);
+  h->rt->api.ReleaseValue(h->value);
+  int64_t ignored = 0;
+  napi_adjust_external_memory(env, -h->bytes, &ignored);
+  delete h;
+}
+
+// [elementType, dims, ArrayBuffer] for one output; takes ownership of value.
+Napi::Value OutputToJs(Napi::Env env, Runtime const* rt, OrtValue* value, std::string const& name) {
+  Api const& api = rt->api;
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  int type = 0;
+  size_t rank = 0, count = 0;
+  std::string e = api.Take(api.GetTensorTypeAndShape(value, &info));
+  if (e.empty()) e = api.Take(api.GetTensorElementType(info, &type));
+  if (e.empty()) e = api.Take(api.GetDimensionsCount(info, &rank));
+  std::vector<int64_t> dims(rank);
+  if (e.empty() && rank > 0) e = api.Take(api.GetDimensions(info, dims.data(), rank));
+  if (e.empty()) e = api.Take(api.GetTensorShapeElementCount(info, &count));
+  if (info != nullptr) api.ReleaseTensorTypeAndShapeInfo(info);
+  void* data = nullptr;
+  if (e.empty()) e = api.Take(api.GetTensorMutableData(value, &data));
+  if (e.empty() && ElementSize(type) == 0)
+    e = "output " + name + " has ONNX element type " + std::to_string(type) + ", which is not supported";
+  if (!e.empty()) {
+    api.ReleaseValue(value);
+    throw CodedError(env, "onnxruntime: " + e, "E_BACKEND");
+  }
+  size_t bytes = count * ElementSize(type);
+  napi_value buffer = nullptr;
+  napi_status s = napi_generic_failure;
+  if (bytes > 0) {
+    auto* hold = new OutputHold{rt, value, static_cast<int64_t>(bytes)};
+    s = napi_create_external_arraybuffer(env, data, bytes, ReleaseOutput, hold, &buffer);
+    if (s == napi_ok) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, hold->bytes);
+    } else {
+      delete hold;
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+  if (s != napi_ok) {
+    // No external buffers allowed here (or nothing to hold): a copy, and the value goes back at once.
+    void* copy = nullptr;
+    s = napi_create_arraybuffer(env, bytes, &copy, &buffer);
+    if (s == napi_ok && bytes > 0) std::memcpy(copy, data, bytes);
+    api.ReleaseValue(value);
+    if (s != napi_ok) throw Napi::Error::New(env, "out of memory for output " + name);
+  }
+  Napi::Array dimsJs = Napi::Array::New(env, rank);
+  for (size_t i = 0; i < rank; ++i) dimsJs.Set(static_cast<uint32_t>(i), static_cast<double>(dims[i]));
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, type);
+  out.Set(1u, dimsJs);
+  out.Set(2u, Napi::Value(env, buffer));
+  return out;
+}
+
+class Session final : public Napi::ObjectWrap<Session> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(
+        env, "OnnxruntimeSession",
+        {InstanceMethod<&Session::Run>("run"), InstanceMethod<&Session::Close>("close"),
+         InstanceAccessor<&Session::InputNames>("inputNames"), InstanceAccessor<&Session::OutputNames>("outputNames"),
+         InstanceAccessor<&Session::Version>("version")});
+  }
+
+  explicit Session(Napi::CallbackInfo const& info) : Napi::ObjectWrap<Session>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsExternal())
+      throw Napi::TypeError::New(env, "OnnxruntimeSession is made by onnxruntime.open(), not directly");
+    Opened* opened = info[0].As<Napi::External<Opened>>().Data();
+    if (opened->taken) throw Napi::TypeError::New(env, "this onnxruntime session was already taken");
+    opened->taken = true;
+    core_ = new Core();
+    core_->rt = opened->rt;
+    core_->session = opened->session;
+    core_->inputs = opened->inputs;
+    core_->outputs = opened->outputs;
+    core_->spinMicroseconds = opened->spinMicroseconds;
+    for (auto const& n : core_->outputs) core_->outputNames.push_back(n.c_str());
+    core_->wrap = this;
+    core_->tsfn = Tsfn::New(env, "yqp-trt:onnxruntime", 0, 1, core_, TsfnFinalized, static_cast<void*>(nullptr));
+    core_->tsfnAlive = true;
+    core_->tsfn.Unref(env);  // an idle session keeps nothing alive; Run refs it while runs are pending
+    Core* core = core_;
+    core_->runner = std::thread([core] { core->Loop(); });
+  }
+
+  ~Session() override {
+    if (core_ == nullptr) return;
+    core_->wrap = nullptr;
+    core_->Shutdown();
+    ReleaseTsfn();
+  }
+
+  void Settled(Napi::Env env) {
+    if (--core_->pending > 0) return;
+    if (core_->tsfnAlive) core_->tsfn.Unref(env);
+    Unref();
+    if (!core_->closers.empty()) FinishClose(env);
+  }
+
+ private:
+  Napi::Value Run(Napi::CallbackInfo const& info) {
+    Napi::Env env = info.Env();
+    if (core_->session == nullptr || !core_->closers.empty())
+      throw CodedError(env, "the onnxruntime session is closed", "E_CLOSED");
+    if (!info[0].IsArray()) throw Napi::TypeError::New(env, "Expected an array of feeds for run");
+    Napi::Array feeds = info[0].As<Napi::Array>();
+    auto job = std::make_unique<Job>(env);
+    Api const& api = core_->rt->api;
+    auto fail = [&](std::string const& message) {
+      for (OrtValue* v : job->inputs) api.ReleaseValue(v);
+      return Napi::TypeError::New(env, message);
+    };
+    for (uint32_t i = 0; i < feeds.Length(); ++i) {
+      // Each feed: [input index, ONNX element type, dims, TypedArray].
+      Napi::Array feed = feeds.Get(i).As<Napi::Array>();
+      uint32_t index = feed.Get(0u).As<Napi::Number>().Uint32Value();
+      int type = feed.Get(1u).As<Napi::Number>().Int32Value();
+      Napi::Array dimsJs = feed.Get(2u).As<Napi::Array>();
+      Napi::Value dataJs = feed.Get(3u);
+      if (index >= core_->inputs.size())
+        throw fail("Expected an input index below " + std::to_string(core_->inputs.size()));
+      std::string const& name = core_->inputs[index];
+      if (!dataJs.IsTypedArray()) throw fail("Expected a TypedArray for input " + name);
+      std::vector<int64_t> dims(dimsJs.Length());
+      size_t count = 1;
+      for (uint32_t d = 0; d < dims.size(); ++d) {
+        dims[d] = dimsJs.Get(d).As<Napi::Number>().Int64Value();
+        if (dims[d] < 0) throw fail("Expected non-negative dims for input " + name);
+        count *= static_cast<size_t>(dims[d]);
+      }
+      napi_typedarray_type arrayType;
+      size_t length = 0;
+      void* data = nullptr;
+      napi_value arrayBuffer;
+      size_t byteOffset = 0;
+      napi_get_typedarray_info(env, dataJs, &arrayType, &length, &data, &arrayBuffer, &byteOffset);
+      size_t bytes = Napi::TypedArray(env, dataJs).ByteLength();
+      size_t elementSize = ElementSize(type);
+      if (elementSize == 0) throw fail("Expected a supported ONNX element type for input " + name);
+      if (bytes != count * elementSize)
+        throw fail("Expected " + std::to_string(count * elementSize) + " bytes for input " + name + " but received " +
+                   std::to_string(bytes));
+      static char empty;  // onnxruntime wants a pointer even for an empty tensor
+      if (data == nullptr) {
+        if (bytes > 0) throw fail("the array of input " + name + " is detached");
+        data = &empty;
+      }
+      OrtValue* value = nullptr;
+      std::string e = api.Take(
+          api.CreateTensorWithDataAsOrtValue(core_->rt->cpu, data, bytes, dims.data(), dims.size(), type, &value));
+      if (!e.empty()) throw fail("onnxruntime refused input " + name + ": " + e);
+      job->inputs.push_back(value);
+      job->inputNames.push_back(name.c_str());
+      job->keep.push_back(Napi::Persistent(dataJs.As<Napi::Object>()));
+    }
+    Napi::Promise promise = job->deferred.Promise();
+    if (core_->pending++ == 0) {
+      core_->tsfn.Ref(env);
+      Ref();  // not collected while runs are pending
+    }
+    {
+      std::lock_guard<std::mutex> lock(core_->mutex);
+      core_->queue.push_back(job.release());
+      core_->queued.fetch_add(1, std::memory_order_release);
+    }
+    core_->wake.notify_one();
+    return promise;
+  }
+
+  Napi::Value Close(Napi::CallbackInfo const& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (core_->session == nullptr) {
+      deferred.Resolve(env.Undefined());
+      return deferred.Promise();
+    }
+    core_->closers.push_back(deferred);
+    if (core_->pending == 0) FinishClose(env);
+    return deferred.Promise();
+  }
+
+  // Every run has settled: stop the runner, release the session, settle close().
+  void FinishClose(Napi::Env env) {
+    core_->Shutdown();
+    ReleaseTsfn();
+    auto closers = std::move(core_->closers);
+    core_->closers.clear();
+    for (auto& d : closers) d.Resolve(env.Undefined());
+  }
+
+  void ReleaseTsfn() {
+    if (!core_->tsfnAlive) {
+      if (core_->wrap == nullptr) delete core_;  // destructor: nothing else holds it
+      return;
+    }
+    if (core_->wrap == nullptr) core_->orphaned = true;  // the finalizer deletes it
+    core_->tsfnAlive = false;
+    core_->tsfn.Release();
+  }
+
+  Napi::Value Names(Napi::Env env, std::vector<std::string> const& names) {
+    Napi::Array a = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); ++i) a.Set(static_cast<uint32_t>(i), names[i]);
+    return a;
+  }
+  Napi::Value InputNames(Napi::CallbackInfo const& info) { return Names(info.Env(), core_->inputs); }
+  Napi::Value OutputNames(Napi::CallbackInfo const& info) { return Names(info.Env(), core_->outputs); }
+  Napi::Value Version(Napi::CallbackInfo const& info) { return Napi::String::New(info.Env(), core_->rt->api.version); }
+
+  Core* core_ = nullptr;
+};
+
+void TsfnFinalized(Napi::Env, void*, Core* core) {
+  core->tsfnAlive = false;
+  if (core->orphaned) delete core;
+}
+
+// On the JS thread: settles one run.
+void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
+  if (env == nullptr) {
+    core->Drop(job);
+    return;
+  }
+  Api const& api = core->rt->api;
+  for (OrtValue* v : job->inputs) api.ReleaseValue(v);
+  job->inputs.clear();
+  job->keep.clear();
+  Napi::HandleScope scope(env);
+  if (!job->error.empty()) {
+    for (OrtValue* v : job->outputs)
+      if (v != nullptr) api.ReleaseValue(v);
+    job->deferred.Reject(CodedError(env, "onnxruntime: " + job->error, "E_BACKEND").Value());
+  } else {
+    Napi::Array out = Napi::Array::New(env, job->outputs.size());
+    size_t i = 0;
+    try {
+      for (; i < job->outputs.size(); ++i)
+        out.Set(static_cast<uint32_t>(i), OutputToJs(env, core->rt, job->outputs[i], core->outputs[i]));
+      job->deferred.Resolve(out);
+    } catch (Napi::Error const& e) {
+      for (++i; i < job->outputs.size(); ++i) api.ReleaseValue(job->outputs[i]);
+      job->deferred.Reject(e.Value());
+    }
+  }
+  delete job;
+  if (core->wrap != nullptr) core->wrap->Settled(env);
+}
+
+// open(library, model, options) -> Promise<External>: loads the library and the model off the JS thread.
+class OpenWorker final : public Napi::AsyncWorker {
+ public:
+  OpenWorker(Napi::Env env, SessionOptions options)
+      : Napi::AsyncWorker(env, "yqp-trt:onnxruntime-open"),
+        options_(std::move(options)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::string error;
+    Runtime const* rt = LoadRuntime(options_.library, &error);
+    if (rt == nullptr) return SetError(error);  // code E_BACKEND: the library, not the model
+    Api const& api = rt->api;
+    OrtSessionOptions* so = nullptr;
+    std::string e = api.Take(api.CreateSessionOptions(&so));
+    if (e.empty()) e = api.Take(api.SetIntraOpNumThreads(so, options_.intraOpThreads));
+    if (e.empty()) e = api.Take(api.SetInterOpNumThreads(so, options_.interOpThreads));
+    if (e.empty()) e = api.Take(api.SetSessionGraphOptimizationLevel(so, options_.graphOptimization));
+    if (e.empty()) e = api.Take(api.SetSessionLogSeverityLevel(so, options_.logSeverity));
+    if (e.empty())
+      e = api.Take(api.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", options_.spinning ? "1" : "0"));
+    OrtSession* session = nullptr;
+    if (e.empty()) e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, &session));
+    if (so != nullptr) api.ReleaseSessionOptions(so);
+    if (!e.empty()) {
+      code_ = "E_MODEL_FILE";
+      return SetError("onnxruntime cannot load " + options_.model + ": " + e);
+    }
+    opened_ = std::make_unique<Opened>();
+    opened_->rt = rt;
+    opened_->session = session;
+    // The runner spins between requests when onnxruntime's pool threads do (a context that has the cores).
+    opened_->spinMicroseconds = options_.spinning ? kRunnerSpinMicroseconds : 0;
+    size_t inputs = 0, outputs = 0;
+    e = api.Take(api.SessionGetInputCount(session, &inputs));
+    if (e.empty()) e = api.Take(api.SessionGetOutputCount(session, &outputs));
+    for (size_t i = 0; e.empty() && i < inputs + outputs; ++i) {
+      char* name = nullptr;
+      e = api.Take(i < inputs ? api.SessionGetInputName(session, i, rt->allocator, &name)
+                              : api.SessionGetOutputName(session, i - inputs, rt->allocator, &name));
+      if (!e.empty()) break;
+      (i < inputs ? opened_->inputs : opened_->outputs).push_back(name);
+      api.Take(api.AllocatorFree(rt->allocator, name));
+    }
+    if (!e.empty()) {
+      api.ReleaseSession(session);
+      opened_.reset();
+      SetError("onnxruntime cannot read the inputs and outputs of " + options_.model + ": " + e);
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    // The External owns the Opened until a Session takes the session out of it.
+    auto external = Napi::External<Opened>::New(env, opened_.release(), [](Napi::Env, Opened* o) {
+      if (!o->taken) o->rt->api.ReleaseSession(o->session);
+      delete o;
+    });
+    deferred_.Resolve(external);
+  }
+  void OnError(Napi::Error const& e) override { deferred_.Reject(CodedError(Env(), e.Message(), code_).Value()); }
+
+ private:
+  SessionOptions options_;
+  char const* code_ = "E_BACKEND";
+  std::unique_ptr<Opened> opened_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value Open(Napi::CallbackInfo const& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsString() || !info[2].IsObject())
+    throw Napi::TypeError::New(env, "Expected open(libraryPath: string, modelPath: string, options: object)");
+  SessionOptions o;
+  o.library = info[0].As<Napi::String>();
+  o.model = info[1].As<Napi::String>();
+  Napi::Object js = info[2].As<Napi::Object>();
+  auto integer = [&](char const* key, int fallback) {
+    Napi::Value v = js.Get(key);
+    return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : fallback;
+  };
+  o.intraOpThreads = integer("intraOpThreads", 1);
+  o.interOpThreads = integer("interOpThreads", 1);
+  o.graphOptimization = integer("graphOptimization", 99);
+  o.logSeverity = integer("logSeverity", 3);
+  o.spinning = js.Get("spinning").ToBoolean();
+  auto* worker = new OpenWorker(env, std::move(o));
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
+void InitOnnxruntime(Napi::Env env, Napi::Object exports) {
+  Napi::Object ort = Napi::Object::New(env);
+  ort.Set("open", Napi::Function::New(env, Open, "open"));
+  ort.Set("Session", Session::Define(env));
+  exports.Set("onnxruntime", ort);
+}
+
+}  // namespace yqp::ort
