@@ -1,5 +1,5 @@
 // `npm run bench -- overhead [--iterations N] [--rounds R] [--threads T] [--runner native|worker]`
-// model.infer (validation, scheduler, worker-thread context) against raw onnxruntime-node session.run on the same
+// model.infer (validation, scheduler, the native runner or a worker thread) against raw onnxruntime-node session.run on the same
 // model file, inputs and intra-op thread count, at batch 1 and 16, in one run. The sides alternate in whole phases
 // (round 1: raw then ours, round 2: ours then raw, ...), each phase creating and releasing its own session, so one
 // side's spinning onnxruntime pool threads never run beside the other's. Target: yqp-trt adds at most 5%.
@@ -18,22 +18,27 @@ function arg(args, name, fallback) {
   return i >= 0 ? args[i + 1] : fallback;
 }
 
-/** Latencies of n sequential calls, and calls per second with `inFlight` calls outstanding. */
+/**
+ * Latencies of n sequential calls and their rate (calls per second, one in flight: what raw session.run does),
+ * then the rate with `inFlight` calls outstanding.
+ */
 async function measure(call, n, inFlight) {
   for (let i = 0; i < 20; i++) await call();
   const latencies = [];
+  let t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
+    const t = performance.now();
     await call();
-    latencies.push(performance.now() - t0);
+    latencies.push(performance.now() - t);
   }
+  const sequential = (n / (performance.now() - t0)) * 1000;
   let next = 0;
-  const t0 = performance.now();
+  t0 = performance.now();
   const lane = async () => {
     while (next++ < n) await call();
   };
   await Promise.all(Array.from({ length: inFlight }, lane));
-  return { latencies, perSecond: (n / (performance.now() - t0)) * 1000 };
+  return { latencies, sequential, pipelined: (n / (performance.now() - t0)) * 1000 };
 }
 
 export default async function main(args) {
@@ -61,8 +66,8 @@ export default async function main(args) {
     const data = new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
     const dims = [batch, 128, 128, 3];
     const n = Math.max(20, Math.round((batch === 1 ? iterations : iterations / 8) / rounds));
-    const raw = { latencies: [], perSecond: [] };
-    const ours = { latencies: [], perSecond: [] };
+    const raw = { latencies: [], sequential: [] };
+    const ours = { latencies: [], sequential: [], pipelined: [] };
     const phases = {
       // Raw session.run holds the thread, so "in flight" is always 1 for it.
       raw: async () => {
@@ -71,7 +76,7 @@ export default async function main(args) {
         const m = await measure(() => session.run(feeds), n, 1);
         await session.release();
         raw.latencies.push(...m.latencies);
-        raw.perSecond.push(m.perSecond);
+        raw.sequential.push(m.sequential);
       },
       ours: async () => {
         const model = await loadModel(entry.dir, {
@@ -85,7 +90,8 @@ export default async function main(args) {
         const m = await measure(() => model.infer(feeds), n, 2);
         await model.close();
         ours.latencies.push(...m.latencies);
-        ours.perSecond.push(m.perSecond);
+        ours.sequential.push(m.sequential);
+        ours.pipelined.push(m.pipelined);
       },
     };
     for (let r = 0; r < rounds; r++) {
@@ -96,16 +102,19 @@ export default async function main(args) {
       calls: n * rounds,
       rawMedianMs: median(raw.latencies),
       oursMedianMs: median(ours.latencies),
-      rawPerSecond: median(raw.perSecond),
-      oursPerSecondTwoInFlight: median(ours.perSecond),
+      rawPerSecond: median(raw.sequential),
+      oursPerSecond: median(ours.sequential),
+      oursPerSecondTwoInFlight: median(ours.pipelined),
     };
     r.latencyRatio = r.oursMedianMs / r.rawMedianMs;
-    r.throughputRatio = r.oursPerSecondTwoInFlight / r.rawPerSecond;
+    r.throughputRatio = r.oursPerSecond / r.rawPerSecond;
+    r.twoInFlightRatio = r.oursPerSecondTwoInFlight / r.rawPerSecond;
     results.push(r);
     const pct = (x) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)}%`;
     console.log(
       `batch ${batch}: latency median session.run ${r.rawMedianMs.toFixed(3)} ms, model.infer ${r.oursMedianMs.toFixed(3)} ms (${pct(r.latencyRatio)}); ` +
-        `throughput session.run ${r.rawPerSecond.toFixed(0)}/s, model.infer with 2 in flight ${r.oursPerSecondTwoInFlight.toFixed(0)}/s (ratio ${r.throughputRatio.toFixed(3)})`,
+        `calls/s one at a time: session.run ${r.rawPerSecond.toFixed(0)}, model.infer ${r.oursPerSecond.toFixed(0)} (ratio ${r.throughputRatio.toFixed(3)}); ` +
+        `model.infer with 2 in flight ${r.oursPerSecondTwoInFlight.toFixed(0)}/s (ratio ${r.twoInFlightRatio.toFixed(3)}, not a target)`,
     );
   }
   const latencyMet = results.every((r) => r.latencyRatio <= 1.05);
@@ -120,7 +129,9 @@ export default async function main(args) {
       runner: usedRunner,
       onnxruntime: ort.env.versions.node,
       results,
-      target: 'yqp-trt adds at most 5%: median latency, and throughput with 2 requests in flight',
+      target:
+        'yqp-trt adds at most 5%: median latency, and calls per second one at a time (raw session.run holds its ' +
+        'thread, so one in flight is its only mode); 2 in flight is reported, not a target',
       latencyMet,
       throughputMet,
     }),

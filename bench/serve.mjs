@@ -1,5 +1,5 @@
 // `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--threads-per-context N] [--delay-us US]
-//   [--out FILE] [--repo DIR]`
+//   [--spin-wait true|false] [--client-processes N] [--out FILE] [--repo DIR]`
 // The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
@@ -15,6 +15,7 @@ import { build, loadModel } from '../dist/index.js';
 import {
   HttpClient,
   InProcessClient,
+  mergePoints,
   resolveShapes,
   runConcurrency,
   runRate,
@@ -46,15 +47,34 @@ if (process.env.YQP_BENCH_HTTP_CLIENT) {
     feeds,
     connections: mode === 'rate' ? 256 : value,
   });
-  const p = mode === 'rate' ? await runRate(client, value, load) : await runConcurrency(client, value, load);
+  const options = { ...load, keepLatencies: true };
+  const p =
+    mode === 'rate' ? await runRate(client, value, options) : await runConcurrency(client, value, options);
   await client.close();
   process.stdout.write(JSON.stringify(p));
   process.exit(0);
 }
 
+/**
+ * The HTTP load spread over `processes` generator processes (perf_analyzer runs several threads): one Node
+ * process reads and writes only so many bodies per second, and the measurement must not stop there.
+ */
+async function httpClients(params, processes) {
+  const n = params.mode === 'concurrency' ? Math.min(processes, params.value) : processes;
+  const shares = Array.from({ length: n }, (_, i) =>
+    params.mode === 'concurrency'
+      ? Math.floor(params.value / n) + (i < params.value % n ? 1 : 0)
+      : params.value / n,
+  );
+  const points = await Promise.all(shares.map((value) => httpClientProcess({ ...params, value })));
+  const merged = mergePoints(points);
+  delete merged.latenciesMs;
+  return merged;
+}
+
 function httpClientProcess(params) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
       env: { ...process.env, YQP_BENCH_HTTP_CLIENT: JSON.stringify(params) },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -73,6 +93,7 @@ export default async function main(args) {
   const concurrency = Number(arg(args, 'concurrency', '16'));
   const cores = Number(arg(args, 'cores', String(availableParallelism())));
   const delayUs = Number(arg(args, 'delay-us', '500'));
+  const clientProcesses = Number(arg(args, 'client-processes', String(cores >= 8 ? 4 : 1)));
   const out = arg(args, 'out', undefined);
   const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-serve-')));
   const machine = `${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()} (using ${cores})`;
@@ -91,6 +112,7 @@ export default async function main(args) {
   if (nodeOptions) console.log(`node options: ${nodeOptions}`);
   const results = {
     nodeOptions,
+    clientProcesses,
     date: new Date().toISOString(),
     machine,
     cores,
@@ -99,8 +121,10 @@ export default async function main(args) {
     points: {},
   };
 
+  const spinArg = arg(args, 'spin-wait', undefined);
+  const spin = spinArg === undefined ? {} : { spinWait: spinArg !== 'false' };
   const inProcess = async (label, options) => {
-    const model = await loadModel(entry.dir, options);
+    const model = await loadModel(entry.dir, { ...options, ...spin });
     const sizes = [];
     model.scheduler.on('batch', (e) => sizes.push(e.size));
     try {
@@ -153,7 +177,7 @@ export default async function main(args) {
     modelRepository: repo,
     port: 0,
     models: ['face'],
-    loadOptions: settings,
+    loadOptions: { ...settings, ...spin },
   });
   const url = await server.listen();
   let http;
@@ -162,15 +186,17 @@ export default async function main(args) {
   try {
     const feedsSpec = resolveShapes(entry.config.inputs, 1);
     const common = { url, feedsSpec, protocol: 'binary', load };
-    http = await httpClientProcess({ ...common, mode: 'concurrency', value: concurrency });
-    console.log(`${'HTTP binary, same settings'.padEnd(44)} ${fmt(http)}`);
+    http = await httpClients({ ...common, mode: 'concurrency', value: concurrency }, clientProcesses);
+    console.log(
+      `${`HTTP binary, same settings (${clientProcesses} client processes)`.padEnd(44)} ${fmt(http)}`,
+    );
     results.points['HTTP binary'] = http;
     // --- 3. below saturation: open loop at half the saturated HTTP rate, and one request at a time ---
     const rate = Math.max(1, Math.round(http.throughput / 2));
-    below = await httpClientProcess({ ...common, mode: 'rate', value: rate });
+    below = await httpClients({ ...common, mode: 'rate', value: rate }, clientProcesses);
     console.log(`${`HTTP binary, open loop ${rate} req/s`.padEnd(44)} ${fmt(below)}`);
     results.points['HTTP binary, half rate'] = below;
-    belowClosed = await httpClientProcess({ ...common, mode: 'concurrency', value: 1 });
+    belowClosed = await httpClients({ ...common, mode: 'concurrency', value: 1 }, 1);
     console.log(`${'HTTP binary, concurrency 1'.padEnd(44)} ${fmt(belowClosed)}`);
     results.points['HTTP binary, concurrency 1'] = belowClosed;
   } finally {

@@ -31,6 +31,12 @@ export interface LoadModelOptions {
   /** GPU ordinal for GPU backends. */
   device?: number;
   /**
+   * Let onnxruntime's idle pool threads (and the native runner thread) spin between runs instead of sleeping:
+   * lower latency, at the price of busy cores. Default: on when the contexts' threads leave a core free for the
+   * event loop (contexts x threadsPerContext < cores), or with a single context.
+   */
+  spinWait?: boolean;
+  /**
    * How onnxruntime runs off the event loop: `native` (the addon's runner threads; inputs read in place, outputs
    * handed over without copies) or `worker` (worker threads; one input copy). Default: native where the addon is
    * built, else worker.
@@ -144,6 +150,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     threadsPerContext: options.threadsPerContext,
     device: options.device,
     runner: options.runner,
+    spinWait: options.spinWait,
   });
   const batching =
     options.dynamicBatching === false ? undefined : (options.dynamicBatching ?? config.dynamicBatching);

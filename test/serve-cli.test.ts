@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/data.js';
 import { tempRepo, writeBlazeFace, writeTiny } from './serve-fixtures.js';
@@ -105,6 +105,20 @@ describe('yqp-trt serve (the real CLI)', () => {
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^yqp-trt serve: Model repository ".*absent" does not exist/);
+  });
+
+  it('runs as an executable through its shebang, which sizes the V8 heap for serving', () => {
+    expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe(
+      '#!/usr/bin/env -S node --initial-old-space-size=128',
+    );
+    // As npm links a bin: started as an executable, the shebang line must start it.
+    const r = spawnSync(CLI, ['--version'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH}` },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
   });
 });
 

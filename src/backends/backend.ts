@@ -15,7 +15,7 @@ export interface OpenOptions {
   device?: number;
   /** Intra-op threads per context (onnxruntime). */
   threadsPerContext?: number;
-  /** Let idle pool threads spin (onnxruntime; default: only with a single context). */
+  /** Let idle pool threads spin (onnxruntime; default: with a single context, or a core left for the event loop). */
   spinWait?: boolean;
   /** How onnxruntime runs off the event loop: `native` (the addon's runner threads) or `worker` (worker threads);
    * default native where the addon is built. */

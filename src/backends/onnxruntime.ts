@@ -360,7 +360,9 @@ export const onnxruntimeBackend: Backend = {
   async open(modelPath: string, _config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
     const threads =
       options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
-    const spin = options.spinWait ?? options.contexts === 1;
+    // Spinning threads that fill every core starve the event loop (and each other): spin only with a core to spare.
+    const spin =
+      options.spinWait ?? (options.contexts === 1 || options.contexts * threads < availableParallelism());
     const found = nativeRunner();
     if (options.runner === 'native' && !found.native)
       throw new YqpError('E_BACKEND', `the native onnxruntime runner cannot be used: ${found.reason}`, {

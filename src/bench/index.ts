@@ -9,6 +9,7 @@ export {
   type InputSpec,
 } from './client.js';
 export {
+  mergePoints,
   percentile,
   runConcurrency,
   runRate,

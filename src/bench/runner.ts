@@ -19,6 +19,8 @@ export interface LoadPoint {
   /** Completed requests per second (times batch = inferences per second). */
   throughput: number;
   latencyMs: { mean: number; p50: number; p90: number; p95: number; p99: number; min: number; max: number };
+  /** Every measured latency (ms), when LoadOptions.keepLatencies asked for them (to merge several generators). */
+  latenciesMs?: number[];
 }
 
 export interface LoadOptions {
@@ -26,6 +28,8 @@ export interface LoadOptions {
   durationMs: number;
   /** Unmeasured warm-up in ms before the window. */
   warmupMs?: number;
+  /** Return every latency too (LoadPoint.latenciesMs). */
+  keepLatencies?: boolean;
 }
 
 /** Nearest-rank percentile of a sorted array. */
@@ -35,7 +39,13 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
-function summarize(latencies: number[], errors: number, durationS: number, firstError?: string) {
+function summarize(
+  latencies: number[],
+  errors: number,
+  durationS: number,
+  firstError?: string,
+  keep?: boolean,
+) {
   const sorted = Float64Array.from(latencies).sort();
   const n = sorted.length;
   const mean = n ? latencies.reduce((a, b) => a + b, 0) / n : NaN;
@@ -54,6 +64,33 @@ function summarize(latencies: number[], errors: number, durationS: number, first
       min: n ? sorted[0] : NaN,
       max: n ? sorted[n - 1] : NaN,
     },
+    ...(keep ? { latenciesMs: latencies } : {}),
+  };
+}
+
+/**
+ * One point from the points of several load generators run side by side over the same window (each with
+ * keepLatencies): requests and errors add up, percentiles come from all latencies together.
+ */
+export function mergePoints(points: LoadPoint[]): LoadPoint {
+  const latencies = points.flatMap((p) => p.latenciesMs ?? []);
+  const errors = points.reduce((a, p) => a + p.errors, 0);
+  const merged = summarize(
+    latencies,
+    errors,
+    points[0].durationS,
+    points.find((p) => p.firstError)?.firstError,
+  );
+  const concurrency = points.every((p) => p.concurrency !== undefined)
+    ? points.reduce((a, p) => a + p.concurrency!, 0)
+    : undefined;
+  const requestRate = points.every((p) => p.requestRate !== undefined)
+    ? points.reduce((a, p) => a + p.requestRate!, 0)
+    : undefined;
+  return {
+    ...(concurrency !== undefined ? { concurrency } : {}),
+    ...(requestRate !== undefined ? { requestRate } : {}),
+    ...merged,
   };
 }
 
@@ -88,7 +125,10 @@ export async function runConcurrency(
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { concurrency, ...summarize(latencies, errors, options.durationMs / 1000, firstError) };
+  return {
+    concurrency,
+    ...summarize(latencies, errors, options.durationMs / 1000, firstError, options.keepLatencies),
+  };
 }
 
 /** Sends `rate` requests per second on a fixed schedule, whatever the answers do. */
@@ -109,7 +149,11 @@ export async function runRate(client: BenchClient, rate: number, options: LoadOp
     const due = t0 + sent * interval;
     if (due >= windowEnd) break;
     const wait = due - performance.now();
-    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    // Yield before every send, even when it is already due: answers are then read as they arrive instead of
+    // waiting behind a burst of sends (which would add the generator's own delay to their latency).
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait - 0.5));
+    else await new Promise((r) => setImmediate(r));
+    if (due - performance.now() > 0.05) continue;
     sent++;
     const start = performance.now();
     pending.push(
@@ -128,7 +172,10 @@ export async function runRate(client: BenchClient, rate: number, options: LoadOp
   }
   await Promise.all(pending);
   // Open loop: every request sent in the window counts, even if it answered after it.
-  return { requestRate: rate, ...summarize(latencies, errors, options.durationMs / 1000, firstError) };
+  return {
+    requestRate: rate,
+    ...summarize(latencies, errors, options.durationMs / 1000, firstError, options.keepLatencies),
+  };
 }
 
 export interface SweepOptions extends LoadOptions {

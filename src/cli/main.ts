@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=128
+// The flag: V8 starts with a small old generation, and a server that keeps a few hundred requests' objects alive
+// reaches its limit many times a second (a full GC each time); 128 MiB to start with removes those pauses (see
+// BENCHMARKS.md, serve). It sizes the first GC, it allocates nothing.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { buildCommand } from './commands/build.js';

@@ -142,11 +142,9 @@ struct OutputHold {
   int64_t bytes;
 };
 
-void ReleaseOutput(napi_env env, void*, void* hint) {
+void ReleaseOutput(napi_env, void*, void* hint) {
   auto* h = static_cast<OutputHold*>(hint);
   h->rt->api.ReleaseValue(h->value);
-  int64_t ignored = 0;
-  napi_adjust_external_memory(env, -h->bytes, &ignored);
   delete h;
 }
 
@@ -177,9 +175,8 @@ Napi::Value OutputToJs(Napi::Env env, Runtime const* rt, OrtValue* value, std::s
   if (bytes > 0) {
     auto* hold = new OutputHold{rt, value, static_cast<int64_t>(bytes)};
     s = napi_create_external_arraybuffer(env, data, bytes, ReleaseOutput, hold, &buffer);
-    if (s == napi_ok) {
-      Napi::MemoryManagement::AdjustExternalMemory(env, hold->bytes);
-    } else {
+    // V8 counts an external ArrayBuffer's bytes itself (no napi_adjust_external_memory: that would count twice).
+    if (s != napi_ok) {
       delete hold;
       napi_value ignored;
       napi_get_and_clear_last_exception(env, &ignored);

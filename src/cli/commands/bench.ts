@@ -27,6 +27,7 @@ interface BenchArgs {
   shape?: string[];
   contexts?: number;
   'threads-per-context'?: number;
+  'spin-wait'?: boolean;
   'dynamic-batching': boolean;
   'max-queue-delay-us'?: number;
   'auth-token'?: string;
@@ -121,6 +122,10 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         type: 'number',
         describe: 'in process: onnxruntime threads per context',
       })
+      .option('spin-wait', {
+        type: 'boolean',
+        describe: 'in process: onnxruntime threads spin between runs (default: when a core is left free)',
+      })
       .option('dynamic-batching', {
         type: 'boolean',
         default: true,
@@ -179,6 +184,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       model = await loadModel(argv.target, {
         contexts: argv.contexts,
         threadsPerContext: argv['threads-per-context'],
+        spinWait: argv['spin-wait'],
         ...(!argv['dynamic-batching']
           ? { dynamicBatching: false as const }
           : argv['max-queue-delay-us'] !== undefined

@@ -13,6 +13,7 @@ interface ServeArgs {
   'load-model'?: string[];
   contexts?: number;
   'threads-per-context'?: number;
+  'spin-wait'?: boolean;
   'max-queue-size'?: number;
   'queue-timeout-ms'?: number;
   'dynamic-batching': boolean;
@@ -46,6 +47,11 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         describe: 'execution contexts per model (default: config instances)',
       })
       .option('threads-per-context', { type: 'number', describe: 'onnxruntime intra-op threads per context' })
+      .option('spin-wait', {
+        type: 'boolean',
+        describe:
+          'onnxruntime threads spin between runs (lower latency, busy cores); default: when a core is left free',
+      })
       .option('max-queue-size', { type: 'number', describe: 'queued requests per model before 503' })
       .option('queue-timeout-ms', { type: 'number', describe: 'default queue timeout per request' })
       .option('dynamic-batching', {
@@ -87,6 +93,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     const loadOptions: ModelLoadOptions = {
       contexts: argv.contexts,
       threadsPerContext: argv['threads-per-context'],
+      spinWait: argv['spin-wait'],
       maxQueueSize: argv['max-queue-size'],
       queueTimeoutMs: argv['queue-timeout-ms'],
       ...(!argv['dynamic-batching']
