@@ -2,7 +2,8 @@
 // model.infer (validation, scheduler, the native runner or a worker thread) against raw onnxruntime-node session.run on the same
 // model file, inputs and intra-op thread count, at batch 1 and 16, in one run. The sides alternate in whole phases
 // (round 1: raw then ours, round 2: ours then raw, ...), each phase creating and releasing its own session, so one
-// side's spinning onnxruntime pool threads never run beside the other's. Target: yqp-trt adds at most 5%.
+// side's spinning onnxruntime pool threads never run beside the other's. Ratios are taken per round (its two
+// phases back to back) and the median over rounds is reported. Target: yqp-trt adds at most 5%.
 import { mkdtempSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,8 +43,8 @@ async function measure(call, n, inFlight) {
 }
 
 export default async function main(args) {
-  const iterations = Number(arg(args, 'iterations', '300'));
-  const rounds = Number(arg(args, 'rounds', '4'));
+  const iterations = Number(arg(args, 'iterations', '600'));
+  const rounds = Number(arg(args, 'rounds', '8'));
   const threads = Number(arg(args, 'threads', String(availableParallelism())));
   const runner = arg(args, 'runner', undefined);
   const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-')));
@@ -66,8 +67,8 @@ export default async function main(args) {
     const data = new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
     const dims = [batch, 128, 128, 3];
     const n = Math.max(20, Math.round((batch === 1 ? iterations : iterations / 8) / rounds));
-    const raw = { latencies: [], sequential: [] };
-    const ours = { latencies: [], sequential: [], pipelined: [] };
+    const raw = { latencies: [], medians: [], sequential: [] };
+    const ours = { latencies: [], medians: [], sequential: [], pipelined: [] };
     const phases = {
       // Raw session.run holds the thread, so "in flight" is always 1 for it.
       raw: async () => {
@@ -76,6 +77,7 @@ export default async function main(args) {
         const m = await measure(() => session.run(feeds), n, 1);
         await session.release();
         raw.latencies.push(...m.latencies);
+        raw.medians.push(median(m.latencies));
         raw.sequential.push(m.sequential);
       },
       ours: async () => {
@@ -90,6 +92,7 @@ export default async function main(args) {
         const m = await measure(() => model.infer(feeds), n, 2);
         await model.close();
         ours.latencies.push(...m.latencies);
+        ours.medians.push(median(m.latencies));
         ours.sequential.push(m.sequential);
         ours.pipelined.push(m.pipelined);
       },
@@ -106,8 +109,11 @@ export default async function main(args) {
       oursPerSecond: median(ours.sequential),
       oursPerSecondTwoInFlight: median(ours.pipelined),
     };
-    r.latencyRatio = r.oursMedianMs / r.rawMedianMs;
-    r.throughputRatio = r.oursPerSecond / r.rawPerSecond;
+    // Paired by round (the two phases of a round run back to back), then the median over rounds: a machine whose
+    // speed drifts during the run (a shared VM does) moves both sides of a pair alike.
+    const paired = (a, b) => median(a.map((x, i) => x / b[i]));
+    r.latencyRatio = paired(ours.medians, raw.medians);
+    r.throughputRatio = paired(ours.sequential, raw.sequential);
     r.twoInFlightRatio = r.oursPerSecondTwoInFlight / r.rawPerSecond;
     results.push(r);
     const pct = (x) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)}%`;

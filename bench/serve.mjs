@@ -4,7 +4,8 @@
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
 //   2. HTTP with binary tensors against in-process calls at saturation (same model settings; the HTTP load
-//      generator in its own process, as perf_analyzer): >= 0.8x.
+//      generator in its own process, as perf_analyzer; each side's best throughput over concurrency N, 2N, 4N):
+//      >= 0.8x.
 //   3. Below saturation (HTTP binary, open loop at half the saturated rate): p99 <= 2x p50.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -72,6 +73,18 @@ async function httpClients(params, processes) {
   return merged;
 }
 
+/** The best throughput over concurrency, 2x, 4x ..., stopping once doubling gains under 3%. */
+async function saturate(point, from, to = from * 4) {
+  let best;
+  for (let c = from; c <= to; c *= 2) {
+    const p = await point(c);
+    const gain = best ? p.throughput / best.throughput : Infinity;
+    if (!best || p.throughput > best.throughput) best = p;
+    if (gain < 1.03) break;
+  }
+  return best;
+}
+
 function httpClientProcess(params) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
@@ -123,12 +136,14 @@ export default async function main(args) {
 
   const spinArg = arg(args, 'spin-wait', undefined);
   const spin = spinArg === undefined ? {} : { spinWait: spinArg !== 'false' };
-  const inProcess = async (label, options) => {
+  const inProcess = async (label, options, rate, inFlight = concurrency) => {
     const model = await loadModel(entry.dir, { ...options, ...spin });
     const sizes = [];
     model.scheduler.on('batch', (e) => sizes.push(e.size));
     try {
-      const p = await runConcurrency(new InProcessClient(model, feeds), concurrency, load);
+      const client = new InProcessClient(model, feeds);
+      const p =
+        rate === undefined ? await runConcurrency(client, inFlight, load) : await runRate(client, rate, load);
       p.meanBatch = sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length);
       console.log(`${label.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}`);
       results.points[label] = p;
@@ -186,11 +201,16 @@ export default async function main(args) {
   try {
     const feedsSpec = resolveShapes(entry.config.inputs, 1);
     const common = { url, feedsSpec, protocol: 'binary', load };
-    http = await httpClients({ ...common, mode: 'concurrency', value: concurrency }, clientProcesses);
-    console.log(
-      `${`HTTP binary, same settings (${clientProcesses} client processes)`.padEnd(44)} ${fmt(http)}`,
-    );
-    results.points['HTTP binary'] = http;
+    // Saturation as perf_analyzer finds it: raise the concurrency until throughput stops growing (a closed loop
+    // at a fixed concurrency also measures the round trip's latency, by Little's law, not only capacity).
+    http = await saturate(async (c) => {
+      const p = await httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses);
+      console.log(
+        `${`HTTP binary, concurrency ${c} (${clientProcesses} client processes)`.padEnd(44)} ${fmt(p)}`,
+      );
+      results.points[`HTTP binary, concurrency ${c}`] = p;
+      return p;
+    }, concurrency);
     // --- 3. below saturation: open loop at half the saturated HTTP rate, and one request at a time ---
     const rate = Math.max(1, Math.round(http.throughput / 2));
     below = await httpClients({ ...common, mode: 'rate', value: rate }, clientProcesses);
@@ -202,13 +222,25 @@ export default async function main(args) {
   } finally {
     await server.close();
   }
-  const inproc = await inProcess('in process, same settings (again)', settings);
+  const inproc = await saturate(
+    (c) => inProcess(`in process, concurrency ${c}`, settings, undefined, c),
+    concurrency,
+  );
+  // Where a tail below saturation comes from: the same open loop in process (no HTTP).
+  const rate = Math.max(1, Math.round(http.throughput / 2));
+  const belowInProcess = await inProcess(`in process, open loop ${rate} req/s`, settings, rate);
 
-  const saturated = Math.max(batched.throughput, inproc.throughput);
+  const saturated = inproc.throughput;
   results.targets = {
     batchingSpeedup: { value: batched.throughput / single.throughput, target: 3 },
     httpOverInProcess: { value: http.throughput / saturated, target: 0.8 },
     p99OverP50BelowSaturation: { value: below.latencyMs.p99 / below.latencyMs.p50, target: 2, max: true },
+    p99OverP50BelowSaturationInProcess: {
+      value: belowInProcess.latencyMs.p99 / belowInProcess.latencyMs.p50,
+      target: 2,
+      max: true,
+      note: 'not a target: the same open loop without HTTP',
+    },
     p99OverP50Concurrency1: {
       value: belowClosed.latencyMs.p99 / belowClosed.latencyMs.p50,
       target: 2,
@@ -219,7 +251,7 @@ export default async function main(args) {
   for (const [name, t] of Object.entries(results.targets)) {
     const ok = t.max ? t.value <= t.target : t.value >= t.target;
     console.log(
-      `${name.padEnd(28)} ${t.value.toFixed(2)}  (target ${t.max ? '<=' : '>='} ${t.target}) ${ok ? 'met' : 'NOT met'}`,
+      `${name.padEnd(36)} ${t.value.toFixed(2)}  (target ${t.max ? '<=' : '>='} ${t.target}) ${ok ? 'met' : 'NOT met'}`,
     );
   }
   if (out) writeFileSync(out, JSON.stringify(results, null, 2) + '\n');

@@ -38,8 +38,8 @@ export interface LoadModelOptions {
   spinWait?: boolean;
   /**
    * How onnxruntime runs off the event loop: `native` (the addon's runner threads; inputs read in place, outputs
-   * handed over without copies) or `worker` (worker threads; one input copy). Default: native where the addon is
-   * built, else worker.
+   * copied once) or `worker` (worker threads; inputs copied once, outputs transferred). Default: native where the
+   * addon is built, else worker.
    */
   runner?: 'native' | 'worker';
 }

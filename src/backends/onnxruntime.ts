@@ -15,7 +15,7 @@ const require = createRequire(import.meta.url);
  * onnxruntime-node's session.run() runs on the calling thread and blocks the event loop
  * (microsoft/onnxruntime#19611). Two runners keep it off the event loop:
  * - `native` (default where the addon is built): the addon drives onnxruntime-node's own libonnxruntime through
- *   its C API, one runner thread per context, reading inputs in place and handing outputs over without a copy
+ *   its C API, one runner thread per context, reading inputs in place and copying each output once
  *   (trt/onnxruntime/ort_session.cc).
  * - `worker` (the fallback without the addon): each context is an InferenceSession inside its own worker thread.
  *   Inputs are copied once into a transferred buffer, outputs come back transferred (no second copy). The worker
