@@ -165,6 +165,32 @@ describe('scheduler', () => {
     expect(s.runs).toHaveLength(3);
   });
 
+  it('with batching, a pipelining context holds its next ready batch while it computes', async () => {
+    const s = new EchoSession(1, 30);
+    s.pipelineDepth = 2;
+    const sched = new Scheduler(s, {
+      maxBatchSize: 4,
+      batchable: true,
+      preferredBatchSizes: [2],
+      maxQueueDelayMicroseconds: 20_000,
+      maxQueueSize: 10,
+    });
+    const first = [1, 2].map((v) => sched.submit(feed(v)));
+    // A preferred batch of 2 leaves at once; the context is busy for 30 ms.
+    expect(s.runs).toEqual([{ context: 0, batch: 2 }]);
+    const second = [3].map((v) => sched.submit(feed(v)));
+    // One request is not ready (no preferred size, delay not over): it waits instead of taking the free slot.
+    expect(s.runs).toHaveLength(1);
+    const third = [4].map((v) => sched.submit(feed(v)));
+    // Now two are queued, a preferred batch: it goes to the context's second slot while the first computes.
+    expect(s.runs).toEqual([
+      { context: 0, batch: 2 },
+      { context: 0, batch: 2 },
+    ]);
+    const out = await Promise.all([...first, ...second, ...third]);
+    expect(out.map((o) => o.y.data[0])).toEqual([2, 4, 6, 8]);
+  });
+
   it('assembles batches in memory the backend allocates', async () => {
     const s = new EchoSession(1, 20) as EchoSession & {
       allocate: (dtype: string, n: number) => Float32Array;

@@ -75,10 +75,12 @@ export class Scheduler extends EventEmitter {
   ) {
     super();
     this.inFlight = new Array<number>(session.contexts).fill(0);
-    // With dynamic batching, requests should gather while a context computes rather than leave one by one.
-    const batching = options.batchable && options.maxBatchSize > 1;
-    this.batching = batching;
-    this.depth = batching ? 1 : Math.max(1, session.pipelineDepth ?? 1);
+    // A context that pipelines holds its next run while it computes, batched or not: the next batch then starts
+    // the moment the current one ends, instead of after the event loop has come round to the completion (under
+    // HTTP load a turn of the loop is milliseconds of socket reads, and the context idled that long each batch).
+    // The second slot takes only a batch formBatch calls ready, so requests still gather up to the queue delay.
+    this.batching = options.batchable && options.maxBatchSize > 1;
+    this.depth = Math.max(1, session.pipelineDepth ?? 1);
   }
 
   get stats(): SchedulerStats {
