@@ -1,7 +1,11 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { onnx } from './onnx/model.js';
 import { backendAvailability } from './backends/index.js';
 import { loadBinding } from './binding.js';
+import { nativeRunner } from './backends/onnxruntime.js';
 
 const require = createRequire(import.meta.url);
 
@@ -18,7 +22,12 @@ export interface DoctorReport {
   embeddedBackendWorks: boolean;
   tensorrtAvailable: boolean;
   native?: unknown;
-  onnxruntime?: { version: string; executionProviders: { name: string; bundled: boolean }[] };
+  onnxruntime?: {
+    version: string;
+    executionProviders: { name: string; bundled: boolean }[];
+    /** How contexts run off the event loop: the addon's runner threads, or worker threads (and why). */
+    runner?: { name: 'native' | 'worker'; reason?: string };
+  };
 }
 
 /** A one-node model (y = x + x) that proves onnxruntime loads and runs here. */
@@ -72,6 +81,66 @@ async function checkOnnxruntime(): Promise<{ check: DoctorCheck; info?: DoctorRe
         ],
       },
     };
+  }
+}
+
+/** Runs the test model through the addon's onnxruntime runner, which `loadModel` uses by default. */
+async function checkRunner(): Promise<{
+  check: DoctorCheck;
+  runner: { name: 'native' | 'worker'; reason?: string };
+}> {
+  const found = nativeRunner();
+  if (!found.native)
+    return {
+      check: {
+        name: 'onnxruntime runner',
+        ok: true,
+        detail: `worker threads (one input copy and a thread hop per request): the native runner is unavailable: ${found.reason}`,
+        solutions: [
+          'build the addon for the native runner: `npm run build:native` (needs the CUDA toolkit and CMake)',
+        ],
+      },
+      runner: { name: 'worker', reason: found.reason },
+    };
+  const dir = mkdtempSync(join(tmpdir(), 'yqp-doctor-'));
+  try {
+    const path = join(dir, 'double.onnx');
+    writeFileSync(path, tinyModel());
+    const session = new found.native.Session(
+      await found.native.open(found.library!, path, {
+        intraOpThreads: 1,
+        interOpThreads: 1,
+        spinning: false,
+        graphOptimization: 99,
+      }),
+    );
+    const [[, , buffer]] = await session.run([[0, 1, [2], Float32Array.from([1, 2])]]);
+    await session.close();
+    const y = Array.from(new Float32Array(buffer));
+    if (y[0] !== 2 || y[1] !== 4) throw new Error(`test model computed ${y.join(',')} instead of 2,4`);
+    return {
+      check: {
+        name: 'onnxruntime runner',
+        ok: true,
+        detail: `native: the addon runs onnxruntime ${session.version} (${found.library}) on its own threads; ran the test model`,
+      },
+      runner: { name: 'native' },
+    };
+  } catch (e) {
+    const reason = (e as Error).message;
+    return {
+      check: {
+        name: 'onnxruntime runner',
+        ok: true,
+        detail: `worker threads: the native runner failed the test model: ${reason}`,
+        solutions: [
+          'report this with `yqp-trt doctor --json`; meanwhile loadModel({ runner: "worker" }) avoids it',
+        ],
+      },
+      runner: { name: 'worker', reason },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -153,6 +222,11 @@ export async function doctorReport(): Promise<DoctorReport> {
   });
   const ort = await checkOnnxruntime();
   checks.push(ort.check);
+  if (ort.info) {
+    const runner = await checkRunner();
+    checks.push(runner.check);
+    ort.info.runner = runner.runner;
+  }
   return {
     node: process.versions.node,
     checks,

@@ -184,5 +184,10 @@ describe('CLI', () => {
     expect(names).toContain('onnxruntime');
     expect(names).toContain('tensorrt backend');
     for (const c of report.checks) if (!c.ok) expect(c.solutions?.length ?? 0).toBeGreaterThan(0);
+    // The runner loadModel will use, proven on the test model (native wherever the addon is built).
+    const addonBuilt = existsSync(join(ROOT, 'build', 'Release', 'yqp_trt.node'));
+    expect(report.onnxruntime.runner.name).toBe(addonBuilt ? 'native' : 'worker');
+    const runner = report.checks.find((c: { name: string }) => c.name === 'onnxruntime runner');
+    expect(runner.detail).toMatch(addonBuilt ? /^native: .*ran the test model/ : /^worker threads/);
   });
 });
