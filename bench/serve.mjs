@@ -73,6 +73,38 @@ async function httpClients(params, processes) {
   return merged;
 }
 
+/**
+ * Watches a model's batches while `run` goes: mean batch size, and how busy its contexts were (compute time over
+ * wall time, per context, averaged): whether a shortfall is the contexts waiting for work or working slower.
+ */
+async function watched(model, run) {
+  const batches = [];
+  const listener = (e) => batches.push({ ...e, end: performance.now() });
+  model.scheduler.on('batch', listener);
+  const t0 = performance.now();
+  try {
+    const p = await run();
+    const wall = performance.now() - t0;
+    // A context that pipelines holds two batches at once: count the union of its batches' spans, not their sum.
+    let busy = 0;
+    for (let c = 0; c < model.scheduler.contexts; c++) {
+      let until = -Infinity;
+      for (const e of batches
+        .filter((b) => b.context === c)
+        .sort((a, b) => a.end - a.computeMs - (b.end - b.computeMs))) {
+        const start = Math.max(e.end - e.computeMs, until);
+        if (e.end > start) busy += e.end - start;
+        until = Math.max(until, e.end);
+      }
+    }
+    p.meanBatch = batches.reduce((a, e) => a + e.size, 0) / Math.max(1, batches.length);
+    p.contextBusy = busy / (wall * model.scheduler.contexts);
+    return p;
+  } finally {
+    model.scheduler.off('batch', listener);
+  }
+}
+
 /** The best throughput over concurrency, 2x, 4x ..., stopping once doubling gains under 3%. */
 async function saturate(point, from, to = from * 4) {
   let best;
@@ -138,14 +170,14 @@ export default async function main(args) {
   const spin = spinArg === undefined ? {} : { spinWait: spinArg !== 'false' };
   const inProcess = async (label, options, rate, inFlight = concurrency) => {
     const model = await loadModel(entry.dir, { ...options, ...spin });
-    const sizes = [];
-    model.scheduler.on('batch', (e) => sizes.push(e.size));
     try {
       const client = new InProcessClient(model, feeds);
-      const p =
-        rate === undefined ? await runConcurrency(client, inFlight, load) : await runRate(client, rate, load);
-      p.meanBatch = sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length);
-      console.log(`${label.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}`);
+      const p = await watched(model, () =>
+        rate === undefined ? runConcurrency(client, inFlight, load) : runRate(client, rate, load),
+      );
+      console.log(
+        `${label.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}  busy ${(100 * p.contextBusy).toFixed(0)}%`,
+      );
       results.points[label] = p;
       return p;
     } finally {
@@ -203,10 +235,13 @@ export default async function main(args) {
     const common = { url, feedsSpec, protocol: 'binary', load };
     // Saturation as perf_analyzer finds it: raise the concurrency until throughput stops growing (a closed loop
     // at a fixed concurrency also measures the round trip's latency, by Little's law, not only capacity).
+    const served = server.manager.get('face');
     http = await saturate(async (c) => {
-      const p = await httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses);
+      const p = await watched(served, () =>
+        httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses),
+      );
       console.log(
-        `${`HTTP binary, concurrency ${c} (${clientProcesses} client processes)`.padEnd(44)} ${fmt(p)}`,
+        `${`HTTP binary, concurrency ${c} (${clientProcesses} client processes)`.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}  busy ${(100 * p.contextBusy).toFixed(0)}%`,
       );
       results.points[`HTTP binary, concurrency ${c}`] = p;
       return p;
