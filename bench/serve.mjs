@@ -105,6 +105,29 @@ async function watched(model, run) {
   }
 }
 
+/** Sum and count of the server's own duration histograms (Prometheus text from /metrics). */
+async function serverTimes(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (name) => {
+    const value = (suffix) =>
+      Number(new RegExp(`^${name}_${suffix}\\{[^}]*model="face"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    return { sum: value('sum'), count: value('count') };
+  };
+  return {
+    request: read('yqp_request_duration_seconds'),
+    queue: read('yqp_queue_duration_seconds'),
+    compute: read('yqp_compute_duration_seconds'),
+  };
+}
+
+/** Mean ms per request of each server histogram between two serverTimes readings. */
+function meanMs(before, after) {
+  const out = {};
+  for (const k of Object.keys(after))
+    out[k] = ((after[k].sum - before[k].sum) / Math.max(1, after[k].count - before[k].count)) * 1000;
+  return out;
+}
+
 /** The best throughput over concurrency, 2x, 4x ..., stopping once doubling gains under 3%. */
 async function saturate(point, from, to = from * 4) {
   let best;
@@ -237,11 +260,18 @@ export default async function main(args) {
     // at a fixed concurrency also measures the round trip's latency, by Little's law, not only capacity).
     const served = server.manager.get('face');
     http = await saturate(async (c) => {
+      const before = await serverTimes(url);
       const p = await watched(served, () =>
         httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses),
       );
+      // Where a request's time goes: the client's mean latency against the server's own handler, queue and
+      // compute means (the handler starts once the body is read, and ends when the answer is handed to Node).
+      p.serverMs = meanMs(before, await serverTimes(url));
       console.log(
         `${`HTTP binary, concurrency ${c} (${clientProcesses} client processes)`.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}  busy ${(100 * p.contextBusy).toFixed(0)}%`,
+      );
+      console.log(
+        `${''.padEnd(44)} mean ms: client ${p.latencyMs.mean.toFixed(2)}, server handler ${p.serverMs.request.toFixed(2)} (queue ${p.serverMs.queue.toFixed(2)}, compute ${p.serverMs.compute.toFixed(2)})`,
       );
       results.points[`HTTP binary, concurrency ${c}`] = p;
       return p;
