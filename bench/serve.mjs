@@ -52,8 +52,8 @@ if (process.env.YQP_BENCH_HTTP_CLIENT) {
   const p =
     mode === 'rate' ? await runRate(client, value, options) : await runConcurrency(client, value, options);
   await client.close();
-  process.stdout.write(JSON.stringify(p));
-  process.exit(0);
+  // Exit only once the pipe has taken everything (every latency rides along: it can be megabytes).
+  process.stdout.write(JSON.stringify(p), () => process.exit(0));
 }
 
 /**
