@@ -64,6 +64,7 @@ export class Scheduler extends EventEmitter {
   private readonly depth: number;
   private readonly batching: boolean;
   private nextContext = 0;
+  /** The pending wake-up of the batcher (a timer, or an immediate once the delay is under 1.5 ms). */
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
@@ -208,10 +209,14 @@ export class Scheduler extends EventEmitter {
     if (!ready) {
       if (!this.timer) {
         const delayMs = Math.max(0, (maxQueueDelayMicroseconds - waitedUs) / 1000);
-        this.timer = setTimeout(() => {
+        // Node's timers fire a whole millisecond late or more, which would turn a 500 us delay into 1-2 ms:
+        // sleep on a timer for all but the last ~1.5 ms, then poll once per event-loop turn until it is due.
+        const wake = () => {
           this.timer = undefined;
           this.pump();
-        }, delayMs);
+        };
+        this.timer =
+          delayMs > 1.5 ? setTimeout(wake, delayMs - 1.5) : (setImmediate(wake) as unknown as NodeJS.Timeout);
       }
       return undefined;
     }
