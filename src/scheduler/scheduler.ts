@@ -288,6 +288,16 @@ function batchKey(feeds: TensorMap): string {
     .join('|');
 }
 
+/** An array every element of which the caller writes: no zero-fill first (a batch is written whole). */
+function uninitialized(dtype: Tensor['dtype'], length: number): Tensor['data'] {
+  const Ctor = DTYPE_ARRAY[dtype] as unknown as {
+    new (buffer: ArrayBuffer, offset: number, length: number): Tensor['data'];
+    BYTES_PER_ELEMENT: number;
+  };
+  const bytes = Buffer.allocUnsafeSlow(length * Ctor.BYTES_PER_ELEMENT);
+  return new Ctor(bytes.buffer as ArrayBuffer, bytes.byteOffset, length);
+}
+
 /** Allocates the array of a batched input; a backend may hand out memory it can take without a copy. */
 export type InputAllocator = (dtype: Tensor['dtype'], length: number) => Tensor['data'];
 
@@ -296,7 +306,7 @@ export function concatFeeds(list: TensorMap[], allocate?: InputAllocator): Tenso
   for (const name of Object.keys(list[0])) {
     const parts = list.map((f) => f[name]);
     const total = parts.reduce((s, t) => s + t.data.length, 0);
-    const data = allocate ? allocate(parts[0].dtype, total) : new DTYPE_ARRAY[parts[0].dtype](total);
+    const data = allocate ? allocate(parts[0].dtype, total) : uninitialized(parts[0].dtype, total);
     let offset = 0;
     for (const t of parts) {
       (data as Float32Array).set(t.data as Float32Array, offset);
