@@ -13,6 +13,7 @@ import {
   calibrate,
   calibrationBatch,
   validateCalibrateOptions,
+  type CalibrateOptions,
   type CalibrationResult,
 } from './calibrate.js';
 import type { CalibrationMethod } from './calibrators.js';
@@ -29,16 +30,11 @@ export interface BuildInt8Context {
   config: ModelConfig;
   /** <repo>/<name>/<version>: model.onnx (Q/DQ), calibration.cache, calibration.json, calibration.html go here. */
   versionDir: string;
-  options: {
-    dir: string;
-    count?: number;
-    seed?: number;
-    method?: CalibrationMethod;
-    percentile?: number;
-    batch?: number;
+  options: Pick<
+    CalibrateOptions,
+    'dir' | 'count' | 'seed' | 'method' | 'percentile' | 'batch' | 'workers'
+  > & {
     recalibrate?: boolean;
-    /** onnxruntime calibration workers (default: cores / 2, at most 8). */
-    workers?: number;
     /** Header version of calibration.cache (NV_TENSORRT_VERSION, default 101600). */
     trtVersion?: number;
     /** Cross-layer equalization of Conv -> Conv pairs before calibration (default true). */
