@@ -350,54 +350,45 @@ export class InferenceServer {
         );
     };
     type RegionParams = { region?: string };
-    app.get('/v2/systemsharedmemory/status', async () => this.shm.systemStatus());
-    app.get(
-      '/v2/systemsharedmemory/region/:region/status',
-      async (req: FastifyRequest<{ Params: RegionParams }>) => this.shm.systemStatus(req.params.region),
-    );
-    app.post(
-      '/v2/systemsharedmemory/region/:region/register',
-      async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
-        shmAllowed();
-        this.shm.registerSystem(req.params.region!, parseJsonBody(req.body));
-        return reply.code(200).send();
+    // The system and CUDA extensions have the same five endpoints; only the region kind differs.
+    const extensions = [
+      {
+        kind: 'system' as const,
+        status: (region?: string) => this.shm.systemStatus(region),
+        register: (region: string, body: unknown) => this.shm.registerSystem(region, body),
       },
-    );
-    app.post('/v2/systemsharedmemory/unregister', async (_req, reply) => {
-      this.shm.unregister('system');
-      return reply.code(200).send();
-    });
-    app.post(
-      '/v2/systemsharedmemory/region/:region/unregister',
-      async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
-        this.shm.unregister('system', req.params.region);
-        return reply.code(200).send();
+      {
+        kind: 'cuda' as const,
+        status: (region?: string) => this.shm.cudaStatus(region),
+        register: (region: string, body: unknown) => this.shm.registerCuda(region, body),
       },
-    );
-    app.get('/v2/cudasharedmemory/status', async () => this.shm.cudaStatus());
-    app.get(
-      '/v2/cudasharedmemory/region/:region/status',
-      async (req: FastifyRequest<{ Params: RegionParams }>) => this.shm.cudaStatus(req.params.region),
-    );
-    app.post(
-      '/v2/cudasharedmemory/region/:region/register',
-      async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
-        shmAllowed();
-        this.shm.registerCuda(req.params.region!, parseJsonBody(req.body));
+    ];
+    for (const { kind, status, register } of extensions) {
+      const base = `/v2/${kind}sharedmemory`;
+      app.get(`${base}/status`, async () => status());
+      app.get(`${base}/region/:region/status`, async (req: FastifyRequest<{ Params: RegionParams }>) =>
+        status(req.params.region),
+      );
+      app.post(
+        `${base}/region/:region/register`,
+        async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
+          shmAllowed();
+          register(req.params.region!, parseJsonBody(req.body));
+          return reply.code(200).send();
+        },
+      );
+      app.post(`${base}/unregister`, async (_req, reply) => {
+        this.shm.unregister(kind);
         return reply.code(200).send();
-      },
-    );
-    app.post('/v2/cudasharedmemory/unregister', async (_req, reply) => {
-      this.shm.unregister('cuda');
-      return reply.code(200).send();
-    });
-    app.post(
-      '/v2/cudasharedmemory/region/:region/unregister',
-      async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
-        this.shm.unregister('cuda', req.params.region);
-        return reply.code(200).send();
-      },
-    );
+      });
+      app.post(
+        `${base}/region/:region/unregister`,
+        async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
+          this.shm.unregister(kind, req.params.region);
+          return reply.code(200).send();
+        },
+      );
+    }
   }
 
   /** Why CUDA shared memory cannot be registered here, or undefined when it can. */
