@@ -11,6 +11,8 @@
 #include <functional>
 #include <string>
 
+#include "core/coded_error.h"
+
 namespace yqp::core {
 
 // Calls done(env, error) on the JS thread once `stream` has reached this point; error is empty on success, else
@@ -28,8 +30,5 @@ void ResolveOnComplete(Napi::Env env, cudaStream_t stream, Napi::Promise::Deferr
 
 // A Promise settled when `stream` reaches this point.
 Napi::Promise StreamDone(Napi::Env env, cudaStream_t stream);
-
-// Error with .code = 'E_CUDA' (or the given code), as src/errors.ts maps native errors.
-Napi::Error CodedError(Napi::Env env, std::string const& message, char const* code = "E_CUDA");
 
 }  // namespace yqp::core

@@ -19,16 +19,13 @@
 #include <thread>
 #include <vector>
 
+#include "core/coded_error.h"
 #include "onnxruntime/ort_api.h"
 
 namespace yqp::ort {
 namespace {
 
-Napi::Error CodedError(Napi::Env env, std::string const& message, char const* code) {
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Value().Set("code", code);
-  return e;
-}
+using core::CodedError;
 
 // How long an idle runner thread polls for the next request before it sleeps (when spinning is on).
 constexpr int kRunnerSpinMicroseconds = 200;
