@@ -1,5 +1,5 @@
 // `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--threads-per-context N] [--delay-us US]
-//   [--spin-wait true|false] [--client-processes N] [--out FILE] [--repo DIR]`
+//   [--spin-wait true|false] [--client-processes N] [--http-workers N] [--out FILE] [--repo DIR]`
 // The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
@@ -12,6 +12,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { build, loadModel } from '../dist/index.js';
 import {
   HttpClient,
@@ -47,10 +48,17 @@ if (process.env.YQP_BENCH_HTTP_CLIENT) {
     protocol,
     feeds,
     connections: mode === 'rate' ? 256 : value,
+    // Open loop: independent clients with a connection each, as cameras stream (see HttpClientOptions.clients).
+    clients: mode === 'rate' ? 16 : undefined,
   });
   const options = { ...load, keepLatencies: true };
+  // The generator's own event-loop delay: a tail it makes itself is not the server's.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const p =
     mode === 'rate' ? await runRate(client, value, options) : await runConcurrency(client, value, options);
+  loop.disable();
+  p.clientLoopDelayMs = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
   await client.close();
   // Exit only once the pipe has taken everything (every latency rides along: it can be megabytes).
   process.stdout.write(JSON.stringify(p), () => process.exit(0));
@@ -70,6 +78,10 @@ async function httpClients(params, processes) {
   const points = await Promise.all(shares.map((value) => httpClientProcess({ ...params, value })));
   const merged = mergePoints(points);
   delete merged.latenciesMs;
+  merged.clientLoopDelayMs = {
+    p99: Math.max(...points.map((p) => p.clientLoopDelayMs.p99)),
+    max: Math.max(...points.map((p) => p.clientLoopDelayMs.max)),
+  };
   return merged;
 }
 
@@ -107,6 +119,7 @@ async function watched(model, run) {
 
 /** Sum and count of the server's own duration histograms (Prometheus text from /metrics). */
 async function serverTimes(url) {
+  // (yqp_batch_size: the mean batch where the server is other processes and its batches cannot be watched)
   const text = await (await fetch(`${url}/metrics`)).text();
   const read = (name) => {
     const value = (suffix) =>
@@ -117,15 +130,106 @@ async function serverTimes(url) {
     request: read('yqp_request_duration_seconds'),
     queue: read('yqp_queue_duration_seconds'),
     compute: read('yqp_compute_duration_seconds'),
+    batch: read('yqp_batch_size'),
   };
 }
 
-/** Mean ms per request of each server histogram between two serverTimes readings. */
+/** Requests each server process answered between two /metrics texts, as shares of the whole ("31/25/22/22%"). */
+function workerShares(beforeText, afterText) {
+  const counts = (text) =>
+    new Map(
+      [...text.matchAll(/^yqp_http_worker_requests_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [
+        m[1],
+        Number(m[2]),
+      ]),
+    );
+  const a = counts(beforeText);
+  const d = [...counts(afterText)]
+    .sort(([x], [y]) => Number(x) - Number(y))
+    .map(([w, n]) => n - (a.get(w) ?? 0));
+  const total = d.reduce((x, y) => x + y, 0);
+  return d.map((n) => `${Math.round((100 * n) / Math.max(1, total))}%`).join('/');
+}
+
+/** The smallest bucket bound holding `q` of the server's request durations between two /metrics texts (ms). */
+function serverQuantileMs(beforeText, afterText, q) {
+  const buckets = (text) => {
+    const out = new Map();
+    for (const m of text.matchAll(
+      /^yqp_request_duration_seconds_bucket\{le="([^"]+)",model="face"\} (\S+)$/gm,
+    ))
+      out.set(m[1], Number(m[2]));
+    return out;
+  };
+  const a = buckets(beforeText);
+  const b = buckets(afterText);
+  const total = (b.get('+Inf') ?? 0) - (a.get('+Inf') ?? 0);
+  for (const [le, n] of b)
+    if (n - (a.get(le) ?? 0) >= q * total) return le === '+Inf' ? Infinity : Number(le) * 1000;
+  return NaN;
+}
+
+/** Mean per observation of each server histogram between two serverTimes readings (ms; batch: requests). */
 function meanMs(before, after) {
   const out = {};
   for (const k of Object.keys(after))
-    out[k] = ((after[k].sum - before[k].sum) / Math.max(1, after[k].count - before[k].count)) * 1000;
+    out[k] =
+      ((after[k].sum - before[k].sum) / Math.max(1, after[k].count - before[k].count)) *
+      (k === 'batch' ? 1 : 1000);
   return out;
+}
+
+/**
+ * `yqp-trt serve --http-workers N` as its own process (N server processes behind one port), with the model
+ * settings of `options`; resolves with its URL and a stop function (SIGTERM, drained).
+ */
+function serveProcess(repo, options, workers) {
+  const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+  const batching = options.dynamicBatching;
+  const argv = [
+    cli,
+    'serve',
+    '--model-repository',
+    repo,
+    '--port',
+    '0',
+    '--load-model',
+    'face',
+    '--contexts',
+    String(options.contexts),
+    '--threads-per-context',
+    String(options.threadsPerContext),
+    '--http-workers',
+    String(workers),
+    ...(options.spinWait === undefined ? [] : [options.spinWait ? '--spin-wait' : '--no-spin-wait']),
+    ...(batching
+      ? [
+          '--max-queue-delay-us',
+          String(batching.maxQueueDelayMicroseconds),
+          ...(batching.preferredBatchSizes ?? []).flatMap((b) => ['--preferred-batch-size', String(b)]),
+        ]
+      : ['--no-dynamic-batching']),
+  ];
+  const child = spawn(process.execPath, [...process.execArgv, ...argv], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+      const m = /listening on (\S+)/.exec(err);
+      if (m)
+        resolve({
+          url: m[1],
+          stop: () =>
+            new Promise((done) => {
+              child.once('exit', done);
+              child.kill('SIGTERM');
+            }),
+        });
+    });
+    child.once('exit', (code) => reject(new Error(`yqp-trt serve exited ${code}: ${err}`)));
+  });
 }
 
 /** The best throughput over concurrency, 2x, 4x ..., stopping once doubling gains under 3%. */
@@ -162,6 +266,7 @@ export default async function main(args) {
   const cores = Number(arg(args, 'cores', String(availableParallelism())));
   const delayUs = Number(arg(args, 'delay-us', '500'));
   const clientProcesses = Number(arg(args, 'client-processes', String(cores >= 8 ? 4 : 1)));
+  const httpWorkers = Number(arg(args, 'http-workers', String(cores >= 8 ? 4 : 1)));
   const out = arg(args, 'out', undefined);
   const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-serve-')));
   const machine = `${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()} (using ${cores})`;
@@ -181,6 +286,7 @@ export default async function main(args) {
   const results = {
     nodeOptions,
     clientProcesses,
+    httpWorkers,
     date: new Date().toISOString(),
     machine,
     cores,
@@ -243,13 +349,19 @@ export default async function main(args) {
   }
 
   // --- 2. HTTP binary (client in its own process) vs in process, the best batching settings, at saturation ---
-  const server = await InferenceServer.create({
-    modelRepository: repo,
-    port: 0,
-    models: ['face'],
-    loadOptions: { ...settings, ...spin },
-  });
-  const url = await server.listen();
+  // One server process (this one, so its batches can be watched), or `yqp-trt serve --http-workers N`.
+  const server =
+    httpWorkers > 1
+      ? undefined
+      : await InferenceServer.create({
+          modelRepository: repo,
+          port: 0,
+          models: ['face'],
+          loadOptions: { ...settings, ...spin },
+        });
+  const child = server ? undefined : await serveProcess(repo, { ...settings, ...spin }, httpWorkers);
+  const url = server ? await server.listen() : child.url;
+  const servedBy = server ? '1 server process' : `${httpWorkers} server processes`;
   let http;
   let below;
   let belowClosed;
@@ -258,17 +370,17 @@ export default async function main(args) {
     const common = { url, feedsSpec, protocol: 'binary', load };
     // Saturation as perf_analyzer finds it: raise the concurrency until throughput stops growing (a closed loop
     // at a fixed concurrency also measures the round trip's latency, by Little's law, not only capacity).
-    const served = server.manager.get('face');
+    const served = server?.manager.get('face');
     http = await saturate(async (c) => {
       const before = await serverTimes(url);
-      const p = await watched(served, () =>
-        httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses),
-      );
+      const load = () => httpClients({ ...common, mode: 'concurrency', value: c }, clientProcesses);
+      const p = served ? await watched(served, load) : await load();
       // Where a request's time goes: the client's mean latency against the server's own handler, queue and
       // compute means (the handler starts once the body is read, and ends when the answer is handed to Node).
       p.serverMs = meanMs(before, await serverTimes(url));
+      p.meanBatch ??= p.serverMs.batch;
       console.log(
-        `${`HTTP binary, concurrency ${c} (${clientProcesses} client processes)`.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}  busy ${(100 * p.contextBusy).toFixed(0)}%`,
+        `${`HTTP binary, concurrency ${c} (${clientProcesses} clients, ${servedBy})`.padEnd(44)} ${fmt(p)}  mean batch ${p.meanBatch.toFixed(1)}${p.contextBusy === undefined ? '' : `  busy ${(100 * p.contextBusy).toFixed(0)}%`}`,
       );
       console.log(
         `${''.padEnd(44)} mean ms: client ${p.latencyMs.mean.toFixed(2)}, server handler ${p.serverMs.request.toFixed(2)} (queue ${p.serverMs.queue.toFixed(2)}, compute ${p.serverMs.compute.toFixed(2)})`,
@@ -278,14 +390,23 @@ export default async function main(args) {
     }, concurrency);
     // --- 3. below saturation: open loop at half the saturated HTTP rate, and one request at a time ---
     const rate = Math.max(1, Math.round(http.throughput / 2));
+    const metricsBefore = await (await fetch(`${url}/metrics`)).text();
     below = await httpClients({ ...common, mode: 'rate', value: rate }, clientProcesses);
+    const metricsAfter = await (await fetch(`${url}/metrics`)).text();
+    below.serverP50Ms = serverQuantileMs(metricsBefore, metricsAfter, 0.5);
+    below.serverP99Ms = serverQuantileMs(metricsBefore, metricsAfter, 0.99);
+    below.workerShares = workerShares(metricsBefore, metricsAfter);
     console.log(`${`HTTP binary, open loop ${rate} req/s`.padEnd(44)} ${fmt(below)}`);
+    console.log(
+      `${''.padEnd(44)} server handler p50 <= ${below.serverP50Ms} ms, p99 <= ${below.serverP99Ms} ms (histogram buckets); client event-loop delay p99 ${below.clientLoopDelayMs.p99.toFixed(2)} ms, max ${below.clientLoopDelayMs.max.toFixed(2)} ms; requests per server process ${below.workerShares}`,
+    );
     results.points['HTTP binary, half rate'] = below;
     belowClosed = await httpClients({ ...common, mode: 'concurrency', value: 1 }, 1);
     console.log(`${'HTTP binary, concurrency 1'.padEnd(44)} ${fmt(belowClosed)}`);
     results.points['HTTP binary, concurrency 1'] = belowClosed;
   } finally {
-    await server.close();
+    await server?.close();
+    await child?.stop();
   }
   const inproc = await saturate(
     (c) => inProcess(`in process, concurrency ${c}`, settings, undefined, c),

@@ -1,6 +1,8 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseConcurrency } from '../src/cli/commands/bench.js';
-import { resolveShapes, syntheticInputs, type BenchClient } from '../src/bench/client.js';
+import { HttpClient, resolveShapes, syntheticInputs, type BenchClient } from '../src/bench/client.js';
 import { plotHtml, plotSvg } from '../src/bench/plot.js';
 import { percentile, runConcurrency, runRate } from '../src/bench/runner.js';
 
@@ -114,5 +116,62 @@ describe('bench inputs, ranges and plots', () => {
     expect(html.match(/<tr><td>a<\/td>/g)).toHaveLength(2);
     const data = /<script type="application\/json" id="data">(.*)<\/script>/s.exec(html)![1];
     expect(JSON.parse(data)[0].points).toHaveLength(2);
+  });
+});
+
+describe('HTTP load generator connections', () => {
+  /** A bare server that answers every request and records which connection (client port) carried it. */
+  async function recordingServer(): Promise<{ url: string; ports: number[]; close: () => Promise<void> }> {
+    const ports: number[] = [];
+    const server = http.createServer((req, res) => {
+      ports.push(req.socket.remotePort!);
+      req.resume();
+      req.on('end', () => res.end('{}'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      ports,
+      close: () =>
+        new Promise((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    };
+  }
+  const feeds = syntheticInputs([{ name: 'x', dtype: 'float32', dims: [1, 4] }]);
+
+  it('with `clients`, sends as that many clients in turn, each on its own connection', async () => {
+    const s = await recordingServer();
+    const client = new HttpClient({
+      url: s.url,
+      model: 'm',
+      protocol: 'binary',
+      feeds,
+      connections: 256,
+      clients: 3,
+    });
+    try {
+      for (let i = 0; i < 9; i++) await client.infer();
+    } finally {
+      await client.close();
+      await s.close();
+    }
+    // Round robin over three connections: a, b, c, a, b, c, ...
+    expect(new Set(s.ports).size).toBe(3);
+    for (let i = 3; i < 9; i++) expect(s.ports[i]).toBe(s.ports[i - 3]);
+  });
+
+  it('without `clients`, reuses the connection just freed (one pool)', async () => {
+    const s = await recordingServer();
+    const client = new HttpClient({ url: s.url, model: 'm', protocol: 'binary', feeds, connections: 256 });
+    try {
+      for (let i = 0; i < 6; i++) await client.infer();
+    } finally {
+      await client.close();
+      await s.close();
+    }
+    expect(new Set(s.ports).size).toBe(1);
   });
 });

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/data.js';
@@ -169,5 +170,224 @@ describe('yqp-trt bench (the real CLI)', () => {
     } finally {
       child.kill('SIGTERM');
     }
+  });
+});
+
+/** One request on a connection of its own: behind several server processes, each new one reaches the next. */
+function fresh(
+  url: string,
+  path: string,
+  method = 'GET',
+  body?: Buffer,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}${path}`, { method, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const tinyBody = (values: number[]) =>
+  Buffer.from(JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: values }] }));
+
+/** Requests each server process answered (yqp_http_worker_requests_total), by worker index. */
+async function perWorker(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return new Map(
+    [...text.matchAll(/^yqp_http_worker_requests_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [
+      m[1],
+      Number(m[2]),
+    ]),
+  );
+}
+
+describe('yqp-trt serve --http-workers (several server processes behind one port)', () => {
+  it('spreads connections over the processes and sums their metrics and statistics', async () => {
+    const { child, url, stderr } = await startServer(['--http-workers', '2', '--load-model', 'tiny']);
+    try {
+      expect(stderr()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+ \(2 HTTP worker processes\)/);
+      const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n');
+      expect(workers).toHaveLength(2);
+      const sent = 12;
+      for (let i = 0; i < sent; i++) {
+        const r = await fresh(url, '/v2/models/tiny/infer', 'POST', tinyBody([i, 1, 2, 3]));
+        expect(r.status, r.text).toBe(200);
+        expect(JSON.parse(r.text).outputs[0].data).toEqual([2 * i, 2, 4, 6]);
+      }
+      const shares = await perWorker(url);
+      expect([...shares.keys()].sort()).toEqual(['0', '1']);
+      expect([...shares.values()].every((n) => n > 0)).toBe(true);
+      expect([...shares.values()].reduce((a, b) => a + b, 0)).toBe(sent);
+      const text = await (await fetch(`${url}/metrics`)).text();
+      expect(text).toMatch(
+        new RegExp(`^yqp_inference_requests_total\\{model="tiny",outcome="success"\\} ${sent}$`, 'm'),
+      );
+      // Ready in every process: the minimum, not the sum.
+      expect(text).toMatch(/^yqp_model_ready\{model="tiny",version="1"\} 1$/m);
+      const stats = (await (await fetch(`${url}/v2/models/tiny/stats`)).json()) as {
+        model_stats: { inference_count: number; inference_stats: { success: { count: number } } }[];
+      };
+      expect(stats.model_stats).toHaveLength(1);
+      expect(stats.model_stats[0].inference_count).toBe(sent);
+      expect(stats.model_stats[0].inference_stats.success.count).toBe(sent);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+
+  it('applies load, unload and shared-memory registration in every process, and replays them into a replacement', async () => {
+    const { child, url, stderr } = await startServer(['--http-workers', '2', '--load-model', 'tiny']);
+    const key = `yqp-cluster-test-${process.pid}`;
+    writeFileSync(join('/dev/shm', key), Buffer.alloc(64));
+    try {
+      const readyEverywhere = async (model: string) => {
+        const statuses = new Set<number>();
+        for (let i = 0; i < 6; i++) statuses.add((await fresh(url, `/v2/models/${model}/ready`)).status);
+        return [...statuses];
+      };
+      // Not loaded anywhere yet: unknown to every process (Triton: 404).
+      expect(await readyEverywhere('face')).toEqual([404]);
+      expect((await fresh(url, '/v2/repository/models/face/load', 'POST')).status).toBe(200);
+      expect(await readyEverywhere('face')).toEqual([200]);
+      const reg = await fresh(
+        url,
+        '/v2/systemsharedmemory/region/r0/register',
+        'POST',
+        Buffer.from(JSON.stringify({ key: `/${key}`, offset: 0, byte_size: 64 })),
+      );
+      expect(reg.status, reg.text).toBe(200);
+      for (let i = 0; i < 4; i++)
+        expect(JSON.parse((await fresh(url, '/v2/systemsharedmemory/status')).text)).toEqual([
+          { name: 'r0', key: `/${key}`, offset: 0, byte_size: 64 },
+        ]);
+      // A bad registration fails the same way wherever it lands, with Triton's error JSON.
+      const bad = await fresh(
+        url,
+        '/v2/systemsharedmemory/region/r1/register',
+        'POST',
+        Buffer.from('{"key":"/nope-absent","byte_size":4}'),
+      );
+      expect(bad.status).toBe(404);
+      expect(JSON.parse(bad.text).error).toMatch(/Unable to open shared memory key/);
+
+      // A process that dies is replaced, and the replacement holds what the clients changed.
+      const victim = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n')[0];
+      process.kill(Number(victim), 'SIGKILL');
+      const deadline = Date.now() + 60_000;
+      while (!/is serving again/.test(stderr()) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(stderr()).toMatch(/HTTP worker \d exited \(signal SIGKILL\); starting a new one/);
+      expect(stderr()).toMatch(/HTTP worker \d \(pid \d+\) is serving again/);
+      expect(await readyEverywhere('face')).toEqual([200]);
+      for (let i = 0; i < 4; i++)
+        expect(JSON.parse((await fresh(url, '/v2/systemsharedmemory/status')).text)).toHaveLength(1);
+
+      expect((await fresh(url, '/v2/repository/models/face/unload', 'POST')).status).toBe(200);
+      expect(await readyEverywhere('face')).toEqual([400]);
+      expect((await fresh(url, '/v2/systemsharedmemory/unregister', 'POST')).status).toBe(200);
+      for (let i = 0; i < 4; i++)
+        expect(JSON.parse((await fresh(url, '/v2/systemsharedmemory/status')).text)).toEqual([]);
+    } finally {
+      child.kill('SIGTERM');
+      rmSync(join('/dev/shm', key), { force: true });
+    }
+  });
+
+  it('drains every process on SIGTERM: each request received is answered, then it exits 0', async () => {
+    const { child, url, stderr } = await startServer([
+      '--http-workers',
+      '2',
+      '--load-model',
+      'face',
+      '--contexts',
+      '2',
+      '--threads-per-context',
+      '1',
+      '--no-dynamic-batching',
+    ]);
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      const data = Buffer.from(new Float32Array(16 * 128 * 128 * 3).fill(0.25).buffer);
+      const header = Buffer.from(
+        JSON.stringify({
+          inputs: [
+            {
+              name: 'input:0',
+              datatype: 'FP32',
+              shape: [16, 128, 128, 3],
+              parameters: { binary_data_size: data.length },
+            },
+          ],
+          outputs: [{ name: 'Identity:0', parameters: { binary_data: false } }],
+        }),
+      );
+      const body = Buffer.concat([header, data]);
+      const sent = 48;
+      let answered = 0;
+      const answers = Array.from(
+        { length: sent },
+        () =>
+          new Promise<{ status: number; text: string }>((resolve, reject) => {
+            const req = httpRequest(
+              `${url}/v2/models/face/infer`,
+              {
+                method: 'POST',
+                agent: false,
+                headers: { 'Inference-Header-Content-Length': String(header.length) },
+              },
+              (res) => {
+                let text = '';
+                res.on('data', (d: Buffer) => (text += d.toString()));
+                res.on('end', () => {
+                  answered++;
+                  resolve({ status: res.statusCode ?? 0, text });
+                });
+              },
+            );
+            req.on('error', reject);
+            req.end(body);
+          }),
+      );
+      // Every request reaches a process and queues behind its one context (the summed in-flight gauge says
+      // so); then the signal.
+      const inFlight = async () =>
+        Number(
+          /^yqp_inflight_requests\{model="face"\} (\S+)$/m.exec(
+            await (await fetch(`${url}/metrics`)).text(),
+          )?.[1] ?? 0,
+        );
+      while ((await inFlight()) + answered < sent) await new Promise((r) => setTimeout(r, 5));
+      const answeredBeforeSignal = answered;
+      child.kill('SIGTERM');
+      const results = await Promise.all(answers);
+      expect(answeredBeforeSignal).toBeLessThan(sent);
+      for (const r of results) {
+        expect(r.status, r.text).toBe(200);
+        expect(JSON.parse(r.text).outputs[0].shape).toEqual([16, 512, 1]);
+      }
+      expect(await exited).toBe(0);
+      expect(stderr()).toMatch(/SIGTERM: draining 2 HTTP workers/);
+      expect(stderr()).toMatch(/drained, exiting/);
+      expect(spawnSync('pgrep', ['-P', String(child.pid)]).status).toBe(1);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  it('refuses a bad --http-workers with one line and a usage exit code', () => {
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', repo, '--http-workers', '0'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/Expected positive integer for --http-workers but received 0/);
   });
 });

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { decodeBlazeFace } from '../src/postprocess/blazeface.js';
 import { preprocessImages } from '../src/preprocess/cpu.js';
 import { encodeBytesElements, encodeInferRequest, parseInferResponse } from '../src/serve/protocol.js';
 import { InferenceServer } from '../src/serve/server.js';
+import { shareOptions } from '../src/serve/model-manager.js';
 import type { CudaIpcMapping } from '../src/serve/shared-memory.js';
 import { MEDIA_DIR } from './helpers/data.js';
 import { tempRepo, writeBlazeFace, writeBroken, writeTiny } from './serve-fixtures.js';
@@ -834,5 +836,31 @@ describe('limits, auth, overload and disconnects', () => {
     } finally {
       await slow.close();
     }
+  });
+});
+
+describe('server processes sharing the machine (serve --http-workers)', () => {
+  it('deals each model its contexts among the processes and sizes threads from the whole', () => {
+    const cores = availableParallelism();
+    const deal = (contexts: number | undefined, instances: number, of: number) =>
+      Array.from({ length: of }, (_, index) => shareOptions({ contexts }, instances, { index, of }));
+    const four = deal(4, 1, 2);
+    expect(four.map((o) => o.contexts)).toEqual([2, 2]);
+    expect(four[0].threadsPerContext).toBe(Math.max(1, Math.floor(cores / 4)));
+    expect(deal(5, 1, 2).map((o) => o.contexts)).toEqual([3, 2]);
+    // From config instances when no option says; at least one context per process.
+    expect(deal(undefined, 3, 2).map((o) => o.contexts)).toEqual([2, 1]);
+    expect(deal(1, 1, 3).map((o) => o.contexts)).toEqual([1, 1, 1]);
+    expect(deal(1, 1, 3)[0].threadsPerContext).toBe(Math.max(1, Math.floor(cores / 3)));
+    // Spinning only with a core to spare across every process; an explicit choice is kept.
+    const spare = deal(2, 1, 2)[0];
+    expect(spare.spinWait).toBe(2 * spare.threadsPerContext! < cores);
+    expect(
+      shareOptions({ contexts: 4, threadsPerContext: 2, spinWait: true }, 1, { index: 0, of: 4 }),
+    ).toEqual({
+      contexts: 1,
+      threadsPerContext: 2,
+      spinWait: true,
+    });
   });
 });

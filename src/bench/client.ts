@@ -95,6 +95,13 @@ export interface HttpClientOptions {
   protocol: 'json' | 'binary';
   feeds: TensorMap;
   connections: number;
+  /**
+   * Send as this many independent clients, each with its own keep-alive connection, taking requests in turn
+   * (cameras, each streaming to the server); a client's request waits behind its previous one. Default: one
+   * pool of `connections`, where Node reuses the most recently freed connection, so a few connections carry
+   * most requests (and, behind several server processes, most of them reach the same few processes).
+   */
+  clients?: number;
   authToken?: string;
   /** Check every response parses (costs client CPU; off for throughput runs). */
   verify?: boolean;
@@ -102,7 +109,8 @@ export interface HttpClientOptions {
 
 export class HttpClient implements BenchClient {
   readonly description: string;
-  private readonly agent: http.Agent;
+  private readonly agents: http.Agent[];
+  private nextAgent = 0;
   private readonly body: Buffer;
   private readonly headers: Record<string, string>;
   private readonly path: string;
@@ -118,7 +126,10 @@ export class HttpClient implements BenchClient {
           argument: 'url',
         },
       );
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: options.connections });
+    this.agents =
+      options.clients === undefined
+        ? [new http.Agent({ keepAlive: true, maxSockets: options.connections })]
+        : Array.from({ length: options.clients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
     this.path = `/v2/models/${encodeURIComponent(options.model)}${options.version ? `/versions/${encodeURIComponent(options.version)}` : ''}/infer`;
     this.headers = {};
     if (options.authToken) this.headers.authorization = `Bearer ${options.authToken}`;
@@ -153,7 +164,7 @@ export class HttpClient implements BenchClient {
           port: this.target.port || 80,
           method: 'POST',
           path: this.path,
-          agent: this.agent,
+          agent: this.agents[this.nextAgent++ % this.agents.length],
           headers: this.headers,
         },
         (res) => {
@@ -186,7 +197,7 @@ export class HttpClient implements BenchClient {
   }
 
   async close(): Promise<void> {
-    this.agent.destroy();
+    for (const agent of this.agents) agent.destroy();
   }
 }
 

@@ -7,7 +7,10 @@ import { sample as sampleNvml, type GpuSample, type NvmlSample } from '../gpu/nv
 import type { Model } from '../model.js';
 import type { BatchEvent } from '../scheduler/scheduler.js';
 
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const LATENCY_BUCKETS = [
+  0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1,
+  0.25, 0.5, 1, 2.5, 5, 10,
+];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128];
 
 export type NvmlSampler = () => NvmlSample;
@@ -20,6 +23,7 @@ export class ServerMetrics {
   readonly compute: client.Histogram<'model'>;
   readonly batchSize: client.Histogram<'model'>;
   readonly inFlight: client.Gauge<'model'>;
+  readonly workerRequests: client.Counter<'worker'>;
   private readonly models = new Map<string, Model>();
   private readonly listeners = new Map<Model, (e: BatchEvent) => void>();
 
@@ -65,6 +69,12 @@ export class ServerMetrics {
       labelNames: ['model'],
       registers,
     });
+    this.workerRequests = new client.Counter({
+      name: 'yqp_http_worker_requests_total',
+      help: 'Inference requests answered by each server process (serve --http-workers): how evenly the load spreads',
+      labelNames: ['worker'],
+      registers,
+    });
     const models = this.models;
     new client.Gauge({
       name: 'yqp_queue_depth',
@@ -81,6 +91,8 @@ export class ServerMetrics {
       help: 'Whether a model is loaded and ready (1) ',
       labelNames: ['model', 'version'],
       registers,
+      // Several server processes (--http-workers): ready only where every one has it.
+      aggregator: 'min',
       collect() {
         this.reset();
         for (const [name, m] of models) this.set({ model: name, version: String(m.version) }, 1);
@@ -110,6 +122,8 @@ export class ServerMetrics {
         help,
         labelNames: ['gpu', 'name'],
         registers,
+        // Every server process samples the same GPUs: one sample, not their sum.
+        aggregator: 'first',
         collect() {
           if (refresh) {
             const s = sampler();

@@ -4,9 +4,10 @@
  * recorded UNAVAILABLE with its reason; the others keep serving.
  */
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { YqpError } from '../errors.js';
 import { loadModel, type LoadModelOptions, type Model } from '../model.js';
-import { entryPath, listEntries, listVersions } from '../repository/repository.js';
+import { entryPath, listEntries, listVersions, readEntry } from '../repository/repository.js';
 
 export type ModelState = 'READY' | 'LOADING' | 'UNLOADING' | 'UNAVAILABLE';
 
@@ -28,6 +29,33 @@ interface Slot {
 
 export type ModelLoadOptions = Omit<LoadModelOptions, 'version'>;
 
+/** This process's part of every model when several server processes share the machine (`serve --http-workers`). */
+export interface ContextShare {
+  /** 0-based index of this process. */
+  index: number;
+  /** Number of server processes. */
+  of: number;
+}
+
+/**
+ * The load options one of `share.of` server processes uses: the model's contexts (option or config instances)
+ * dealt out among the processes, at least one each, and the defaults that depend on the machine (intra-op
+ * threads, spinning) taken from the whole count, so N processes together use the cores one process would.
+ */
+export function shareOptions(
+  options: LoadModelOptions,
+  instances: number,
+  share: ContextShare,
+): LoadModelOptions {
+  const total = options.contexts ?? instances;
+  const contexts = Math.max(1, Math.floor(total / share.of) + (share.index < total % share.of ? 1 : 0));
+  const cores = availableParallelism();
+  const threadsPerContext =
+    options.threadsPerContext ?? Math.max(1, Math.floor(cores / Math.max(total, share.of)));
+  const spinWait = options.spinWait ?? Math.max(total, share.of) * threadsPerContext < cores;
+  return { ...options, contexts, threadsPerContext, spinWait };
+}
+
 export interface ModelManagerEvents {
   loaded: [Model];
   unloaded: [Model];
@@ -41,6 +69,8 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
     private readonly loadOptions: ModelLoadOptions = {},
     /** Per-model overrides (contexts, batching) keyed by name. */
     private readonly perModel: Record<string, ModelLoadOptions> = {},
+    /** Set when this is one of several server processes: each loads its share of every model's contexts. */
+    private readonly share?: ContextShare,
   ) {
     super();
   }
@@ -63,7 +93,10 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
       const old = slot.model;
       if (!old) slot.state = 'LOADING';
       try {
-        const model = await loadModel(dir, { ...this.loadOptions, ...this.perModel[name], version });
+        let options: LoadModelOptions = { ...this.loadOptions, ...this.perModel[name], version };
+        if (this.share && this.share.of > 1)
+          options = shareOptions(options, (await readEntry(dir, version)).config.instances, this.share);
+        const model = await loadModel(dir, options);
         slot.model = model;
         slot.state = 'READY';
         slot.reason = undefined;

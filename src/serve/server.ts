@@ -26,6 +26,7 @@ import {
   type ResponseOutput,
 } from './protocol.js';
 import { SharedMemoryRegistry, findCudaIpc, type CudaIpcOpen } from './shared-memory.js';
+import { aggregateMetrics, type ClusterLink, type ReportKind, type SharedOp } from './cluster.js';
 import { elementCount } from '../tensor.js';
 
 const PACKAGE_VERSION = (() => {
@@ -62,6 +63,8 @@ export interface ServerOptions {
   /** For tests: an NVML sampler instead of the GPU core's. */
   nvmlSampler?: NvmlSampler;
   logger?: boolean;
+  /** Set in each process of `serve --http-workers N` (src/serve/cluster.ts); never by hand. */
+  cluster?: ClusterLink;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
@@ -104,6 +107,7 @@ export class InferenceServer {
   readonly shm: SharedMemoryRegistry;
   private readonly stats = new Map<Model, Stats>();
   private readonly retryAfter: string;
+  private readonly workerLabel: string;
   private closing?: Promise<void>;
   private cudaReason?: string;
 
@@ -112,9 +116,15 @@ export class InferenceServer {
     cuda: { open?: CudaIpcOpen; reason?: string },
   ) {
     this.retryAfter = String(options.retryAfterSeconds ?? 1);
+    this.workerLabel = String(options.cluster?.share.index ?? 0);
     this.cudaReason = cuda.open ? undefined : cuda.reason;
     this.shm = new SharedMemoryRegistry(cuda);
-    this.manager = new ModelManager(options.modelRepository, options.loadOptions, options.perModel);
+    this.manager = new ModelManager(
+      options.modelRepository,
+      options.loadOptions,
+      options.perModel,
+      options.cluster?.share,
+    );
     this.manager.on('loaded', (m) => this.follow(m));
     this.manager.on('unloaded', (m) => this.metrics.untrack(m));
     this.app = Fastify({
@@ -239,7 +249,13 @@ export class InferenceServer {
       return reply.code(ready ? 200 : 503).send();
     });
     app.get('/metrics', async (_req, reply) =>
-      reply.header('Content-Type', this.metrics.contentType).send(await this.metrics.text()),
+      reply
+        .header('Content-Type', this.metrics.contentType)
+        .send(
+          opts.cluster
+            ? await aggregateMetrics(await opts.cluster.gather('metrics'))
+            : await this.metrics.text(),
+        ),
     );
 
     // --- models ---
@@ -283,23 +299,12 @@ export class InferenceServer {
       const models = req.params.model
         ? [this.manager.get(req.params.model, req.params.version)]
         : this.manager.loaded();
+      if (!opts.cluster) return { model_stats: this.statsOf(models) };
+      const wanted = new Set(models.map((m) => `${m.name}\u0000${m.version}`));
       return {
-        model_stats: models.map((m) => {
-          const s = this.stats.get(m) ?? newStats();
-          return {
-            name: m.name,
-            version: String(m.version),
-            last_inference: s.lastInference,
-            inference_count: s.inferenceCount,
-            execution_count: s.executionCount,
-            inference_stats: {
-              success: s.success,
-              fail: s.fail,
-              queue: s.queue,
-              compute_infer: s.computeInfer,
-            },
-          };
-        }),
+        model_stats: mergeStats((await opts.cluster.gather('stats')) as ModelStats[][], (s) =>
+          wanted.has(`${s.name}\u0000${s.version}`),
+        ),
       };
     };
     app.get('/v2/models/stats', stats);
@@ -327,7 +332,7 @@ export class InferenceServer {
             'Loading a model with an override config or files is not supported: load it from the repository',
             { argument: 'parameters' },
           );
-        await this.manager.load(req.params.model);
+        await this.shared({ op: 'load', model: req.params.model });
         return reply.code(200).send();
       },
     );
@@ -335,7 +340,7 @@ export class InferenceServer {
       '/v2/repository/models/:model/unload',
       async (req: FastifyRequest<{ Params: ModelParams }>, reply) => {
         parseJsonBody(req.body);
-        await this.manager.unload(req.params.model);
+        await this.shared({ op: 'unload', model: req.params.model });
         return reply.code(200).send();
       },
     );
@@ -352,18 +357,10 @@ export class InferenceServer {
     type RegionParams = { region?: string };
     // The system and CUDA extensions have the same five endpoints; only the region kind differs.
     const extensions = [
-      {
-        kind: 'system' as const,
-        status: (region?: string) => this.shm.systemStatus(region),
-        register: (region: string, body: unknown) => this.shm.registerSystem(region, body),
-      },
-      {
-        kind: 'cuda' as const,
-        status: (region?: string) => this.shm.cudaStatus(region),
-        register: (region: string, body: unknown) => this.shm.registerCuda(region, body),
-      },
+      { kind: 'system' as const, status: (region?: string) => this.shm.systemStatus(region) },
+      { kind: 'cuda' as const, status: (region?: string) => this.shm.cudaStatus(region) },
     ];
-    for (const { kind, status, register } of extensions) {
+    for (const { kind, status } of extensions) {
       const base = `/v2/${kind}sharedmemory`;
       app.get(`${base}/status`, async () => status());
       app.get(`${base}/region/:region/status`, async (req: FastifyRequest<{ Params: RegionParams }>) =>
@@ -373,22 +370,77 @@ export class InferenceServer {
         `${base}/region/:region/register`,
         async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
           shmAllowed();
-          register(req.params.region!, parseJsonBody(req.body));
+          await this.shared({
+            op: 'register',
+            kind,
+            region: req.params.region!,
+            body: parseJsonBody(req.body),
+          });
           return reply.code(200).send();
         },
       );
       app.post(`${base}/unregister`, async (_req, reply) => {
-        this.shm.unregister(kind);
+        await this.shared({ op: 'unregister', kind });
         return reply.code(200).send();
       });
       app.post(
         `${base}/region/:region/unregister`,
         async (req: FastifyRequest<{ Params: RegionParams }>, reply) => {
-          this.shm.unregister(kind, req.params.region);
+          await this.shared({ op: 'unregister', kind, region: req.params.region });
           return reply.code(200).send();
         },
       );
     }
+  }
+
+  /** A change of the repository or shared-memory state: in every server process when there are several. */
+  private shared(op: SharedOp): Promise<void> {
+    return this.options.cluster ? this.options.cluster.broadcast(op) : this.apply(op);
+  }
+
+  /** Applies one change here (called for this process's own requests, or by the primary for another's). */
+  async apply(op: SharedOp): Promise<void> {
+    switch (op.op) {
+      case 'load':
+        await this.manager.load(op.model);
+        return;
+      case 'unload':
+        await this.manager.unload(op.model);
+        return;
+      case 'register':
+        if (op.kind === 'system') this.shm.registerSystem(op.region, op.body);
+        else this.shm.registerCuda(op.region, op.body);
+        return;
+      case 'unregister':
+        this.shm.unregister(op.kind, op.region);
+        return;
+    }
+  }
+
+  /** This process's figures for the primary to sum: prom-client JSON, or the statistics of every model. */
+  async report(what: ReportKind): Promise<unknown> {
+    return what === 'metrics'
+      ? this.metrics.registry.getMetricsAsJSON()
+      : this.statsOf(this.manager.loaded());
+  }
+
+  private statsOf(models: Model[]): ModelStats[] {
+    return models.map((m) => {
+      const s = this.stats.get(m) ?? newStats();
+      return {
+        name: m.name,
+        version: String(m.version),
+        last_inference: s.lastInference,
+        inference_count: s.inferenceCount,
+        execution_count: s.executionCount,
+        inference_stats: {
+          success: s.success,
+          fail: s.fail,
+          queue: s.queue,
+          compute_infer: s.computeInfer,
+        },
+      };
+    });
   }
 
   /** Why CUDA shared memory cannot be registered here, or undefined when it can. */
@@ -461,6 +513,7 @@ export class InferenceServer {
       const seconds = (performance.now() - started) / 1000;
       this.metrics.inFlight.dec({ model: label });
       this.metrics.requests.inc({ model: label, outcome: outcomeOf(status, code) });
+      this.metrics.workerRequests.inc({ worker: this.workerLabel });
       if (model) {
         this.metrics.total.observe({ model: label }, seconds);
         const s = this.stats.get(model);
@@ -506,6 +559,38 @@ export class InferenceServer {
     }
     return feeds;
   }
+}
+
+interface ModelStats {
+  name: string;
+  version: string;
+  last_inference: number;
+  inference_count: number;
+  execution_count: number;
+  inference_stats: Record<'success' | 'fail' | 'queue' | 'compute_infer', { count: number; ns: number }>;
+}
+
+/** Several processes' statistics summed per model and version (Triton's statistics extension shape). */
+function mergeStats(reports: ModelStats[][], keep: (s: ModelStats) => boolean): ModelStats[] {
+  const merged = new Map<string, ModelStats>();
+  for (const report of reports)
+    for (const s of Array.isArray(report) ? report : []) {
+      if (!keep(s)) continue;
+      const key = `${s.name}\u0000${s.version}`;
+      const into = merged.get(key);
+      if (!into) {
+        merged.set(key, structuredClone(s));
+        continue;
+      }
+      into.last_inference = Math.max(into.last_inference, s.last_inference);
+      into.inference_count += s.inference_count;
+      into.execution_count += s.execution_count;
+      for (const k of Object.keys(into.inference_stats) as (keyof ModelStats['inference_stats'])[]) {
+        into.inference_stats[k].count += s.inference_stats[k].count;
+        into.inference_stats[k].ns += s.inference_stats[k].ns;
+      }
+    }
+  return [...merged.values()];
 }
 
 /** Bodies of the control endpoints: empty or a JSON object. */

@@ -21,6 +21,7 @@ interface BenchArgs {
   protocol: 'json' | 'binary';
   concurrency?: (number | string)[];
   'request-rate'?: number[];
+  clients?: number;
   duration: number;
   warmup: number;
   batch: number;
@@ -109,6 +110,11 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         array: true,
         describe: 'fixed request rates (requests/s), open loop',
       })
+      .option('clients', {
+        type: 'number',
+        describe:
+          'HTTP open loop: send as this many clients with a connection each, in turn (cameras); default one shared pool',
+      })
       .option('duration', { type: 'number', default: 5, describe: 'measured seconds per point' })
       .option('warmup', { type: 'number', default: 1, describe: 'warm-up seconds per point' })
       .option('batch', { type: 'number', default: 1, describe: 'batch size of each request' })
@@ -150,6 +156,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     if (argv.plot !== undefined && !/\.(svg|html?)$/i.test(argv.plot))
       throw invalidParameter('--plot', 'a file name ending in .svg or .html', argv.plot);
     const rates = argv['request-rate'] ?? [];
+    if (argv.clients !== undefined) expectPositiveInteger('--clients', argv.clients);
     for (const r of rates)
       if (!(r > 0)) throw invalidParameter('--request-rate', 'positive requests per second', r);
     const concurrency = argv.concurrency
@@ -178,6 +185,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         feeds,
         // Open loop may hold many requests at once; closed loop holds `concurrency`.
         connections: rates.length > 0 ? 256 : maxConcurrency,
+        clients: argv.clients,
         authToken: token,
       });
     } else {

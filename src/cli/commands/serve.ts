@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { YqpError, expectPositiveInteger, invalidParameter } from '../../errors.js';
 import { serve } from '../../serve/server.js';
+import { serveCluster } from '../../serve/cluster.js';
 import type { ModelLoadOptions } from '../../serve/model-manager.js';
 import { runCommand } from '../run-command.js';
 
@@ -21,6 +22,7 @@ interface ServeArgs {
   'preferred-batch-size'?: number[];
   'allow-shared-memory': boolean;
   'retry-after': number;
+  'http-workers': number;
   verbose?: boolean;
 }
 
@@ -78,9 +80,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'number',
         default: 1,
         describe: 'Retry-After seconds on 503',
+      })
+      .option('http-workers', {
+        type: 'number',
+        default: 1,
+        describe:
+          "server processes behind the one port, each with its share of every model's contexts (more event loops for HTTP)",
       }) as unknown as Argv<ServeArgs>,
   handler: runCommand('serve', async (argv: ServeArgs) => {
     expectPositiveInteger('--max-body-bytes', argv['max-body-bytes']);
+    expectPositiveInteger('--http-workers', argv['http-workers']);
     if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
       throw new YqpError('E_ARGUMENT', `Expected a port 0..65535 for --port but received ${argv.port}`, {
         argument: '--port',
@@ -114,20 +123,19 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         argv['max-queue-delay-us'],
       );
     const log = (line: string) => process.stderr.write(`yqp-trt serve: ${line}\n`);
-    await serve(
-      {
-        modelRepository: argv['model-repository'],
-        host: argv.host,
-        port: argv.port,
-        authToken: argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined),
-        bodyLimit: argv['max-body-bytes'],
-        models: argv['load-model'],
-        loadOptions,
-        allowSharedMemory: argv['allow-shared-memory'],
-        retryAfterSeconds: argv['retry-after'],
-      },
-      log,
-    );
+    const options = {
+      modelRepository: argv['model-repository'],
+      host: argv.host,
+      port: argv.port,
+      authToken: argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined),
+      bodyLimit: argv['max-body-bytes'],
+      models: argv['load-model'],
+      loadOptions,
+      allowSharedMemory: argv['allow-shared-memory'],
+      retryAfterSeconds: argv['retry-after'],
+    };
+    if (argv['http-workers'] > 1) await serveCluster(options, argv['http-workers'], log);
+    else await serve(options, log);
     // The server keeps the process alive; SIGTERM drains it and exits 0.
   }),
 };
