@@ -382,6 +382,27 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
     }
   });
 
+  it('leaves no process behind when the primary is killed: the workers drain and exit', async () => {
+    const { child } = await startServer(['--http-workers', '2', '--load-model', 'tiny']);
+    const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .map(Number);
+    expect(workers).toHaveLength(2);
+    child.kill('SIGKILL');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 30_000;
+    while (workers.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(workers.filter(alive)).toEqual([]);
+  });
+
   it('refuses a bad --http-workers with one line and a usage exit code', () => {
     const r = spawnSync(process.execPath, [CLI, 'serve', '--model-repository', repo, '--http-workers', '0'], {
       encoding: 'utf8',

@@ -55,13 +55,22 @@ const WORKER_ENV = 'YQP_SERVE_WORKER';
 /** The primary's side as a worker's server sees it: broadcast a change, gather every process's figures. */
 export class ClusterLink {
   private nextId = 0;
-  private readonly pending = new Map<number, (m: ToWorker) => void>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (m: ToWorker) => void; reject: (e: Error) => void }
+  >();
   private server?: InferenceServer;
   private listenWaiter?: () => void;
   private listenAsked = false;
 
   constructor(readonly share: ContextShare) {
     process.on('message', (m: ToWorker) => this.onMessage(m));
+    // No primary, no replies: a request waiting on one fails instead of holding the drain open.
+    process.on('disconnect', () => {
+      for (const { reject } of this.pending.values())
+        reject(new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)'));
+      this.pending.clear();
+    });
   }
 
   attach(server: InferenceServer): void {
@@ -94,7 +103,9 @@ export class ClusterLink {
   }
 
   send(m: ToPrimary): void {
-    process.send?.(m);
+    // With a callback a closed channel is reported there, not thrown: a primary that is gone is the
+    // 'disconnect' handler's business.
+    if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   }
 
   private ask(m: Extract<ToPrimary, { id: number }>): Promise<ToWorker> {
@@ -102,7 +113,7 @@ export class ClusterLink {
     return new Promise((resolve, reject) => {
       if (!process.connected)
         return reject(new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)'));
-      this.pending.set(id, resolve);
+      this.pending.set(id, { resolve, reject });
       this.send({ ...m, id });
     });
   }
@@ -139,9 +150,9 @@ export class ClusterLink {
         return;
       case 'broadcast-done':
       case 'gathered': {
-        const resolve = this.pending.get(m.id);
+        const waiter = this.pending.get(m.id);
         this.pending.delete(m.id);
-        resolve?.(m);
+        waiter?.resolve(m);
         return;
       }
     }
@@ -238,10 +249,22 @@ export async function serveCluster(
     if (op.op !== 'unregister') replay.set(key, op);
   };
 
+  // A worker may die between a message and its reply: sending to it then must not throw (or emit an
+  // unhandled 'error'); what it owed is settled by its 'exit'.
+  const post = (worker: Worker, msg: ToWorker): boolean => {
+    if (!worker.isConnected()) return false;
+    try {
+      worker.send(msg, () => undefined);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
   const request = (m: Member, msg: ToWorker & { id: number }): Promise<ToPrimary | undefined> =>
     new Promise((resolve) => {
+      if (!post(m.worker, msg)) return resolve(undefined);
       m.waiting.set(msg.id, resolve);
-      m.worker.send(msg);
     });
 
   const applyOn = async (targets: Member[], op: SharedOp): Promise<OpError[]> => {
@@ -295,8 +318,7 @@ export async function serveCluster(
           chain = chain
             .then(async () => {
               for (const op of replay.values()) await applyOn([m], op);
-              m.serving = true;
-              worker.send({ t: 'listen' } satisfies ToWorker);
+              m.serving = post(worker, { t: 'listen' });
             })
             .catch(() => undefined);
           return;
@@ -309,14 +331,10 @@ export async function serveCluster(
           if (listening.size === workers) allListening?.();
           return;
         case 'broadcast':
-          void broadcast(msg.op).then((errors) =>
-            worker.send({ t: 'broadcast-done', id: msg.id, errors } satisfies ToWorker),
-          );
+          void broadcast(msg.op).then((errors) => post(worker, { t: 'broadcast-done', id: msg.id, errors }));
           return;
         case 'gather':
-          void gather(msg.what).then((data) =>
-            worker.send({ t: 'gathered', id: msg.id, data } satisfies ToWorker),
-          );
+          void gather(msg.what).then((data) => post(worker, { t: 'gathered', id: msg.id, data }));
           return;
         case 'applied':
         case 'reported': {
@@ -327,6 +345,7 @@ export async function serveCluster(
         }
       }
     });
+    worker.on('error', (e) => log(`HTTP worker ${index}: ${e.message}`));
     worker.on('exit', (code, signal) => {
       members.delete(index);
       listening.delete(index);
