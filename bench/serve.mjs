@@ -4,9 +4,10 @@
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
 //   2. HTTP with binary tensors against in-process calls at saturation (same model settings; the HTTP load
-//      generator in its own process, as perf_analyzer; each side's best throughput over concurrency N, 2N, 4N):
-//      >= 0.8x.
-//   3. Below saturation (HTTP binary, open loop at half the saturated rate): p99 <= 2x p50.
+//      generator in its own processes, as perf_analyzer; the server as `yqp-trt serve --http-workers N` (4 from
+//      8 cores up); each side's best throughput over concurrency N, 2N, 4N): >= 0.8x.
+//   3. Below saturation (HTTP binary, open loop at half the saturated rate, 16 clients per generator process
+//      with a connection each; and one request at a time): p99 <= 2x p50.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -320,7 +321,15 @@ export default async function main(args) {
     threadsPerContext: cores,
     dynamicBatching: false,
   });
-  const perContext = Number(arg(args, 'threads-per-context', String(Math.max(1, Math.floor(cores / 4)))));
+  // Intra-op threads: the cores left once each HTTP server process has one for its event loop (4 x 3 on 16 cores
+  // with 4 server processes); the in-process side uses the same settings.
+  const perContext = Number(
+    arg(
+      args,
+      'threads-per-context',
+      String(Math.max(1, Math.floor((cores - (httpWorkers > 1 ? httpWorkers : 0)) / 4))),
+    ),
+  );
   await inProcess(`4 contexts x ${perContext} threads, no batching`, {
     contexts: 4,
     threadsPerContext: perContext,

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeRunner, onnxruntimeBackend } from '../src/backends/onnxruntime.js';
-import type { BackendSession } from '../src/backends/backend.js';
+import { RUN_TIMING, type BackendSession, type RunTiming } from '../src/backends/backend.js';
+import { Scheduler, type BatchEvent } from '../src/scheduler/scheduler.js';
 import { PACKAGE_ROOT } from '../src/binding.js';
 import { build } from '../src/build.js';
 import type { ModelConfig } from '../src/repository/config.js';
@@ -57,6 +58,37 @@ describe.skipIf(Boolean(found.reason))(`native onnxruntime runner${SKIP}`, () =>
       }
     }
     await reference.release();
+  });
+
+  it("reports where each run's time went, and the scheduler passes it on with the batch", async () => {
+    const dims = [4, 128, 128, 3];
+    const start = performance.now();
+    const outputs = await session.run(0, { 'input:0': { dtype: 'float32', dims, data: frames(4, 7) } });
+    const wall = performance.now() - start;
+    const timing = (outputs as { [RUN_TIMING]?: RunTiming })[RUN_TIMING]!;
+    expect(timing.runMs).toBeGreaterThan(0);
+    expect(timing.queuedMs).toBeGreaterThanOrEqual(0);
+    expect(timing.deliverMs).toBeGreaterThanOrEqual(0);
+    expect(timing.queuedMs + timing.runMs + timing.deliverMs).toBeLessThanOrEqual(wall + 0.01);
+    // Not an output: the outputs' names stay the model's.
+    expect(Object.keys(outputs).sort()).toEqual([
+      'Identity:0',
+      'Identity_1:0',
+      'Identity_2:0',
+      'Identity_3:0',
+    ]);
+
+    const scheduler = new Scheduler(session, {
+      maxBatchSize: 16,
+      batchable: true,
+      maxQueueDelayMicroseconds: 0,
+    });
+    const events: BatchEvent[] = [];
+    scheduler.on('batch', (e) => events.push(e));
+    await scheduler.submit({ 'input:0': { dtype: 'float32', dims: [1, 128, 128, 3], data: frames(1, 3) } });
+    expect(events).toHaveLength(1);
+    expect(events[0].timing!.runMs).toBeGreaterThan(0);
+    expect(events[0].timing!.runMs).toBeLessThanOrEqual(events[0].computeMs);
   });
 
   it('runs queued requests in order and close() waits for every one of them', async () => {

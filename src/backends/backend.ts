@@ -8,6 +8,19 @@ export interface BackendAvailability {
   version?: string;
 }
 
+/**
+ * Where one backend run's time went, when the backend can tell (the native onnxruntime runner): ms queued until
+ * its thread took it, ms in the runtime's own run, ms from the run's end until JS had the result. Read from the
+ * outputs of `BackendSession.run` under this symbol (not enumerable).
+ */
+export const RUN_TIMING = Symbol('yqp.runTiming');
+
+export interface RunTiming {
+  queuedMs: number;
+  runMs: number;
+  deliverMs: number;
+}
+
 export interface OpenOptions {
   /** Execution contexts to create (onnxruntime sessions, TensorRT execution contexts). */
   contexts: number;

