@@ -1,4 +1,4 @@
-// `npm run bench -- serve-tail [--rate R] [--duration S] [--python python3]`
+// `npm run bench -- serve-tail [--rate R] [--duration S] [--contexts N --threads T] [--python python3]`
 // Where a tail below saturation comes from, in process (no HTTP): BlazeFace on the onnxruntime backend, open loop
 // at R requests/s (default 1000), under several
 // context x thread settings; per setting the latency and compute (backend run) p50/p99, the event loop's delay and
@@ -51,6 +51,12 @@ export default async function main(args) {
       p,
     );
   const split = (a) => `${q(a, 50).toFixed(2)}/${q(a, 99).toFixed(2)}`;
+  // --contexts N --threads T: that one setting (0 us) instead, e.g. for a machine with fewer cores.
+  if (arg(args, 'contexts', undefined)) {
+    const c = Number(arg(args, 'contexts', '1'));
+    const t = Number(arg(args, 'threads', '1'));
+    settings.splice(0, settings.length, [`${c} x ${t}, 0 us`, c, t, d0]);
+  }
   for (const [label, contexts, threads, dynamicBatching, spinWait] of settings) {
     const model = await loadModel(entry.dir, {
       contexts,
