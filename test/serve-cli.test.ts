@@ -34,6 +34,25 @@ function startServer(args: string[]): Promise<{ child: ChildProcess; url: string
   });
 }
 
+/** A binary infer request of 16 BlazeFace frames (slow enough to queue behind one context), JSON scores back. */
+function faceBatchRequest(): { header: Buffer; body: Buffer } {
+  const data = Buffer.from(new Float32Array(16 * 128 * 128 * 3).fill(0.25).buffer);
+  const header = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'input:0',
+          datatype: 'FP32',
+          shape: [16, 128, 128, 3],
+          parameters: { binary_data_size: data.length },
+        },
+      ],
+      outputs: [{ name: 'Identity:0', parameters: { binary_data: false } }],
+    }),
+  );
+  return { header, body: Buffer.concat([header, data]) };
+}
+
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build:ts\` first`);
   repo = tempRepo('yqp-serve-cli-');
@@ -51,21 +70,7 @@ describe('yqp-trt serve (the real CLI)', () => {
       '1',
       '--no-dynamic-batching',
     ]);
-    const data = Buffer.from(new Float32Array(16 * 128 * 128 * 3).fill(0.25).buffer);
-    const header = Buffer.from(
-      JSON.stringify({
-        inputs: [
-          {
-            name: 'input:0',
-            datatype: 'FP32',
-            shape: [16, 128, 128, 3],
-            parameters: { binary_data_size: data.length },
-          },
-        ],
-        outputs: [{ name: 'Identity:0', parameters: { binary_data: false } }],
-      }),
-    );
-    const body = Buffer.concat([header, data]);
+    const { header, body } = faceBatchRequest();
     const sent = 32;
     let answered = 0;
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -315,21 +320,7 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
     ]);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
-      const data = Buffer.from(new Float32Array(16 * 128 * 128 * 3).fill(0.25).buffer);
-      const header = Buffer.from(
-        JSON.stringify({
-          inputs: [
-            {
-              name: 'input:0',
-              datatype: 'FP32',
-              shape: [16, 128, 128, 3],
-              parameters: { binary_data_size: data.length },
-            },
-          ],
-          outputs: [{ name: 'Identity:0', parameters: { binary_data: false } }],
-        }),
-      );
-      const body = Buffer.concat([header, data]);
+      const { header, body } = faceBatchRequest();
       const sent = 48;
       let answered = 0;
       const answers = Array.from(
