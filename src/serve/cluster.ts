@@ -293,7 +293,19 @@ export async function serveCluster(
   const gather = async (what: ReportKind): Promise<unknown[]> => {
     const id = ++nextId;
     const targets = [...members.values()].filter((m) => m.serving);
-    const replies = await Promise.all(targets.map((m) => request(m, { t: 'report', id, what })));
+    // A process too busy to answer within 5 s is left out of this scrape rather than holding it.
+    const replies = await Promise.all(
+      targets.map((m) => {
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<undefined>(
+          (resolve) => (timer = setTimeout(() => resolve(undefined), 5000)),
+        );
+        return Promise.race([request(m, { t: 'report', id, what }), late]).finally(() => {
+          clearTimeout(timer);
+          m.waiting.delete(id);
+        });
+      }),
+    );
     return replies.flatMap((r) => (r?.t === 'reported' ? [r.data] : []));
   };
 
