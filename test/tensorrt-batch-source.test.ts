@@ -1,11 +1,6 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { calibrationBatchesFrom } from '../src/tensorrt/index.js';
-import { ROOT } from './helpers/data.js';
+import { HAVE_NAPI_HEADERS, compileCheckAddon } from './helpers/native-check.js';
 
 /**
  * The 10.x calibrator's batch source (trt/tensorrt/js_batch_source.cc), compiled here with a test driver that calls
@@ -27,42 +22,15 @@ interface Check {
   ): { promise: Promise<Drained>; cancel(): void };
 }
 
-const napi = join(ROOT, 'node_modules', 'node-api-headers', 'include');
-const addonApi = join(ROOT, 'node_modules', 'node-addon-api');
-const haveHeaders = existsSync(join(napi, 'node_api.h')) && existsSync(join(addonApi, 'napi.h'));
-
-describe.skipIf(!haveHeaders)(
-  `calibration batch source${haveHeaders ? '' : ' (skipped: node-api-headers / node-addon-api not installed)'}`,
+describe.skipIf(!HAVE_NAPI_HEADERS)(
+  `calibration batch source${HAVE_NAPI_HEADERS ? '' : ' (skipped: node-api-headers / node-addon-api not installed)'}`,
   () => {
     let check: Check;
     beforeAll(() => {
-      const out = join(mkdtempSync(join(tmpdir(), 'yqp-batch-source-')), 'batch_source_check.node');
-      const cxx = process.env.CXX || 'g++';
-      const r = spawnSync(
-        cxx,
-        [
-          '-std=c++17',
-          '-shared',
-          '-fPIC',
-          '-O1',
-          '-Wall',
-          '-Wextra',
-          '-Werror',
-          '-DNAPI_VERSION=8',
-          '-DNAPI_CPP_EXCEPTIONS',
-          `-isystem${napi}`,
-          `-isystem${addonApi}`,
-          `-I${join(ROOT, 'trt')}`,
-          join(ROOT, 'trt', 'tensorrt', 'js_batch_source.cc'),
-          join(ROOT, 'trt', 'tensorrt', 'testing', 'batch_source_check.cc'),
-          '-o',
-          out,
-          '-lpthread',
-        ],
-        { encoding: 'utf8' },
-      );
-      expect(r.status, r.stderr).toBe(0);
-      check = createRequire(import.meta.url)(out) as Check;
+      check = compileCheckAddon<Check>('batch_source_check', [
+        'tensorrt/js_batch_source.cc',
+        'tensorrt/testing/batch_source_check.cc',
+      ]);
     });
 
     function frames(n: number, delayMs = 0) {

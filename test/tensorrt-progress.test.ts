@@ -1,11 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { NativeProgressEvent } from '../src/tensorrt/native.js';
 import { ROOT } from './helpers/data.js';
+import { HAVE_NAPI_HEADERS, compileCheckAddon } from './helpers/native-check.js';
 
 /**
  * The build's progress path (trt/tensorrt/progress_monitor.cc + progress_js.cc) driven through TensorRT's
@@ -28,14 +26,12 @@ const cudaInclude = [
   '/usr/local/cuda/include',
   process.env.CUDA_PATH && join(process.env.CUDA_PATH, 'include'),
 ].find((d): d is string => Boolean(d) && existsSync(join(d as string, 'cuda_runtime_api.h')));
-const napi = join(ROOT, 'node_modules', 'node-api-headers', 'include');
-const addonApi = join(ROOT, 'node_modules', 'node-addon-api');
 const missing = !existsSync(join(trtInclude, 'NvInfer.h'))
   ? '.trt-headers/v10.16 is absent'
   : !cudaInclude
     ? 'no CUDA toolkit headers'
-    : !existsSync(join(napi, 'node_api.h'))
-      ? 'node-api-headers not installed'
+    : !HAVE_NAPI_HEADERS
+      ? 'node-api-headers / node-addon-api not installed'
       : '';
 
 describe.skipIf(Boolean(missing))(
@@ -43,35 +39,13 @@ describe.skipIf(Boolean(missing))(
   () => {
     let check: Check;
     beforeAll(() => {
-      const out = join(mkdtempSync(join(tmpdir(), 'yqp-progress-')), 'progress_check.node');
-      const r = spawnSync(
-        process.env.CXX || 'g++',
-        [
-          '-std=c++17',
-          '-shared',
-          '-fPIC',
-          '-O1',
-          '-Wall',
-          '-Wextra',
-          '-Werror',
-          '-DNAPI_VERSION=8',
-          '-DNAPI_CPP_EXCEPTIONS',
-          `-isystem${trtInclude}`,
-          `-isystem${cudaInclude}`,
-          `-isystem${napi}`,
-          `-isystem${addonApi}`,
-          `-I${join(ROOT, 'trt')}`,
-          ...['progress_monitor.cc', 'progress_js.cc', 'logger.cc', 'testing/progress_check.cc'].map((f) =>
-            join(ROOT, 'trt', 'tensorrt', f),
-          ),
-          '-o',
-          out,
-          '-lpthread',
-        ],
-        { encoding: 'utf8' },
+      check = compileCheckAddon<Check>(
+        'progress_check',
+        ['progress_monitor.cc', 'progress_js.cc', 'logger.cc', 'testing/progress_check.cc'].map(
+          (f) => `tensorrt/${f}`,
+        ),
+        [trtInclude, cudaInclude!],
       );
-      expect(r.status, r.stderr).toBe(0);
-      check = createRequire(import.meta.url)(out) as Check;
     });
 
     it('reports every phase start and finish, and throttles steps to about 10 per second', async () => {
