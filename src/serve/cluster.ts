@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
 import { YqpError, type ErrorCode } from '../errors.js';
-import type { ContextShare } from './model-manager.js';
+import { describeIndexEntry, type ContextShare, type IndexEntry } from './model-manager.js';
 import type { InferenceServer, ServerOptions } from './server.js';
 
 /** A change a client makes through the API that every server process must apply. */
@@ -31,11 +31,7 @@ interface OpError {
 }
 
 type ToPrimary =
-  | {
-      t: 'loaded';
-      index: number;
-      models: { name: string; version?: string; state: string; reason?: string }[];
-    }
+  | { t: 'loaded'; index: number; models: IndexEntry[] }
   | { t: 'listening'; address: string }
   | { t: 'fatal'; message: string }
   | { t: 'broadcast'; id: number; op: SharedOp }
@@ -52,6 +48,9 @@ type ToWorker =
 
 const WORKER_ENV = 'YQP_SERVE_WORKER';
 
+const primaryGone = () =>
+  new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)');
+
 /** The primary's side as a worker's server sees it: broadcast a change, gather every process's figures. */
 export class ClusterLink {
   private nextId = 0;
@@ -60,15 +59,15 @@ export class ClusterLink {
     { resolve: (m: ToWorker) => void; reject: (e: Error) => void }
   >();
   private server?: InferenceServer;
-  private listenWaiter?: () => void;
-  private listenAsked = false;
+  private listenAsked!: () => void;
+  /** Settles once the primary says to listen (after replaying what the other processes already hold). */
+  readonly listenTurn = new Promise<void>((resolve) => (this.listenAsked = resolve));
 
   constructor(readonly share: ContextShare) {
     process.on('message', (m: ToWorker) => this.onMessage(m));
     // No primary, no replies: a request waiting on one fails instead of holding the drain open.
     process.on('disconnect', () => {
-      for (const { reject } of this.pending.values())
-        reject(new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)'));
+      for (const { reject } of this.pending.values()) reject(primaryGone());
       this.pending.clear();
     });
   }
@@ -79,7 +78,7 @@ export class ClusterLink {
 
   /** Applies `op` in every server process (this one included), in the order the primary received it. */
   async broadcast(op: SharedOp): Promise<void> {
-    const reply = await this.ask({ t: 'broadcast', id: 0, op });
+    const reply = await this.ask({ t: 'broadcast', op });
     const errors = (reply as Extract<ToWorker, { t: 'broadcast-done' }>).errors;
     // This process's own error speaks for the request (the others will have failed the same way).
     const first = errors.find((e) => e.worker === this.share.index) ?? errors[0];
@@ -92,14 +91,8 @@ export class ClusterLink {
 
   /** Every live server process's report (this one's included). */
   async gather(what: ReportKind): Promise<unknown[]> {
-    const reply = await this.ask({ t: 'gather', id: 0, what });
+    const reply = await this.ask({ t: 'gather', what });
     return (reply as Extract<ToWorker, { t: 'gathered' }>).data;
-  }
-
-  /** Resolves once the primary says to listen (after replaying what the other processes already hold). */
-  waitForListen(): Promise<void> {
-    if (this.listenAsked) return Promise.resolve();
-    return new Promise((resolve) => (this.listenWaiter = resolve));
   }
 
   send(m: ToPrimary): void {
@@ -108,11 +101,10 @@ export class ClusterLink {
     if (process.connected) process.send?.(m, undefined, {}, () => undefined);
   }
 
-  private ask(m: Extract<ToPrimary, { id: number }>): Promise<ToWorker> {
+  private ask(m: { t: 'broadcast'; op: SharedOp } | { t: 'gather'; what: ReportKind }): Promise<ToWorker> {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
-      if (!process.connected)
-        return reject(new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)'));
+      if (!process.connected) return reject(primaryGone());
       this.pending.set(id, { resolve, reject });
       this.send({ ...m, id });
     });
@@ -121,8 +113,7 @@ export class ClusterLink {
   private onMessage(m: ToWorker): void {
     switch (m.t) {
       case 'listen':
-        this.listenAsked = true;
-        this.listenWaiter?.();
+        this.listenAsked();
         return;
       case 'apply': {
         const server = this.server;
@@ -172,7 +163,7 @@ export async function runWorkerIfAsked(log: (line: string) => void): Promise<boo
   const raw = process.env[WORKER_ENV];
   if (!cluster.isWorker || !raw) return false;
   const { options, index, of } = JSON.parse(raw) as { options: ServerOptions; index: number; of: number };
-  const { InferenceServer } = await import('./server.js');
+  const { InferenceServer, drainThenExit } = await import('./server.js');
   const link = new ClusterLink({ index, of });
   const server = await InferenceServer.create({ ...options, cluster: link });
   link.attach(server);
@@ -183,23 +174,12 @@ export async function runWorkerIfAsked(log: (line: string) => void): Promise<boo
           `model ${m.name} runs on TensorRT: each of the ${of} HTTP workers holds its own engine and CUDA context (GPU serving wants --http-workers 1, or MPS)`,
         );
   link.send({ t: 'loaded', index, models: server.manager.index() });
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    server.close().then(
-      () => process.exit(0),
-      (e: unknown) => {
-        log(`HTTP worker ${index}: error while draining: ${(e as Error).message}`);
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  const stop = drainThenExit(server, (line) => log(`HTTP worker ${index}: ${line}`), false);
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
   // The primary went away: nobody hands out connections any more; drain and go.
-  process.once('disconnect', stop);
-  await link.waitForListen();
+  process.once('disconnect', () => stop('disconnect'));
+  await link.listenTurn;
   const address = await server.listen();
   link.send({ t: 'listening', address });
   return true;
@@ -321,11 +301,7 @@ export async function serveCluster(
     worker.on('message', (msg: ToPrimary) => {
       switch (msg.t) {
         case 'loaded':
-          if (index === 0 && !started)
-            for (const e of msg.models)
-              log(
-                `model ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.state}${e.reason && e.state !== 'READY' ? ` (${e.reason})` : ''}`,
-              );
+          if (index === 0 && !started) for (const e of msg.models) log(describeIndexEntry(e));
           // Replay in the broadcast order, so no change lands between the replay and the first broadcast.
           chain = chain
             .then(async () => {

@@ -18,6 +18,11 @@ export interface IndexEntry {
   reason?: string;
 }
 
+/** One line for the server's log: "model face version 1: READY", with the reason when it is not ready. */
+export function describeIndexEntry(e: IndexEntry): string {
+  return `model ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.state}${e.reason && e.state !== 'READY' ? ` (${e.reason})` : ''}`;
+}
+
 interface Slot {
   name: string;
   state: ModelState;

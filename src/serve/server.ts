@@ -13,7 +13,7 @@ import type { Model } from '../model.js';
 import { preprocessImages } from '../preprocess/cpu.js';
 import type { TensorMap } from '../tensor.js';
 import { ServerMetrics, outcomeOf, type NvmlSampler } from './metrics.js';
-import { ModelManager, type ModelLoadOptions } from './model-manager.js';
+import { ModelManager, describeIndexEntry, type ModelLoadOptions } from './model-manager.js';
 import {
   DTYPE_TO_DATATYPE,
   HEADER_LENGTH,
@@ -623,23 +623,35 @@ export async function serve(
   log: (line: string) => void = () => {},
 ): Promise<InferenceServer> {
   const server = await InferenceServer.create(options);
-  for (const e of server.manager.index()) {
-    log(
-      `model ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.state}${e.reason && e.state !== 'READY' ? ` (${e.reason})` : ''}`,
-    );
-  }
+  for (const e of server.manager.index()) log(describeIndexEntry(e));
   const address = await server.listen();
   log(
     `listening on ${address}${server.cudaSharedMemoryUnavailable ? ` (CUDA shared memory unavailable: ${server.cudaSharedMemoryUnavailable})` : ''}`,
   );
+  const stop = drainThenExit(server, log, true);
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return server;
+}
+
+/**
+ * An idempotent stop for a serving process: drains `server` (in-flight and queued requests answered), then exits
+ * 0, or 1 when draining failed (said through `log`). `announce` logs the drain's start and end (the one process
+ * a user watches; the processes of `--http-workers` leave that to their primary).
+ */
+export function drainThenExit(
+  server: InferenceServer,
+  log: (line: string) => void,
+  announce: boolean,
+): (why: string) => void {
   let stopping = false;
-  const stop = (signal: string) => {
+  return (why) => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: draining`);
+    if (announce) log(`${why}: draining`);
     server.close().then(
       () => {
-        log('drained, exiting');
+        if (announce) log('drained, exiting');
         process.exit(0);
       },
       (e: unknown) => {
@@ -648,7 +660,4 @@ export async function serve(
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  return server;
 }
