@@ -111,15 +111,25 @@ async function watched(model, run) {
   }
 }
 
-/** Sum and count of the server's own duration histograms (Prometheus text from /metrics). */
+/** Every sample of metric `name` in a Prometheus text, as [the labels inside the braces, value]. */
+function samples(text, name) {
+  return [...text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))].map((m) => [
+    m[1],
+    Number(m[2]),
+  ]);
+}
+
+/** A label's value in a sample's label text (`le="0.005",model="face"`). */
+const label = (labels, key) => new RegExp(`(?:^|,)${key}="([^"]*)"`).exec(labels)?.[1];
+
+/**
+ * Sum and count of the server's own duration histograms for model face (and of yqp_batch_size: the mean batch
+ * where the server is other processes and its batches cannot be watched).
+ */
 async function serverTimes(url) {
-  // (yqp_batch_size: the mean batch where the server is other processes and its batches cannot be watched)
   const text = await (await fetch(`${url}/metrics`)).text();
-  const read = (name) => {
-    const value = (suffix) =>
-      Number(new RegExp(`^${name}_${suffix}\\{[^}]*model="face"[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-    return { sum: value('sum'), count: value('count') };
-  };
+  const value = (name) => samples(text, name).find(([l]) => label(l, 'model') === 'face')?.[1] ?? 0;
+  const read = (name) => ({ sum: value(`${name}_sum`), count: value(`${name}_count`) });
   return {
     request: read('yqp_request_duration_seconds'),
     queue: read('yqp_queue_duration_seconds'),
@@ -131,30 +141,21 @@ async function serverTimes(url) {
 /** Requests each server process answered between two /metrics texts, as shares of the whole ("31/25/22/22%"). */
 function workerShares(beforeText, afterText) {
   const counts = (text) =>
-    new Map(
-      [...text.matchAll(/^yqp_http_worker_requests_total\{worker="(\d+)"\} (\S+)$/gm)].map((m) => [
-        m[1],
-        Number(m[2]),
-      ]),
-    );
+    new Map(samples(text, 'yqp_http_worker_requests_total').map(([l, v]) => [Number(label(l, 'worker')), v]));
   const a = counts(beforeText);
-  const d = [...counts(afterText)]
-    .sort(([x], [y]) => Number(x) - Number(y))
-    .map(([w, n]) => n - (a.get(w) ?? 0));
+  const d = [...counts(afterText)].sort(([x], [y]) => x - y).map(([w, n]) => n - (a.get(w) ?? 0));
   const total = d.reduce((x, y) => x + y, 0);
   return d.map((n) => `${Math.round((100 * n) / Math.max(1, total))}%`).join('/');
 }
 
 /** The smallest bucket bound holding `q` of the server's request durations between two /metrics texts (ms). */
 function serverQuantileMs(beforeText, afterText, q) {
-  const buckets = (text) => {
-    const out = new Map();
-    for (const m of text.matchAll(
-      /^yqp_request_duration_seconds_bucket\{le="([^"]+)",model="face"\} (\S+)$/gm,
-    ))
-      out.set(m[1], Number(m[2]));
-    return out;
-  };
+  const buckets = (text) =>
+    new Map(
+      samples(text, 'yqp_request_duration_seconds_bucket')
+        .filter(([l]) => label(l, 'model') === 'face')
+        .map(([l, v]) => [label(l, 'le'), v]),
+    );
   const a = buckets(beforeText);
   const b = buckets(afterText);
   const total = (b.get('+Inf') ?? 0) - (a.get('+Inf') ?? 0);
