@@ -4,15 +4,16 @@
 // context x thread settings; per setting the latency and compute (backend run) p50/p99, the event loop's delay and
 // the GC pauses. The peer, Python onnxruntime with none of our code (bench/peers/ort_tail.py), runs the same rate
 // on the same contexts x threads in the same run; the ratio of our compute p99/p50 to its run-time p99/p50 says
-// whether a tail is ours or the machine's.
-import { spawnSync } from 'node:child_process';
+// whether a tail is ours or the machine's. For the slowest 1% of runs on each side it prints the running thread's
+// own account (CPU ms against wall ms, involuntary context switches, page faults), and per setting the VM's steal
+// time: a slow run that computed longer, against one that was off its core (and whose core was taken by whom).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { loadModel } from '../dist/index.js';
 import { InProcessClient, percentile, resolveShapes, runRate, syntheticInputs } from '../dist/bench/index.js';
-import { arg, BLAZEFACE, buildBatchedBlazeFace } from './lib/common.mjs';
+import { arg, buildBatchedBlazeFace, cpuShares, cpuTimes, ortTailPeer } from './lib/common.mjs';
 
 export default async function main(args) {
   const rate = Number(arg(args, 'rate', '1000'));
@@ -30,7 +31,7 @@ export default async function main(args) {
     ['4 x 3, 0 us', 4, 3, d0],
     ['4 x 3, 0 us, no spinning', 4, 3, d0, false],
     ['4 x 1, 0 us', 4, 1, d0],
-    ['4 x 2, 0 us', 4, 2, d0],
+    ['16 x 1, 0 us, no spinning', 16, 1, d0, false],
   ];
   const q = (a, p) =>
     percentile(
@@ -38,11 +39,20 @@ export default async function main(args) {
       p,
     );
   const split = (a) => `${q(a, 50).toFixed(2)}/${q(a, 99).toFixed(2)}`;
-  // --contexts N --threads T: that one setting (0 us) instead, e.g. for a machine with fewer cores.
+  // --contexts N --threads T [--spin-wait false]: that one setting (0 us) instead, e.g. for a machine with fewer
+  // cores.
   if (arg(args, 'contexts', undefined)) {
     const c = Number(arg(args, 'contexts', '1'));
     const t = Number(arg(args, 'threads', '1'));
-    settings.splice(0, settings.length, [`${c} x ${t}, 0 us`, c, t, d0]);
+    const spinArg = arg(args, 'spin-wait', undefined);
+    const spin = spinArg === undefined ? undefined : spinArg !== 'false';
+    settings.splice(0, settings.length, [
+      `${c} x ${t}, 0 us${spin === false ? ', no spinning' : ''}`,
+      c,
+      t,
+      d0,
+      spin,
+    ]);
   }
   for (const [label, contexts, threads, dynamicBatching, spinWait] of settings) {
     const model = await loadModel(entry.dir, {
@@ -53,9 +63,23 @@ export default async function main(args) {
     });
     const compute = [];
     const timings = { queuedMs: [], runMs: [], deliverMs: [] };
+    const runs = [];
+    // Only batches that end inside the measured window (runRate's warm-up is 1 s): a context's first runs fault
+    // in their memory and would land in the tail.
+    const windowStart = performance.now() + 1000;
     const onBatch = (e) => {
+      if (performance.now() < windowStart) return;
       compute.push(e.computeMs);
-      if (e.timing) for (const k of Object.keys(timings)) timings[k].push(e.timing[k]);
+      if (e.timing) {
+        for (const k of Object.keys(timings)) timings[k].push(e.timing[k]);
+        runs.push([
+          e.timing.runMs,
+          e.timing.runCpuMs,
+          e.timing.runInvoluntarySwitches,
+          e.timing.runMinorFaults,
+          e.size,
+        ]);
+      }
     };
     model.scheduler.on('batch', onBatch);
     const gcs = [];
@@ -63,7 +87,11 @@ export default async function main(args) {
     gc.observe({ entryTypes: ['gc'] });
     const loop = monitorEventLoopDelay({ resolution: 1 });
     loop.enable();
+    const usage0 = process.resourceUsage();
+    const cpu0 = cpuTimes();
     const p = await runRate(new InProcessClient(model, feeds), rate, { durationMs, warmupMs: 1000 });
+    const cpu = cpuShares(cpu0, cpuTimes());
+    const usage = process.resourceUsage();
     loop.disable();
     gc.disconnect();
     model.scheduler.off('batch', onBatch);
@@ -73,22 +101,19 @@ export default async function main(args) {
     const ours = timings.runMs.length
       ? q(timings.runMs, 99) / q(timings.runMs, 50)
       : q(compute, 99) / q(compute, 50);
-    const peer = spawnSync(
+    const r = ortTailPeer({
       python,
-      [
-        'bench/peers/ort_tail.py',
-        BLAZEFACE,
-        String(contexts),
-        String(threads),
-        String(rate),
-        String(durationMs / 1000),
-      ],
-      { encoding: 'utf8' },
-    );
-    let peerText = `peer unavailable (${python}: ${(peer.error?.message ?? peer.stderr.trim().split('\n').pop()) || `exit ${peer.status}`})`;
-    if (peer.status === 0) {
-      const r = JSON.parse(peer.stdout.trim().split('\n').pop());
+      sessions: contexts,
+      threads,
+      rate,
+      seconds: durationMs / 1000,
+      runs: true,
+    });
+    let peerText = `peer unavailable (${r.error})`;
+    let peerSlowest = '';
+    if (!r.error) {
       peerText = `peer (Python onnxruntime ${r.ort}) run p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} (x${(r.p99 / r.p50).toFixed(2)}); our run p99/p50 over the peer's ${(ours / (r.p99 / r.p50)).toFixed(2)}`;
+      peerSlowest = slowest(r.runs);
     }
     console.log(
       `${label.padEnd(28)} latency p50 ${p.latencyMs.p50.toFixed(2)} p99 ${p.latencyMs.p99.toFixed(2)} (x${(p.latencyMs.p99 / p.latencyMs.p50).toFixed(2)}); ` +
@@ -100,5 +125,27 @@ export default async function main(args) {
         `${''.padEnd(28)} compute p50/p99 ms: queued for the runner ${split(timings.queuedMs)}, onnxruntime Run ${split(timings.runMs)}, back to JS ${split(timings.deliverMs)}`,
       );
     console.log(`${''.padEnd(28)} ${peerText}`);
+    const pad = ''.padEnd(28);
+    if (runs.length) console.log(`${pad} our runs: ${slowest(runs)}`);
+    if (peerSlowest) console.log(`${pad} peer's runs: ${peerSlowest}`);
+    console.log(
+      `${pad} our process: ${usage.involuntaryContextSwitches - usage0.involuntaryContextSwitches} involuntary switches, ` +
+        `${usage.minorPageFault - usage0.minorPageFault} minor faults, CPU ${((usage.userCPUTime - usage0.userCPUTime + usage.systemCPUTime - usage0.systemCPUTime) / 1e6).toFixed(1)} s; ` +
+        `machine: ${cpu}`,
+    );
   }
+}
+
+/**
+ * The runs whose wall time is at or above the 99th percentile: their mean wall and CPU ms, switches and faults (and
+ * batch size, where known).
+ */
+function slowest(runs) {
+  const sorted = [...runs].sort((a, b) => a[0] - b[0]);
+  const tail = sorted.slice(Math.floor(sorted.length * 0.99));
+  const mean = (i, list) => list.reduce((s, r) => s + r[i], 0) / Math.max(1, list.length);
+  const part = (list) =>
+    `wall ${mean(0, list).toFixed(2)} ms, CPU ${mean(1, list).toFixed(2)} ms, ${mean(2, list).toFixed(2)} involuntary switches, ${mean(3, list).toFixed(1)} minor faults` +
+    (list[0]?.length > 4 ? `, batch ${mean(4, list).toFixed(1)}` : '');
+  return `all ${runs.length}: ${part(runs)}; slowest ${tail.length}: ${part(tail)}`;
 }

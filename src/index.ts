@@ -1,5 +1,6 @@
 /** yqp-trt: build TensorRT engines (or onnxruntime entries), calibrate INT8, and run or serve them from Node. */
 export { loadModel, Model, isBatchable, type LoadModelOptions, type ImageResults } from './model.js';
+export { planWarmup, type WarmupReport } from './warmup.js';
 export {
   build,
   verifyDynamicBatch,
@@ -26,6 +27,7 @@ export type {
   PostprocessingSpec,
   BlazeFacePostprocessing,
   DynamicBatchingConfig,
+  WarmupConfig,
 } from './repository/config.js';
 export {
   readEntry,

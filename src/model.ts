@@ -13,6 +13,7 @@ import type { ModelConfig } from './repository/config.js';
 import { Scheduler, concatFeeds, type SubmitOptions } from './scheduler/scheduler.js';
 import type { TensorMap } from './tensor.js';
 import { validateFeeds } from './validate.js';
+import { warmUp, type WarmupReport } from './warmup.js';
 
 export interface LoadModelOptions {
   /** Execution contexts served round-robin (default: config.instances). */
@@ -42,6 +43,11 @@ export interface LoadModelOptions {
    * addon is built, else worker.
    */
   runner?: 'native' | 'worker';
+  /**
+   * Warm every context up before the model is ready (see WarmupConfig; overrides config.warmup): `false` turns
+   * it off, a list of batch sizes replaces the default (every size up to 64, then powers of two).
+   */
+  warmup?: boolean | number[];
 }
 
 export interface ImageResults {
@@ -58,6 +64,8 @@ export class Model {
   constructor(
     readonly entry: RepositoryEntry,
     readonly scheduler: Scheduler,
+    /** What the load's warm-up ran, or why it ran none. */
+    readonly warmup: WarmupReport = { skipped: 'not run' },
   ) {}
 
   get name(): string {
@@ -141,6 +149,11 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
   if (options.backend !== undefined)
     expectOneOf('backend', options.backend, ['onnxruntime', 'tensorrt'] as const);
   if (options.runner !== undefined) expectOneOf('runner', options.runner, ['native', 'worker'] as const);
+  if (options.warmup !== undefined && typeof options.warmup !== 'boolean') {
+    if (!Array.isArray(options.warmup) || options.warmup.length === 0)
+      throw invalidParameter('warmup', 'a boolean or a non-empty array of batch sizes', options.warmup);
+    for (const [i, b] of options.warmup.entries()) expectPositiveInteger(`warmup[${i}]`, b);
+  }
   const entry = await readEntry(entryDir, options.version);
   const config = entry.config;
   const backend = await getBackend(options.backend ?? config.backend);
@@ -152,6 +165,17 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     runner: options.runner,
     spinWait: options.spinWait,
   });
+  let warmup: WarmupReport;
+  try {
+    warmup = await warmUp(
+      session,
+      config,
+      Array.isArray(options.warmup) ? { batchSizes: options.warmup } : options.warmup,
+    );
+  } catch (e) {
+    await session.close();
+    throw e;
+  }
   const batching =
     options.dynamicBatching === false ? undefined : (options.dynamicBatching ?? config.dynamicBatching);
   const scheduler = new Scheduler(session, {
@@ -162,5 +186,5 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     maxQueueSize: options.maxQueueSize ?? config.scheduler?.maxQueueSize ?? 1024,
     queueTimeoutMs: options.queueTimeoutMs ?? config.scheduler?.queueTimeoutMs,
   });
-  return new Model(entry, scheduler);
+  return new Model(entry, scheduler, warmup);
 }

@@ -70,6 +70,12 @@ describe.skipIf(Boolean(found.reason))(`native onnxruntime runner${SKIP}`, () =>
     expect(timing.queuedMs).toBeGreaterThanOrEqual(0);
     expect(timing.deliverMs).toBeGreaterThanOrEqual(0);
     expect(timing.queuedMs + timing.runMs + timing.deliverMs).toBeLessThanOrEqual(wall + 0.01);
+    // The runner thread's own account: it computed (CPU time above zero), never more than the Run's wall time,
+    // and counts of switches and faults.
+    expect(timing.runCpuMs).toBeGreaterThan(0);
+    expect(timing.runCpuMs).toBeLessThanOrEqual(timing.runMs + 0.05);
+    expect(Number.isInteger(timing.runInvoluntarySwitches) && timing.runInvoluntarySwitches >= 0).toBe(true);
+    expect(Number.isInteger(timing.runMinorFaults) && timing.runMinorFaults >= 0).toBe(true);
     // Not an output: the outputs' names stay the model's.
     expect(Object.keys(outputs).sort()).toEqual([
       'Identity:0',

@@ -1,4 +1,7 @@
-// Shared by the benchmarks: arguments, the BlazeFace model and its preprocessing spec at other sizes, a median.
+// Shared by the benchmarks: arguments, the BlazeFace model and its preprocessing spec at other sizes, a median, the
+// machine's CPU shares (steal), the Python onnxruntime tail peer.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { build } from '../../dist/index.js';
 import { blazefacePreset } from '../../dist/presets.js';
 
@@ -29,3 +32,45 @@ export function faceSpec(size, resize = 'stretch') {
 }
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** The machine's CPU jiffies by kind (/proc/stat's first line), where there is one. */
+export function cpuTimes() {
+  if (!existsSync('/proc/stat')) return undefined;
+  const [, ...v] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = v.map(Number);
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal: steal ?? 0 };
+}
+
+/** Busy, idle and stolen shares of the machine's CPU time between two cpuTimes readings. */
+export function cpuShares(a, b) {
+  if (!a || !b) return 'no /proc/stat';
+  const d = (k) => b[k] - a[k];
+  const total = Math.max(1, d('busy') + d('idle') + d('steal'));
+  const pct = (k) => `${((100 * d(k)) / total).toFixed(1)}%`;
+  return `busy ${pct('busy')}, idle ${pct('idle')}, stolen by the hypervisor ${pct('steal')}`;
+}
+
+/**
+ * Python onnxruntime, none of our code (bench/peers/ort_tail.py): BlazeFace batch 1 at `rate` requests/s over
+ * `sessions` sessions of `threads` intra-op threads for `seconds`. Its run p99/p50 is the machine's own tail for
+ * this work: the noise floor a lent VM sets under ours. Returns the peer's JSON, or { error } when it cannot run.
+ */
+export function ortTailPeer({ python = 'python3', sessions, threads, rate, seconds, runs = false }) {
+  const peer = spawnSync(
+    python,
+    [
+      'bench/peers/ort_tail.py',
+      BLAZEFACE,
+      String(sessions),
+      String(threads),
+      String(rate),
+      String(seconds),
+      ...(runs ? ['--runs'] : []),
+    ],
+    { encoding: 'utf8' },
+  );
+  if (peer.status === 0) return JSON.parse(peer.stdout.trim().split('\n').pop());
+  return {
+    error: `${python}: ${(peer.error?.message ?? peer.stderr.trim().split('\n').pop()) || `exit ${peer.status}`}`,
+  };
+}

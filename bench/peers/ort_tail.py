@@ -1,10 +1,12 @@
 """Peer for bench/serve-tail.mjs: Python onnxruntime, none of our code, at the same rate and threads.
 
-python3 ort_tail.py MODEL SESSIONS THREADS RATE SECONDS -> one JSON line: run-time p50/p99 (ms) of
+python3 ort_tail.py MODEL SESSIONS THREADS RATE SECONDS [--runs] -> one JSON line: run-time p50/p99 (ms) of
 BlazeFace batch 1, SESSIONS sessions of THREADS intra-op threads each, each in its own thread sending on a
-fixed schedule (RATE / SESSIONS per second), as the bench's open loop does.
+fixed schedule (RATE / SESSIONS per second), as the bench's open loop does. With --runs, also every run as
+[wall ms, the calling thread's CPU ms, its involuntary context switches, its minor page faults].
 """
 import json
+import resource
 import sys
 import threading
 import time
@@ -13,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 model, sessions, threads, rate, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+with_runs = '--runs' in sys.argv[6:]
 
 
 def session():
@@ -38,10 +41,15 @@ def loop(s, out, phase):
         wait = due - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
+        u0 = resource.getrusage(resource.RUSAGE_THREAD)
+        c0 = time.thread_time()
         start = time.perf_counter()
         s.run(None, {'input:0': x})
+        end = time.perf_counter()
+        c1 = time.thread_time()
+        u1 = resource.getrusage(resource.RUSAGE_THREAD)
         if start >= t0 + warmup:
-            out.append((time.perf_counter() - start) * 1e3)
+            out.append(((end - start) * 1e3, (c1 - c0) * 1e3, u1.ru_nivcsw - u0.ru_nivcsw, u1.ru_minflt - u0.ru_minflt))
         i += 1
 
 
@@ -52,5 +60,9 @@ for t in ts:
     t.start()
 for t in ts:
     t.join()
-a = np.array(sum(outs, []))
-print(json.dumps({'runs': len(a), 'p50': float(np.percentile(a, 50)), 'p99': float(np.percentile(a, 99)), 'ort': ort.__version__}))
+runs = sum(outs, [])
+a = np.array([r[0] for r in runs])
+result = {'count': len(a), 'p50': float(np.percentile(a, 50)), 'p99': float(np.percentile(a, 99)), 'ort': ort.__version__}
+if with_runs:
+    result['runs'] = runs
+print(json.dumps(result))

@@ -10,8 +10,10 @@ export interface BackendAvailability {
 
 /**
  * Where one backend run's time went, when the backend can tell (the native onnxruntime runner): ms queued until
- * its thread took it, ms in the runtime's own run, ms from the run's end until JS had the result. Read from the
- * outputs of `BackendSession.run` under this symbol (not enumerable).
+ * its thread took it, ms in the runtime's own run, ms from the run's end until JS had the result; and the running
+ * thread's own account of the run (CPU ms, involuntary context switches, minor page faults), which tells a run
+ * that computed longer from one that was off its core. Read from the outputs of `BackendSession.run` under this
+ * symbol (not enumerable).
  */
 export const RUN_TIMING = Symbol('yqp.runTiming');
 
@@ -19,6 +21,12 @@ export interface RunTiming {
   queuedMs: number;
   runMs: number;
   deliverMs: number;
+  /** CPU time of the thread that called the runtime's run (its intra-op helpers not counted). */
+  runCpuMs: number;
+  /** Times that thread was taken off its core during the run while it could have gone on. */
+  runInvoluntarySwitches: number;
+  /** Minor page faults that thread took during the run. */
+  runMinorFaults: number;
 }
 
 export interface OpenOptions {

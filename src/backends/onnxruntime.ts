@@ -100,6 +100,15 @@ const DTYPE_OF_ONNX = new Map<number, DType>(
   Object.entries(ONNX_TYPE).map(([dtype, type]) => [type, dtype as DType]),
 );
 
+/**
+ * onnxruntime's memory pattern is off in every session. With it, each run takes its whole plan's memory in one block
+ * straight from malloc, outside the arena, and frees it after; BlazeFace's block at batch 14-16 is above glibc's
+ * 32 MiB mmap ceiling, so every such run maps fresh memory: 10,000 page faults per batch-16 run (test/warmup.test.ts).
+ * Without it the intermediate tensors come from the arena, which keeps its pages; batch 1 and 16 ran as fast either
+ * way (BENCHMARKS.md, serving, fourth session).
+ */
+const MEMORY_PATTERN = false;
+
 /** What the addon's exports.onnxruntime offers (trt/onnxruntime/ort_session.cc). */
 export interface NativeOnnxruntime {
   open(
@@ -110,6 +119,7 @@ export interface NativeOnnxruntime {
       interOpThreads: number;
       spinning: boolean;
       graphOptimization: number;
+      memoryPattern?: boolean;
     },
   ): Promise<unknown>;
   Session: new (opened: unknown) => NativeSession;
@@ -118,11 +128,16 @@ interface NativeSession {
   readonly inputNames: string[];
   readonly outputNames: string[];
   readonly version: string;
-  /** Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer]. */
-  /** Outputs as [element type, dims, data]; `timing`: [ms queued, ms in Run, ms back to JS]. */
+  /**
+   * Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer];
+   * `timing`: [ms queued, ms in Run, ms back to JS, the runner thread's
+   * CPU ms, involuntary context switches and minor page faults in Run].
+   */
   run(
     feeds: [number, number, readonly number[], TypedArray][],
-  ): Promise<[number, number[], ArrayBuffer][] & { timing?: [number, number, number] }>;
+  ): Promise<
+    [number, number[], ArrayBuffer][] & { timing?: [number, number, number, number, number, number] }
+  >;
   close(): Promise<void>;
 }
 
@@ -186,9 +201,16 @@ class NativeContext implements Context {
       outputs[names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
     }
     if (out.timing) {
-      const [queuedMs, runMs, deliverMs] = out.timing;
+      const [queuedMs, runMs, deliverMs, runCpuMs, runInvoluntarySwitches, runMinorFaults] = out.timing;
       Object.defineProperty(outputs, RUN_TIMING, {
-        value: { queuedMs, runMs, deliverMs } satisfies RunTiming,
+        value: {
+          queuedMs,
+          runMs,
+          deliverMs,
+          runCpuMs,
+          runInvoluntarySwitches,
+          runMinorFaults,
+        } satisfies RunTiming,
       });
     }
     return outputs;
@@ -212,6 +234,7 @@ async function startNative(
       interOpThreads: 1,
       spinning: spin,
       graphOptimization: 99,
+      memoryPattern: MEMORY_PATTERN,
     });
     return new NativeContext(new native.Session(opened));
   } catch (e) {
@@ -344,6 +367,7 @@ function startWorker(modelPath: string, threads: number, spin: boolean): Promise
         interOpNumThreads: 1,
         logSeverityLevel: 3,
         graphOptimizationLevel: 'all',
+        enableMemPattern: MEMORY_PATTERN,
         // Spinning pool threads of one context steal the cores of the others; spin only when alone.
         ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
       },

@@ -62,6 +62,12 @@ export interface DynamicBatchingConfig {
   maxQueueDelayMicroseconds: number;
 }
 
+/**
+ * Warm-up at load (Triton's model_warmup): every context runs these batch sizes once, with zero inputs, before
+ * the model is ready. `true` (the default): every size up to 64, then powers of two, up to maxBatchSize.
+ */
+export type WarmupConfig = boolean | { batchSizes?: number[] };
+
 export interface SchedulerConfig {
   /** Requests waiting beyond this are refused with E_QUEUE_FULL (HTTP 503). */
   maxQueueSize: number;
@@ -91,6 +97,7 @@ export interface ModelConfig {
   instances: number;
   dynamicBatching?: DynamicBatchingConfig;
   scheduler?: SchedulerConfig;
+  warmup?: WarmupConfig;
   preprocessing?: PreprocessingSpec;
   postprocessing?: PostprocessingSpec;
   /** Free-form build facts: source model hash, dates, tool versions. */

@@ -67,6 +67,14 @@ export function validateConfig(config: unknown, where = 'config.json'): ModelCon
       }
     }
   }
+  const warmupSizes = typeof config.warmup === 'object' ? (config.warmup.batchSizes ?? []) : [];
+  for (const [i, b] of warmupSizes.entries())
+    if (b > config.maxBatchSize)
+      throw new YqpError(
+        'E_CONFIG',
+        `Invalid ${where}: warmup.batchSizes.${i} is ${b}, above maxBatchSize ${config.maxBatchSize}`,
+        { argument: `warmup.batchSizes.${i}`, expected: `at most ${config.maxBatchSize}` },
+      );
   const pre = config.preprocessing;
   if (pre && !inputNames.has(pre.input))
     throw new YqpError('E_CONFIG', `Invalid ${where}: preprocessing.input names unknown input ${pre.input}`, {

@@ -107,7 +107,9 @@ export class Scheduler extends EventEmitter {
       );
     }
     const first = Object.values(feeds)[0];
-    const batch = this.options.batchable && first ? first.dims[0] : 1;
+    // A model with a batch dimension (maxBatchSize > 0) counts a request's dimension 0 as its batch, batched
+    // together with others or not: the batch events and the batch-size histogram then say what ran.
+    const batch = this.options.maxBatchSize > 0 && first ? (first.dims[0] ?? 1) : 1;
     return new Promise<TensorMap>((resolve, reject) => {
       const req: Request = {
         feeds,

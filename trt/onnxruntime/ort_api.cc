@@ -26,6 +26,7 @@ enum Slot : size_t {
   kCreateSession = 7,
   kRun = 9,
   kCreateSessionOptions = 10,
+  kDisableMemPattern = 17,
   kSetSessionLogSeverityLevel = 22,
   kSetSessionGraphOptimizationLevel = 23,
   kSetIntraOpNumThreads = 24,
@@ -132,6 +133,7 @@ Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
   Bind(table, kCreateSessionOptions, a.CreateSessionOptions);
   Bind(table, kSetSessionLogSeverityLevel, a.SetSessionLogSeverityLevel);
   Bind(table, kSetSessionGraphOptimizationLevel, a.SetSessionGraphOptimizationLevel);
+  Bind(table, kDisableMemPattern, a.DisableMemPattern);
   Bind(table, kSetIntraOpNumThreads, a.SetIntraOpNumThreads);
   Bind(table, kSetInterOpNumThreads, a.SetInterOpNumThreads);
   Bind(table, kSessionGetInputCount, a.SessionGetInputCount);

@@ -50,6 +50,7 @@ struct Api {
   OrtStatus* (*CreateSessionOptions)(OrtSessionOptions** out);
   OrtStatus* (*SetSessionLogSeverityLevel)(OrtSessionOptions*, int level);
   OrtStatus* (*SetSessionGraphOptimizationLevel)(OrtSessionOptions*, int level);
+  OrtStatus* (*DisableMemPattern)(OrtSessionOptions*);
   OrtStatus* (*SetIntraOpNumThreads)(OrtSessionOptions*, int threads);
   OrtStatus* (*SetInterOpNumThreads)(OrtSessionOptions*, int threads);
   OrtStatus* (*SessionGetInputCount)(OrtSession const*, size_t* out);

@@ -7,6 +7,9 @@
 #include "onnxruntime/ort_session.h"
 
 #include <node_api.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -34,10 +37,28 @@ constexpr int kRunnerSpinMicroseconds = 200;
 
 using Clock = std::chrono::steady_clock;
 
+// This thread's CPU time, context switches and page faults so far.
+struct ThreadUsage {
+  double cpuMs = 0;
+  long involuntarySwitches = 0, minorFaults = 0;
+  static ThreadUsage Now() {
+    ThreadUsage u;
+    timespec ts{};
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) u.cpuMs = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    rusage r{};
+    if (getrusage(RUSAGE_THREAD, &r) == 0) {
+      u.involuntarySwitches = r.ru_nivcsw;
+      u.minorFaults = r.ru_minflt;
+    }
+    return u;
+  }
+};
+
 struct SessionOptions {
   std::string library, model;
   int intraOpThreads = 1, interOpThreads = 1, graphOptimization = 99, logSeverity = 3;
   bool spinning = true;
+  bool memoryPattern = true;
 };
 
 // What open() hands to the Session constructor (via an External).
@@ -58,6 +79,11 @@ struct Job {
   std::string error;
   // Where a run's time goes: queued until the runner takes it, onnxruntime's Run, and the hop back to JS.
   Clock::time_point queued, started, finished;
+  // The runner thread's own account of the Run: CPU time, involuntary context switches (preempted: by another
+  // thread, or by the hypervisor's steal showing as a long wall time against a short CPU time) and minor page
+  // faults. They tell a Run that was slow because it computed longer from one that was off its core.
+  double cpuMs = 0;
+  long involuntarySwitches = 0, minorFaults = 0;
   explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -105,11 +131,16 @@ struct Core {
         queued.fetch_sub(1, std::memory_order_relaxed);
       }
       job->outputs.assign(outputs.size(), nullptr);
+      ThreadUsage before = ThreadUsage::Now();
       job->started = Clock::now();
       job->error =
           rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
                                    outputNames.data(), outputNames.size(), job->outputs.data()));
       job->finished = Clock::now();
+      ThreadUsage after = ThreadUsage::Now();
+      job->cpuMs = after.cpuMs - before.cpuMs;
+      job->involuntarySwitches = after.involuntarySwitches - before.involuntarySwitches;
+      job->minorFaults = after.minorFaults - before.minorFaults;
       // Fails only while the environment is shutting down: the job is dropped then (nobody is left to tell).
       if (tsfn.NonBlockingCall(job) != napi_ok) Drop(job);
     }
@@ -207,7 +238,10 @@ class Session final : public Napi::ObjectWrap<Session> {
     core_->tsfnAlive = true;
     core_->tsfn.Unref(env);  // an idle session keeps nothing alive; Run refs it while runs are pending
     Core* core = core_;
-    core_->runner = std::thread([core] { core->Loop(); });
+    core_->runner = std::thread([core] {
+      pthread_setname_np(pthread_self(), "yqp-ort-runner");  // `top -H`, perf and /proc name it
+      core->Loop();
+    });
   }
 
   ~Session() override {
@@ -364,14 +398,18 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
     try {
       for (; i < job->outputs.size(); ++i)
         out.Set(static_cast<uint32_t>(i), OutputToJs(env, core->rt, job->outputs[i], core->outputs[i]));
-      // timing: [ms queued for the runner, ms in onnxruntime's Run, ms from Run's end to this callback].
+      // timing: [ms queued for the runner, ms in onnxruntime's Run, ms from Run's end to this callback, the runner
+      // thread's CPU ms in Run, its involuntary context switches in Run, its minor page faults in Run].
       auto ms = [](Clock::time_point a, Clock::time_point b) {
         return std::chrono::duration<double, std::milli>(b - a).count();
       };
-      Napi::Array timing = Napi::Array::New(env, 3);
+      Napi::Array timing = Napi::Array::New(env, 6);
       timing.Set(0u, ms(job->queued, job->started));
       timing.Set(1u, ms(job->started, job->finished));
       timing.Set(2u, ms(job->finished, Clock::now()));
+      timing.Set(3u, job->cpuMs);
+      timing.Set(4u, static_cast<double>(job->involuntarySwitches));
+      timing.Set(5u, static_cast<double>(job->minorFaults));
       out.Set("timing", timing);
       job->deferred.Resolve(out);
     } catch (Napi::Error const& e) {
@@ -405,6 +443,7 @@ class OpenWorker final : public Napi::AsyncWorker {
     if (e.empty()) e = api.Take(api.SetSessionLogSeverityLevel(so, options_.logSeverity));
     if (e.empty())
       e = api.Take(api.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", options_.spinning ? "1" : "0"));
+    if (e.empty() && !options_.memoryPattern) e = api.Take(api.DisableMemPattern(so));
     OrtSession* session = nullptr;
     if (e.empty()) e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, &session));
     if (so != nullptr) api.ReleaseSessionOptions(so);
@@ -470,6 +509,8 @@ Napi::Value Open(Napi::CallbackInfo const& info) {
   o.graphOptimization = integer("graphOptimization", 99);
   o.logSeverity = integer("logSeverity", 3);
   o.spinning = js.Get("spinning").ToBoolean();
+  Napi::Value memoryPattern = js.Get("memoryPattern");
+  o.memoryPattern = memoryPattern.IsBoolean() ? memoryPattern.As<Napi::Boolean>().Value() : true;
   auto* worker = new OpenWorker(env, std::move(o));
   Napi::Promise p = worker->Promise();
   worker->Queue();
