@@ -99,6 +99,8 @@ describe('yqp-trt serve (the real CLI)', () => {
     // The signal came while requests were still queued or running: the drain is what answered them.
     expect(answeredBeforeSignal).toBeLessThan(sent);
     expect(stderr()).toMatch(/SIGTERM: draining/);
+    // Every batch size ran on the context before the model was ready, and the log says so.
+    expect(stderr()).toMatch(/model face: warmed up batch 16\.\.1 on 1 context \(16 runs, \d+ ms\)/);
     // Nothing listens any more.
     await expect(fetch(`${url}/v2/health/live`)).rejects.toThrow();
   });
@@ -215,6 +217,9 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
     const { child, url, stderr } = await startServer(['--http-workers', '2', '--load-model', 'tiny']);
     try {
       expect(stderr()).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+ \(2 HTTP worker processes\)/);
+      expect(stderr()).toMatch(
+        /HTTP worker 0: model tiny: warmed up batch 8\.\.1 on 1 context \(8 runs, \d+ ms\)/,
+      );
       const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' })
         .stdout.trim()
         .split('\n');

@@ -12,7 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
 import { YqpError, type ErrorCode } from '../errors.js';
-import { describeIndexEntry, type ContextShare, type IndexEntry } from './model-manager.js';
+import { describeIndexEntry, describeWarmup, type ContextShare, type IndexEntry } from './model-manager.js';
 import type { InferenceServer, ServerOptions } from './server.js';
 
 /** A change a client makes through the API that every server process must apply. */
@@ -168,11 +168,13 @@ export async function runWorkerIfAsked(log: (line: string) => void): Promise<boo
   const server = await InferenceServer.create({ ...options, cluster: link });
   link.attach(server);
   if (index === 0)
-    for (const m of server.manager.loaded())
+    for (const m of server.manager.loaded()) {
+      log(`HTTP worker 0: ${describeWarmup(m)}`);
       if (m.config.backend === 'tensorrt')
         log(
           `model ${m.name} runs on TensorRT: each of the ${of} HTTP workers holds its own engine and CUDA context (GPU serving wants --http-workers 1, or MPS)`,
         );
+    }
   link.send({ t: 'loaded', index, models: server.manager.index() });
   const stop = drainThenExit(server, (line) => log(`HTTP worker ${index}: ${line}`), false);
   process.once('SIGTERM', () => stop('SIGTERM'));

@@ -23,6 +23,18 @@ export function describeIndexEntry(e: IndexEntry): string {
   return `model ${e.name}${e.version ? ` version ${e.version}` : ''}: ${e.state}${e.reason && e.state !== 'READY' ? ` (${e.reason})` : ''}`;
 }
 
+/** One log line on a loaded model's warm-up: "model face: warmed up batch 16..1 on 4 contexts (64 runs, 150 ms)". */
+export function describeWarmup(m: Model): string {
+  const w = m.warmup;
+  if ('skipped' in w) return `model ${m.name}: no warm-up (${w.skipped})`;
+  const sizes = w.batchSizes;
+  const what =
+    sizes.length === 0
+      ? 'its fixed shape'
+      : `batch ${sizes.length > 2 ? `${sizes[0]}..${sizes.at(-1)}` : sizes.join(', ')}`;
+  return `model ${m.name}: warmed up ${what} on ${w.contexts} context${w.contexts === 1 ? '' : 's'} (${w.runs} runs, ${Math.round(w.ms)} ms)`;
+}
+
 interface Slot {
   name: string;
   state: ModelState;

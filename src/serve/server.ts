@@ -13,7 +13,7 @@ import type { Model } from '../model.js';
 import { preprocessImages } from '../preprocess/cpu.js';
 import type { TensorMap } from '../tensor.js';
 import { ServerMetrics, outcomeOf, type NvmlSampler } from './metrics.js';
-import { ModelManager, describeIndexEntry, type ModelLoadOptions } from './model-manager.js';
+import { ModelManager, describeIndexEntry, describeWarmup, type ModelLoadOptions } from './model-manager.js';
 import {
   DTYPE_TO_DATATYPE,
   HEADER_LENGTH,
@@ -624,6 +624,7 @@ export async function serve(
 ): Promise<InferenceServer> {
   const server = await InferenceServer.create(options);
   for (const e of server.manager.index()) log(describeIndexEntry(e));
+  for (const m of server.manager.loaded()) log(describeWarmup(m));
   const address = await server.listen();
   log(
     `listening on ${address}${server.cudaSharedMemoryUnavailable ? ` (CUDA shared memory unavailable: ${server.cudaSharedMemoryUnavailable})` : ''}`,

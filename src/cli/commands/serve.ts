@@ -18,6 +18,7 @@ interface ServeArgs {
   'max-queue-size'?: number;
   'queue-timeout-ms'?: number;
   'dynamic-batching': boolean;
+  warmup: boolean;
   'max-queue-delay-us'?: number;
   'preferred-batch-size'?: number[];
   'allow-shared-memory': boolean;
@@ -60,6 +61,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'boolean',
         default: true,
         describe: 'batch requests as config.json says (--no-dynamic-batching: one request per run)',
+      })
+      .option('warmup', {
+        type: 'boolean',
+        default: true,
+        describe:
+          'run every batch size on every context before a model is ready, as config.json warmup says (--no-warmup: skip)',
       })
       .option('max-queue-delay-us', {
         type: 'number',
@@ -105,6 +112,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       spinWait: argv['spin-wait'],
       maxQueueSize: argv['max-queue-size'],
       queueTimeoutMs: argv['queue-timeout-ms'],
+      ...(argv.warmup === false ? { warmup: false } : {}),
       ...(!argv['dynamic-batching']
         ? { dynamicBatching: false as const }
         : argv['max-queue-delay-us'] !== undefined
