@@ -13,7 +13,7 @@ import { InferenceServer } from '../src/serve/server.js';
 import { shareOptions } from '../src/serve/model-manager.js';
 import type { CudaIpcMapping } from '../src/serve/shared-memory.js';
 import { MEDIA_DIR } from './helpers/data.js';
-import { tempRepo, writeBlazeFace, writeBroken, writeTiny } from './serve-fixtures.js';
+import { tempRepo, tinyConfig, writeBlazeFace, writeBroken, writeTiny } from './serve-fixtures.js';
 
 const FRANCK = join(MEDIA_DIR, 'franck_02159.jpg');
 const hasCurl = existsSync('/usr/bin/curl') || existsSync('/bin/curl');
@@ -309,6 +309,47 @@ describe('inference', () => {
       expect(JSON.parse(out.stdout).outputs[0].data).toEqual([2, 2, 4, 6]);
     },
   );
+
+  it('answers many concurrent large binary requests each with its own numbers (pooled bodies never mix)', async () => {
+    // Bodies of 64-256 KiB go through the server's buffer pool, request and response: each answer must be
+    // exactly twice its own request, across 3 rounds of 24 at once (slabs reused from round to round).
+    const own = tempRepo();
+    // The tiny model with room for such bodies; its warm-up runs the largest batch only.
+    await writeTiny(own, 'big', { ...tinyConfig('big', 16384), warmup: { batchSizes: [16384] } });
+    const big = await InferenceServer.create({ modelRepository: own, port: 0, loadOptions: { contexts: 2 } });
+    const base = await big.listen();
+    const rows = (i: number) => 4096 + 1024 * (i % 9); // 64 KiB to 192 KiB of floats
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(
+        Array.from({ length: 24 }, async (_, i) => {
+          const n = rows(i);
+          const x = new Float32Array(n * 4).map((_, k) => round * 1e6 + i * 1e4 + (k % 997));
+          const { body, headerLength } = encodeInferRequest(
+            [{ name: 'x', tensor: { dtype: 'float32', dims: [n, 4], data: x } }],
+            { binaryOutput: true },
+          );
+          const r = await post(
+            '/v2/models/big/infer',
+            body,
+            { 'Inference-Header-Content-Length': String(headerLength) },
+            base,
+          );
+          expect(r.status, r.text.slice(0, 200)).toBe(200);
+          const decoded = parseInferResponse(
+            r.body,
+            Number(r.headers.get('inference-header-content-length')),
+          );
+          return { x, y: decoded.outputs.y.data as Float32Array };
+        }),
+      );
+      for (const { x, y } of answers) {
+        expect(y.length).toBe(x.length);
+        expect(y.every((v, k) => v === 2 * x[k])).toBe(true);
+      }
+    }
+    await big.close();
+    rmSync(own, { recursive: true, force: true });
+  });
 });
 
 describe('repository extension', () => {

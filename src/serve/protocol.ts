@@ -425,6 +425,8 @@ export interface EncodedResponse {
   body: Buffer | string;
   /** Set when binary outputs follow the JSON header. */
   headerLength?: number;
+  /** The allocator's buffer that `body` is (part of), to give back once the response is sent. */
+  slab?: Buffer;
 }
 
 /** Encodes an infer response: JSON only, or a JSON header followed by binary outputs in order. */
@@ -432,6 +434,8 @@ export function encodeInferResponse(
   model: { name: string; version: string },
   id: string | undefined,
   outputs: ResponseOutput[],
+  /** Where the binary body's bytes go (a pooled slab, at least `size` bytes); default a fresh buffer. */
+  allocate?: (size: number) => Buffer,
 ): EncodedResponse {
   const binaries: Buffer[] = [];
   const list = outputs.map((o) => {
@@ -460,8 +464,17 @@ export function encodeInferResponse(
     outputs: list,
   });
   if (binaries.length === 0) return { body: header };
-  const head = Buffer.from(header, 'utf8');
-  return { body: Buffer.concat([head, ...binaries]), headerLength: head.length };
+  const headLength = Buffer.byteLength(header, 'utf8');
+  const size = binaries.reduce((s, b) => s + b.length, headLength);
+  const slab = allocate ? allocate(size) : Buffer.allocUnsafe(size);
+  slab.write(header, 0, 'utf8');
+  let offset = headLength;
+  for (const b of binaries) offset += b.copy(slab, offset);
+  return {
+    body: slab.length === size ? slab : slab.subarray(0, size),
+    headerLength: headLength,
+    ...(allocate ? { slab } : {}),
+  };
 }
 
 /** Builds a binary request (for our bench client and tests): JSON header then each input's bytes. */

@@ -26,6 +26,7 @@ import {
   type ResponseOutput,
 } from './protocol.js';
 import { SharedMemoryRegistry, findCudaIpc, type CudaIpcOpen } from './shared-memory.js';
+import { BufferPool } from './buffer-pool.js';
 import { aggregateMetrics, type ClusterLink, type ReportKind, type SharedOp } from './cluster.js';
 import { elementCount } from '../tensor.js';
 
@@ -106,6 +107,8 @@ export class InferenceServer {
   readonly metrics = new ServerMetrics();
   readonly shm: SharedMemoryRegistry;
   private readonly stats = new Map<Model, Stats>();
+  /** Request and response bodies (see BufferPool: fresh ones cost a full GC every few dozen requests). */
+  private readonly buffers = new BufferPool();
   private readonly retryAfter: string;
   private readonly workerLabel: string;
   private closing?: Promise<void>;
@@ -197,7 +200,8 @@ export class InferenceServer {
     // Bodies arrive as raw bytes whatever the content type: JSON and binary framing are parsed here, so
     // every malformed body gets Triton's error JSON.
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    const limit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+    app.addContentTypeParser('*', (req, payload, done) => readBody(req, payload, limit, this.buffers, done));
 
     if (opts.authToken) {
       const expected = Buffer.from(`Bearer ${opts.authToken}`);
@@ -498,11 +502,21 @@ export class InferenceServer {
         { name: model.name, version: String(model.version) },
         request.id,
         selected,
+        (size) => this.buffers.take(size),
       );
       if (encoded.headerLength !== undefined) {
         reply.header('Content-Type', 'application/octet-stream');
         reply.header('Inference-Header-Content-Length', String(encoded.headerLength));
       } else reply.header('Content-Type', 'application/json');
+      // The response bytes are a pooled slab too: it goes back once Node has handed them to the socket.
+      if (encoded.slab) {
+        const slab = encoded.slab;
+        const release = () => {
+          reply.raw.off('finish', release).off('close', release);
+          this.buffers.give(slab);
+        };
+        reply.raw.once('finish', release).once('close', release);
+      }
       await reply.code(200).send(encoded.body);
     } catch (e) {
       status = statusOf(e);
@@ -510,6 +524,10 @@ export class InferenceServer {
       throw e;
     } finally {
       reply.raw.off('close', onClose);
+      // Nothing reads the request body any more: its run has settled (a cancelled request never ran), and the
+      // response is its own copy.
+      const slab = (req as { [BODY_SLAB]?: Buffer })[BODY_SLAB];
+      if (slab) this.buffers.give(slab);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.inFlight.dec({ model: label });
       this.metrics.requests.inc({ model: label, outcome: outcomeOf(status, code) });
@@ -594,6 +612,79 @@ function mergeStats(reports: ModelStats[][], keep: (s: ModelStats) => boolean): 
 }
 
 /** Bodies of the control endpoints: empty or a JSON object. */
+/** Where a request keeps the pooled slab its body was read into, to give it back once the request is done. */
+const BODY_SLAB = Symbol('yqp.bodySlab');
+
+/**
+ * Reads a request body into a pooled slab (Fastify's own reader concatenates into a fresh buffer per request).
+ * With a Content-Length the bytes are copied once into place; without one (chunked) they are gathered and joined.
+ * Over `limit` bytes is Fastify's 413 error, so the error handler words it as before.
+ */
+function readBody(
+  req: FastifyRequest,
+  payload: NodeJS.ReadableStream,
+  limit: number,
+  pool: BufferPool,
+  done: (err: Error | null, body?: Buffer) => void,
+): void {
+  const tooLarge = () =>
+    Object.assign(new Error('Request body is too large'), {
+      code: 'FST_ERR_CTP_BODY_TOO_LARGE',
+      statusCode: 413,
+    });
+  const declared = req.headers['content-length'];
+  const length = declared === undefined ? undefined : Number(declared);
+  if (length !== undefined && length > limit) {
+    payload.resume();
+    done(tooLarge());
+    return;
+  }
+  const slab = length !== undefined && Number.isSafeInteger(length) ? pool.take(length) : undefined;
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let failed = false;
+  const fail = (e: Error) => {
+    if (failed) return;
+    failed = true;
+    if (slab) pool.give(slab);
+    done(e);
+  };
+  payload.on('data', (chunk: Buffer) => {
+    if (failed) return;
+    if (received + chunk.length > (length ?? limit)) {
+      fail(
+        length === undefined
+          ? tooLarge()
+          : Object.assign(new Error(`Request body is longer than its Content-Length of ${length} bytes`), {
+              statusCode: 400,
+            }),
+      );
+      return;
+    }
+    if (slab) chunk.copy(slab, received);
+    else chunks.push(chunk);
+    received += chunk.length;
+  });
+  payload.on('error', (e: Error) => fail(e));
+  payload.on('end', () => {
+    if (failed) return;
+    if (!slab) {
+      done(null, Buffer.concat(chunks, received));
+      return;
+    }
+    if (received !== length) {
+      fail(
+        Object.assign(new Error(`Request body ended after ${received} of its ${length} bytes`), {
+          statusCode: 400,
+        }),
+      );
+      return;
+    }
+    (req as { [BODY_SLAB]?: Buffer })[BODY_SLAB] = slab;
+    done(null, slab.subarray(0, received));
+  });
+}
+
 function parseJsonBody(body: unknown): Record<string, unknown> {
   if (body === undefined || body === null) return {};
   const text = Buffer.isBuffer(body) ? body.toString('utf8') : String(body);
