@@ -4,11 +4,13 @@
 // The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
-//   2. HTTP with binary tensors against in-process calls at saturation (same model settings; the HTTP load
+//   2. HTTP with binary tensors against in-process calls at saturation (same model settings: with several server
+//      processes by default one single-thread context per core they leave, 12 x 1 on 16 cores; the HTTP load
 //      generator in its own processes, as perf_analyzer; the server as `yqp-trt serve --http-workers N` (4 from
 //      8 cores up); each side's best throughput over concurrency N, 2N, 4N, 8N): >= 0.8x.
 //   3. Below saturation (HTTP binary, open loop at half the saturated rate, 16 clients per generator process
-//      with a connection each; and one request at a time): p99 <= 2x p50.
+//      with a connection each; and one request at a time): p99 <= 2x p50. Beside it, the machine's own tail for
+//      the same work (Python onnxruntime, no HTTP, bench/peers/ort_tail.py), the servers' GC and the VM's steal.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -10,9 +10,9 @@ import { nativeRunner, onnxruntimeBackend } from '../src/backends/onnxruntime.js
 import { RUN_TIMING, type BackendSession, type RunTiming } from '../src/backends/backend.js';
 import { Scheduler, type BatchEvent } from '../src/scheduler/scheduler.js';
 import { PACKAGE_ROOT } from '../src/binding.js';
-import { build } from '../src/build.js';
 import type { ModelConfig } from '../src/repository/config.js';
-import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
+import { requireData } from './helpers/data.js';
+import { writeBlazeFace } from './serve-fixtures.js';
 
 const found = nativeRunner();
 const SKIP = found.reason ? ` (skipped: ${found.reason})` : '';
@@ -29,14 +29,7 @@ describe.skipIf(Boolean(found.reason))(`native onnxruntime runner${SKIP}`, () =>
   let session: BackendSession;
   beforeAll(async () => {
     requireData();
-    const { entry } = await build(BLAZEFACE_ONNX, {
-      name: 'face',
-      repo,
-      dynamicBatch: true,
-      backend: 'onnxruntime',
-      profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [16, 128, 128, 3] } }],
-    });
-    modelPath = entry.modelPath;
+    modelPath = (await writeBlazeFace(repo)).entry.modelPath;
     session = await onnxruntimeBackend.open(modelPath, config, { contexts: 1, runner: 'native' });
   });
   afterAll(async () => session?.close());

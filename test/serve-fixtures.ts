@@ -60,9 +60,9 @@ export function tempRepo(prefix = 'yqp-serve-'): string {
 }
 
 /** BlazeFace with a dynamic batch (max 16) and the BlazeFace preset (image preprocessing). */
-export async function writeBlazeFace(repo: string, name = 'face'): Promise<void> {
+export async function writeBlazeFace(repo: string, name = 'face'): ReturnType<typeof build> {
   requireData(BLAZEFACE_ONNX);
-  await build(BLAZEFACE_ONNX, {
+  return build(BLAZEFACE_ONNX, {
     name,
     repo,
     dynamicBatch: true,

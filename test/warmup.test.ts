@@ -13,6 +13,7 @@ import { validateConfig } from '../src/repository/repository.js';
 import type { BatchEvent } from '../src/scheduler/scheduler.js';
 import { planWarmup } from '../src/warmup.js';
 import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
+import { writeBlazeFace } from './serve-fixtures.js';
 
 function config(overrides: Partial<ModelConfig> = {}): ModelConfig {
   return {
@@ -101,14 +102,7 @@ describe('warm-up at load, BlazeFace on onnxruntime', () => {
   let dir: string;
   beforeAll(async () => {
     requireData();
-    const { entry } = await build(BLAZEFACE_ONNX, {
-      name: 'face',
-      repo,
-      dynamicBatch: true,
-      backend: 'onnxruntime',
-      profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [16, 128, 128, 3] } }],
-    });
-    dir = entry.dir;
+    dir = (await writeBlazeFace(repo)).entry.dir;
   });
 
   it('reports what it ran on every context, and can be turned off or narrowed', async () => {
