@@ -713,6 +713,30 @@ describe('limits, auth, overload and disconnects', () => {
           )
         ).status,
       ).toBe(200);
+      // Without a Content-Length (chunked), the limit holds as the bytes arrive, and a body under it is served.
+      const chunked = (body: string) =>
+        new Promise<{ status: number; text: string }>((resolve, reject) => {
+          const req = http.request(`${base}/v2/models/tiny/infer`, { method: 'POST' }, (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          });
+          req.on('error', reject);
+          for (let i = 0; i < body.length; i += 300) req.write(body.slice(i, i + 300));
+          req.end();
+        });
+      const over = await chunked(
+        JSON.stringify({
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [64, 4], data: new Array(256).fill(1.25) }],
+        }),
+      );
+      expect(over.status).toBe(413);
+      expect(JSON.parse(over.text).error).toMatch(/larger than the limit of 1024 bytes/);
+      const under = await chunked(
+        JSON.stringify({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }),
+      );
+      expect(under.status, under.text).toBe(200);
+      expect(JSON.parse(under.text).outputs[0].data).toEqual([2, 4, 6, 8]);
     } finally {
       await small.close();
     }

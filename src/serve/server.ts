@@ -639,7 +639,8 @@ function readBody(
     done(tooLarge());
     return;
   }
-  const slab = length !== undefined && Number.isSafeInteger(length) ? pool.take(length) : undefined;
+  const sized = length !== undefined && Number.isSafeInteger(length) && length >= 0;
+  const slab = sized ? pool.take(length) : undefined;
   const chunks: Buffer[] = [];
   let received = 0;
   let failed = false;
@@ -651,9 +652,9 @@ function readBody(
   };
   payload.on('data', (chunk: Buffer) => {
     if (failed) return;
-    if (received + chunk.length > (length ?? limit)) {
+    if (received + chunk.length > (sized ? length : limit)) {
       fail(
-        length === undefined
+        !sized
           ? tooLarge()
           : Object.assign(new Error(`Request body is longer than its Content-Length of ${length} bytes`), {
               statusCode: 400,
