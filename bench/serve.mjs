@@ -1,6 +1,6 @@
 // `npm run bench -- serve [--duration S] [--concurrency N] [--cores N] [--threads-per-context N] [--delay-us US]
 //   [--spin-wait true|false] [--client-processes N] [--http-workers N] [--serve-contexts N --serve-threads T]
-//   [--out FILE] [--repo DIR]`
+//   [--serve-delay-us D] [--out FILE] [--repo DIR]`
 // The serving targets of issue 6, BlazeFace on the onnxruntime backend, every side measured in this one run:
 //   1. 4 contexts + dynamic batching against 1 context without batching, in process, concurrency N (16):
 //      target >= 3x throughput.
@@ -374,6 +374,11 @@ export default async function main(args) {
     'serve-contexts',
     httpWorkers > 1 ? String(Math.max(1, cores - httpWorkers)) : undefined,
   );
+  // --serve-delay-us D: the serving settings batch with this max queue delay (no preferred size) instead of the
+  // batching variant that won in 1.
+  const serveDelay = arg(args, 'serve-delay-us', undefined);
+  if (serveDelay !== undefined)
+    settings = { ...settings, dynamicBatching: { maxQueueDelayMicroseconds: Number(serveDelay) } };
   if (serveContexts !== undefined) {
     const threads = Number(arg(args, 'serve-threads', '1'));
     settings = {
@@ -384,7 +389,7 @@ export default async function main(args) {
     };
   }
   console.log(
-    `serving with ${settings.contexts} contexts x ${settings.threadsPerContext} threads${httpWorkers > 1 ? ` over ${httpWorkers} server processes` : ''}`,
+    `serving with ${settings.contexts} contexts x ${settings.threadsPerContext} threads${httpWorkers > 1 ? ` over ${httpWorkers} server processes` : ''}, max queue delay ${settings.dynamicBatching.maxQueueDelayMicroseconds} us${settings.dynamicBatching.preferredBatchSizes ? `, preferred ${settings.dynamicBatching.preferredBatchSizes}` : ''}`,
   );
   results.servingSettings = { ...settings, ...spin };
 
