@@ -11,7 +11,8 @@ import { loadModel, type Model } from '../src/model.js';
 import type { ModelConfig } from '../src/repository/config.js';
 import { validateConfig } from '../src/repository/repository.js';
 import type { BatchEvent } from '../src/scheduler/scheduler.js';
-import { planWarmup } from '../src/warmup.js';
+import { planWarmup, type WarmupReport } from '../src/warmup.js';
+import { describeWarmup } from '../src/serve/model-manager.js';
 import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
 import { writeBlazeFace } from './serve-fixtures.js';
 
@@ -177,4 +178,24 @@ describe('warm-up at load, BlazeFace on onnxruntime', () => {
       });
     },
   );
+});
+
+describe('warm-up log line', () => {
+  const line = (warmup: WarmupReport) => describeWarmup({ name: 'face', warmup } as unknown as Model);
+  it('says what ran, as a range only when every size in it ran', () => {
+    const ran = { contexts: 3, runs: 48, ms: 95.4 };
+    expect(line({ ...ran, batchSizes: Array.from({ length: 16 }, (_, i) => 16 - i) })).toBe(
+      'model face: warmed up batch 16..1 on 3 contexts (48 runs, 95 ms)',
+    );
+    expect(line({ ...ran, batchSizes: [16, 8, 1] })).toBe(
+      'model face: warmed up batch 16, 8, 1 on 3 contexts (48 runs, 95 ms)',
+    );
+    expect(line({ ...ran, batchSizes: [200, 128, ...Array.from({ length: 64 }, (_, i) => 64 - i)] })).toMatch(
+      /warmed up 66 batch sizes from 200 to 1 on 3 contexts/,
+    );
+    expect(line({ ...ran, contexts: 1, runs: 1, batchSizes: [] })).toBe(
+      'model face: warmed up its fixed shape on 1 context (1 run, 95 ms)',
+    );
+    expect(line({ skipped: 'turned off' })).toBe('model face: no warm-up (turned off)');
+  });
 });

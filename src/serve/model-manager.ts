@@ -28,11 +28,16 @@ export function describeWarmup(m: Model): string {
   const w = m.warmup;
   if ('skipped' in w) return `model ${m.name}: no warm-up (${w.skipped})`;
   const sizes = w.batchSizes;
+  const contiguous = sizes.every((b, i) => i === 0 || sizes[i - 1] - b === 1);
   const what =
     sizes.length === 0
       ? 'its fixed shape'
-      : `batch ${sizes.length > 2 ? `${sizes[0]}..${sizes.at(-1)}` : sizes.join(', ')}`;
-  return `model ${m.name}: warmed up ${what} on ${w.contexts} context${w.contexts === 1 ? '' : 's'} (${w.runs} runs, ${Math.round(w.ms)} ms)`;
+      : sizes.length > 2 && contiguous
+        ? `batch ${sizes[0]}..${sizes.at(-1)}`
+        : sizes.length <= 6
+          ? `batch ${sizes.join(', ')}`
+          : `${sizes.length} batch sizes from ${sizes[0]} to ${sizes.at(-1)}`;
+  return `model ${m.name}: warmed up ${what} on ${w.contexts} context${w.contexts === 1 ? '' : 's'} (${w.runs} run${w.runs === 1 ? '' : 's'}, ${Math.round(w.ms)} ms)`;
 }
 
 interface Slot {
