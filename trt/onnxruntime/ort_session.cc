@@ -45,11 +45,13 @@ struct ThreadUsage {
     ThreadUsage u;
     timespec ts{};
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) u.cpuMs = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+#ifdef RUSAGE_THREAD  // Linux; elsewhere the counts stay 0
     rusage r{};
     if (getrusage(RUSAGE_THREAD, &r) == 0) {
       u.involuntarySwitches = r.ru_nivcsw;
       u.minorFaults = r.ru_minflt;
     }
+#endif
     return u;
   }
 };
@@ -239,7 +241,9 @@ class Session final : public Napi::ObjectWrap<Session> {
     core_->tsfn.Unref(env);  // an idle session keeps nothing alive; Run refs it while runs are pending
     Core* core = core_;
     core_->runner = std::thread([core] {
+#ifdef __linux__
       pthread_setname_np(pthread_self(), "yqp-ort-runner");  // `top -H`, perf and /proc name it
+#endif
       core->Loop();
     });
   }
