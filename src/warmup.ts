@@ -53,15 +53,19 @@ export function planWarmup(config: ModelConfig, setting: WarmupConfig | undefine
   let sizes: number[];
   if (typeof chosen === 'object' && chosen.batchSizes) {
     for (const [i, b] of chosen.batchSizes.entries())
-      if (!Number.isInteger(b) || b < 1 || b > config.maxBatchSize)
-        throw invalidParameter(`warmup.batchSizes[${i}]`, `an integer from 1 to ${config.maxBatchSize}`, b);
+      if (!Number.isInteger(b) || b < smallest || b > config.maxBatchSize)
+        throw invalidParameter(
+          `warmup.batchSizes[${i}]`,
+          `an integer from ${smallest} to ${config.maxBatchSize}`,
+          b,
+        );
     sizes = [...new Set(chosen.batchSizes)];
   } else {
     sizes = [];
-    for (let b = 1; b <= config.maxBatchSize; b = b < EVERY_SIZE_UP_TO ? b + 1 : b * 2) sizes.push(b);
+    for (let b = smallest; b <= config.maxBatchSize; b = b < EVERY_SIZE_UP_TO ? b + 1 : b * 2) sizes.push(b);
     if (!sizes.includes(config.maxBatchSize)) sizes.push(config.maxBatchSize);
   }
-  return { batchSizes: sizes.filter((b) => b >= smallest).sort((a, b) => b - a), shapes, batched };
+  return { batchSizes: sizes.sort((a, b) => b - a), shapes, batched };
 }
 
 /**

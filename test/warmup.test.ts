@@ -88,6 +88,12 @@ describe('warm-up plan', () => {
     expect(() => planWarmup(config(), { batchSizes: [17] })).toThrow(
       'Expected an integer from 1 to 16 for warmup.batchSizes[0] but received 17 of type number',
     );
+    const fromTwo = config({
+      profiles: [{ x: { min: [2, 8, 8, 3], opt: [4, 8, 8, 3], max: [16, 8, 8, 3] } }],
+    });
+    expect(() => planWarmup(fromTwo, { batchSizes: [4, 1] })).toThrow(
+      'Expected an integer from 2 to 16 for warmup.batchSizes[1] but received 1 of type number',
+    );
     expect(() => validateConfig(config({ warmup: { batchSizes: [4, 32] } }))).toThrow(
       /warmup\.batchSizes\.1 is 32, above maxBatchSize 16/,
     );
