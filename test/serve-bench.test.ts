@@ -142,7 +142,8 @@ describe('HTTP load generator connections', () => {
   }
   const feeds = syntheticInputs([{ name: 'x', dtype: 'float32', dims: [1, 4] }]);
 
-  it('with `clients`, sends as that many clients in turn, each on its own connection', async () => {
+  /** The client port of each of `requests` requests sent one after another, with `clients` or one pool. */
+  async function portsOf(requests: number, clients?: number): Promise<number[]> {
     const s = await recordingServer();
     const client = new HttpClient({
       url: s.url,
@@ -150,28 +151,25 @@ describe('HTTP load generator connections', () => {
       protocol: 'binary',
       feeds,
       connections: 256,
-      clients: 3,
+      clients,
     });
     try {
-      for (let i = 0; i < 9; i++) await client.infer();
+      for (let i = 0; i < requests; i++) await client.infer();
     } finally {
       await client.close();
       await s.close();
     }
+    return s.ports;
+  }
+
+  it('with `clients`, sends as that many clients in turn, each on its own connection', async () => {
+    const ports = await portsOf(9, 3);
     // Round robin over three connections: a, b, c, a, b, c, ...
-    expect(new Set(s.ports).size).toBe(3);
-    for (let i = 3; i < 9; i++) expect(s.ports[i]).toBe(s.ports[i - 3]);
+    expect(new Set(ports).size).toBe(3);
+    for (let i = 3; i < 9; i++) expect(ports[i]).toBe(ports[i - 3]);
   });
 
   it('without `clients`, reuses the connection just freed (one pool)', async () => {
-    const s = await recordingServer();
-    const client = new HttpClient({ url: s.url, model: 'm', protocol: 'binary', feeds, connections: 256 });
-    try {
-      for (let i = 0; i < 6; i++) await client.infer();
-    } finally {
-      await client.close();
-      await s.close();
-    }
-    expect(new Set(s.ports).size).toBe(1);
+    expect(new Set(await portsOf(6)).size).toBe(1);
   });
 });

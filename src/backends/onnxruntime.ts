@@ -130,8 +130,8 @@ interface NativeSession {
   readonly version: string;
   /**
    * Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer];
-   * `timing`: [ms queued, ms in Run, ms back to JS, the runner thread's
-   * CPU ms, involuntary context switches and minor page faults in Run].
+   * `timing`: [ms queued, ms in Run, ms back to JS, the runner thread's CPU ms, involuntary context switches and
+   * minor page faults in Run].
    */
   run(
     feeds: [number, number, readonly number[], TypedArray][],

@@ -304,10 +304,10 @@ export class InferenceServer {
         ? [this.manager.get(req.params.model, req.params.version)]
         : this.manager.loaded();
       if (!opts.cluster) return { model_stats: this.statsOf(models) };
-      const wanted = new Set(models.map((m) => `${m.name}\u0000${m.version}`));
+      const wanted = new Set(models.map((m) => statsKey(m.name, m.version)));
       return {
         model_stats: mergeStats((await opts.cluster.gather('stats')) as ModelStats[][], (s) =>
-          wanted.has(`${s.name}\u0000${s.version}`),
+          wanted.has(statsKey(s.name, s.version)),
         ),
       };
     };
@@ -588,13 +588,16 @@ interface ModelStats {
   inference_stats: Record<'success' | 'fail' | 'queue' | 'compute_infer', { count: number; ns: number }>;
 }
 
+/** One model version's key among statistics (a name cannot hold NUL). */
+const statsKey = (name: string, version: string | number) => `${name}\u0000${version}`;
+
 /** Several processes' statistics summed per model and version (Triton's statistics extension shape). */
 function mergeStats(reports: ModelStats[][], keep: (s: ModelStats) => boolean): ModelStats[] {
   const merged = new Map<string, ModelStats>();
   for (const report of reports)
     for (const s of Array.isArray(report) ? report : []) {
       if (!keep(s)) continue;
-      const key = `${s.name}\u0000${s.version}`;
+      const key = statsKey(s.name, s.version);
       const into = merged.get(key);
       if (!into) {
         merged.set(key, structuredClone(s));
@@ -611,7 +614,6 @@ function mergeStats(reports: ModelStats[][], keep: (s: ModelStats) => boolean): 
   return [...merged.values()];
 }
 
-/** Bodies of the control endpoints: empty or a JSON object. */
 /** Where a request keeps the pooled slab its body was read into, to give it back once the request is done. */
 const BODY_SLAB = Symbol('yqp.bodySlab');
 
@@ -686,6 +688,7 @@ function readBody(
   });
 }
 
+/** Bodies of the control endpoints: empty or a JSON object. */
 function parseJsonBody(body: unknown): Record<string, unknown> {
   if (body === undefined || body === null) return {};
   const text = Buffer.isBuffer(body) ? body.toString('utf8') : String(body);

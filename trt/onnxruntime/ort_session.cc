@@ -54,6 +54,9 @@ struct ThreadUsage {
 #endif
     return u;
   }
+  ThreadUsage operator-(ThreadUsage const& before) const {
+    return {cpuMs - before.cpuMs, involuntarySwitches - before.involuntarySwitches, minorFaults - before.minorFaults};
+  }
 };
 
 struct SessionOptions {
@@ -84,8 +87,7 @@ struct Job {
   // The runner thread's own account of the Run: CPU time, involuntary context switches (preempted: by another
   // thread, or by the hypervisor's steal showing as a long wall time against a short CPU time) and minor page
   // faults. They tell a Run that was slow because it computed longer from one that was off its core.
-  double cpuMs = 0;
-  long involuntarySwitches = 0, minorFaults = 0;
+  ThreadUsage usage;
   explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
@@ -139,10 +141,7 @@ struct Core {
           rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
                                    outputNames.data(), outputNames.size(), job->outputs.data()));
       job->finished = Clock::now();
-      ThreadUsage after = ThreadUsage::Now();
-      job->cpuMs = after.cpuMs - before.cpuMs;
-      job->involuntarySwitches = after.involuntarySwitches - before.involuntarySwitches;
-      job->minorFaults = after.minorFaults - before.minorFaults;
+      job->usage = ThreadUsage::Now() - before;
       // Fails only while the environment is shutting down: the job is dropped then (nobody is left to tell).
       if (tsfn.NonBlockingCall(job) != napi_ok) Drop(job);
     }
@@ -411,9 +410,9 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
       timing.Set(0u, ms(job->queued, job->started));
       timing.Set(1u, ms(job->started, job->finished));
       timing.Set(2u, ms(job->finished, Clock::now()));
-      timing.Set(3u, job->cpuMs);
-      timing.Set(4u, static_cast<double>(job->involuntarySwitches));
-      timing.Set(5u, static_cast<double>(job->minorFaults));
+      timing.Set(3u, job->usage.cpuMs);
+      timing.Set(4u, static_cast<double>(job->usage.involuntarySwitches));
+      timing.Set(5u, static_cast<double>(job->usage.minorFaults));
       out.Set("timing", timing);
       job->deferred.Resolve(out);
     } catch (Napi::Error const& e) {
