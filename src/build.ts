@@ -2,11 +2,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from './errors.js';
-import { resolveBackend, type BackendName } from './backends/index.js';
-import { onnxruntimeBackend } from './backends/onnxruntime.js';
+import {
+  backendEntry,
+  backendNames,
+  embeddedBackend,
+  resolveBackend,
+  type BackendName,
+} from './backends/index.js';
 import { makeBatchDynamic, type DynamicBatchReport } from './onnx/dynamic-batch.js';
 import { describeModel, encodeOnnx, loadOnnx, type OnnxModel } from './onnx/model.js';
-import { detectPreset, presetFor } from './presets.js';
+import { detectPreset, presetFor, presetNames } from './presets.js';
 import { checkProfiles, maxBatchOf, staticProfile } from './profiles.js';
 import type {
   DynamicBatchingConfig,
@@ -26,8 +31,8 @@ export interface BuildOptions {
   backend?: 'auto' | BackendName;
   instances?: number;
   version?: number;
-  /** auto: recognize known models (BlazeFace); none: no pre/postprocessing. */
-  preset?: 'auto' | 'blazeface' | 'none';
+  /** auto: recognize known models (presetNames(): BlazeFace); none: no pre/postprocessing. */
+  preset?: string;
   preprocessing?: PreprocessingSpec;
   postprocessing?: PostprocessingSpec;
   dynamicBatching?: DynamicBatchingConfig;
@@ -42,7 +47,10 @@ export interface BuildOptions {
     batch?: number;
     recalibrate?: boolean;
   };
-  /** TensorRT builder options, passed through to the TensorRT backend. */
+  /**
+   * TensorRT builder options, passed through to the TensorRT backend. Any backend's build options live under its
+   * name (BuildOptions[<backend>]): the build step of the chosen backend gets them.
+   */
   tensorrt?: Record<string, unknown>;
   onProgress?: (event: BuildProgress) => void;
 }
@@ -84,7 +92,7 @@ function syntheticFeeds(
 
 /**
  * Proves a dynamic-batch rewrite: one run at batch N equals N runs at batch 1 (max abs diff <= 1e-5),
- * on the embedded onnxruntime backend.
+ * on the embedded backend (onnxruntime).
  */
 export async function verifyDynamicBatch(
   modelPath: string,
@@ -93,7 +101,8 @@ export async function verifyDynamicBatch(
   batch: number,
 ): Promise<number> {
   const config = { inputs: model.inputs, outputs: model.outputs } as ModelConfig;
-  const session = await onnxruntimeBackend.open(modelPath, config, { contexts: 1 });
+  const backend = await embeddedBackend().load();
+  const session = await backend.open(modelPath, config, { contexts: 1 });
   try {
     const feeds = syntheticFeeds(model, profile, batch, 12345);
     const whole = await session.run(0, feeds);
@@ -136,11 +145,8 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
   entryPath(options.repo, options.name); // validates the name before any work
   if (options.instances !== undefined) expectPositiveInteger('instances', options.instances);
   if (options.version !== undefined) expectPositiveInteger('version', options.version);
-  const backendChoice = expectOneOf('backend', options.backend ?? 'auto', [
-    'auto',
-    'onnxruntime',
-    'tensorrt',
-  ] as const);
+  const backendChoice = expectOneOf('backend', options.backend ?? 'auto', ['auto', ...backendNames()]);
+  const presetName = expectOneOf('preset', options.preset ?? 'auto', ['auto', ...presetNames(), 'none']);
   const precision = expectOneOf('precision', options.precision ?? 'fp32', [
     'fp32',
     'fp16',
@@ -213,7 +219,6 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
 
     let preprocessing = options.preprocessing;
     let postprocessing = options.postprocessing;
-    const presetName = options.preset ?? 'auto';
     const preset =
       presetName === 'auto'
         ? detectPreset(io.inputs, io.outputs)
@@ -227,11 +232,11 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       notes.push(`preset ${preset}: preprocessing and postprocessing set`);
     }
 
-    const backend = await resolveBackend(backendChoice);
+    const backend = backendEntry(await resolveBackend(backendChoice));
     const config: ModelConfig = {
       name: options.name,
-      backend,
-      modelFile: backend === 'tensorrt' ? 'model.plan' : 'model.onnx',
+      backend: backend.name,
+      modelFile: backend.modelFile,
       precision,
       maxBatchSize,
       inputs: io.inputs,
@@ -277,20 +282,21 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       config.metadata = { ...config.metadata, calibration: result.metadata };
       notes.push(...result.notes);
     }
-    if (backend === 'tensorrt') {
-      progress({ stage: 'engine', message: 'building the TensorRT engine' });
-      const { buildEngine } = await import('./tensorrt/index.js');
-      const engine = await buildEngine(
-        onnxForEngine,
+    if (backend.build) {
+      const built = await backend.build({
+        onnxPath: onnxForEngine,
         config,
-        { precision, ...(options.tensorrt ?? {}) },
-        (message: string, fraction?: number) => progress({ stage: 'engine', message, fraction }),
-      );
-      files['model.plan'] = engine.plan;
-      config.metadata = { ...config.metadata, tensorrt: engine.metadata };
-      notes.push(...(engine.notes ?? []));
+        options: ((options as unknown as Record<string, unknown>)[backend.name] ?? {}) as Record<
+          string,
+          unknown
+        >,
+        progress: (message: string, fraction?: number) => progress({ stage: 'engine', message, fraction }),
+      });
+      files[backend.modelFile] = built.model;
+      config.metadata = { ...config.metadata, ...built.metadata };
+      notes.push(...(built.notes ?? []));
     } else if (onnxForEngine === fp32Path) {
-      files['model.onnx'] = model.bytes;
+      files[backend.modelFile] = model.bytes;
     }
     progress({ stage: 'write', message: `writing ${versionDir}` });
     const entry = await writeEntry(options.repo, config, files, version);

@@ -1,20 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { onnx } from './onnx/model.js';
-import { backendAvailability } from './backends/index.js';
+import { backendEntries } from './backends/index.js';
+import type { OnnxruntimeDoctorInfo } from './backends/onnxruntime-doctor.js';
 import { loadBinding } from './binding.js';
-import { nativeRunner } from './backends/onnxruntime.js';
+import type { DoctorCheck } from './doctor-check.js';
 
-const require = createRequire(import.meta.url);
-
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  detail: string;
-  solutions?: string[];
-}
+export type { DoctorCheck } from './doctor-check.js';
 
 export interface DoctorReport {
   node: string;
@@ -22,126 +11,9 @@ export interface DoctorReport {
   embeddedBackendWorks: boolean;
   tensorrtAvailable: boolean;
   native?: unknown;
-  onnxruntime?: {
-    version: string;
-    executionProviders: { name: string; bundled: boolean }[];
-    /** How contexts run off the event loop: the addon's runner threads, or worker threads (and why). */
-    runner?: { name: 'native' | 'worker'; reason?: string };
-  };
-}
-
-/** A one-node model (y = x + x) that proves onnxruntime loads and runs here. */
-function tinyModel(): Uint8Array {
-  const tensorType = (name: string) =>
-    onnx.ValueInfoProto.create({
-      name,
-      type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } },
-    });
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    opsetImport: [{ domain: '', version: 13 }],
-    producerName: 'yqp-trt doctor',
-    graph: {
-      name: 'doctor',
-      node: [{ opType: 'Add', input: ['x', 'x'], output: ['y'] }],
-      input: [tensorType('x')],
-      output: [tensorType('y')],
-    },
-  });
-  return onnx.ModelProto.encode(model).finish();
-}
-
-async function checkOnnxruntime(): Promise<{ check: DoctorCheck; info?: DoctorReport['onnxruntime'] }> {
-  try {
-    const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
-    const session = await ort.InferenceSession.create(tinyModel());
-    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 2]), [2]) });
-    const y = Array.from(out.y.data as Float32Array);
-    await session.release();
-    if (y[0] !== 2 || y[1] !== 4) throw new Error(`test model computed ${y.join(',')} instead of 2,4`);
-    const providers = ort.listSupportedBackends();
-    const version = ort.env.versions.node ?? 'unknown';
-    return {
-      check: {
-        name: 'onnxruntime',
-        ok: true,
-        detail: `onnxruntime-node ${version}, ran a test model; execution providers: ${providers.map((p) => `${p.name}${p.bundled ? '' : ' (not bundled)'}`).join(', ')}`,
-      },
-      info: { version, executionProviders: providers },
-    };
-  } catch (e) {
-    return {
-      check: {
-        name: 'onnxruntime',
-        ok: false,
-        detail: `onnxruntime-node does not work: ${(e as Error).message}`,
-        solutions: [
-          'reinstall dependencies with `npm ci`',
-          'check that this platform is one onnxruntime-node ships binaries for',
-        ],
-      },
-    };
-  }
-}
-
-/** Runs the test model through the addon's onnxruntime runner, which `loadModel` uses by default. */
-async function checkRunner(): Promise<{
-  check: DoctorCheck;
-  runner: { name: 'native' | 'worker'; reason?: string };
-}> {
-  const found = nativeRunner();
-  if (!found.native)
-    return {
-      check: {
-        name: 'onnxruntime runner',
-        ok: true,
-        detail: `worker threads (one input copy and a thread hop per request): the native runner is unavailable: ${found.reason}`,
-        solutions: [
-          'build the addon for the native runner: `npm run build:native` (needs the CUDA toolkit and CMake)',
-        ],
-      },
-      runner: { name: 'worker', reason: found.reason },
-    };
-  const dir = mkdtempSync(join(tmpdir(), 'yqp-doctor-'));
-  try {
-    const path = join(dir, 'double.onnx');
-    writeFileSync(path, tinyModel());
-    const session = new found.native.Session(
-      await found.native.open(found.library!, path, {
-        intraOpThreads: 1,
-        interOpThreads: 1,
-        spinning: false,
-        graphOptimization: 99,
-      }),
-    );
-    const [[, , buffer]] = await session.run([[0, 1, [2], Float32Array.from([1, 2])]]);
-    await session.close();
-    const y = Array.from(new Float32Array(buffer));
-    if (y[0] !== 2 || y[1] !== 4) throw new Error(`test model computed ${y.join(',')} instead of 2,4`);
-    return {
-      check: {
-        name: 'onnxruntime runner',
-        ok: true,
-        detail: `native: the addon runs onnxruntime ${session.version} (${found.library}) on its own threads; ran the test model`,
-      },
-      runner: { name: 'native' },
-    };
-  } catch (e) {
-    const reason = (e as Error).message;
-    return {
-      check: {
-        name: 'onnxruntime runner',
-        ok: true,
-        detail: `worker threads: the native runner failed the test model: ${reason}`,
-        solutions: [
-          'report this with `yqp-trt doctor --json`; meanwhile loadModel({ runner: "worker" }) avoids it',
-        ],
-      },
-      runner: { name: 'worker', reason },
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  onnxruntime?: OnnxruntimeDoctorInfo;
+  /** Each backend's clause of the summary line, in registry order. */
+  summary: string[];
 }
 
 export async function doctorReport(): Promise<DoctorReport> {
@@ -211,28 +83,21 @@ export async function doctorReport(): Promise<DoctorReport> {
       solutions: loaded.solutions,
     });
   }
-  const trt = await backendAvailability('tensorrt');
-  checks.push({
-    name: 'tensorrt backend',
-    ok: trt.available,
-    detail: trt.available ? `available (TensorRT ${trt.version})` : `unavailable: ${trt.reason}`,
-    solutions: trt.available
-      ? undefined
-      : ['builds and serving use the onnxruntime backend meanwhile (--backend onnxruntime)'],
-  });
-  const ort = await checkOnnxruntime();
-  checks.push(ort.check);
-  if (ort.info) {
-    const runner = await checkRunner();
-    checks.push(runner.check);
-    ort.info.runner = runner.runner;
+  // Each backend checks itself (src/backends/*-entry.ts) and fills the report fields it owns.
+  const summary: string[] = [];
+  const owned: Record<string, unknown> = { embeddedBackendWorks: false, tensorrtAvailable: false };
+  for (const entry of backendEntries()) {
+    if (!entry.doctor) continue;
+    const d = await entry.doctor();
+    checks.push(...d.checks);
+    Object.assign(owned, d.report);
+    summary.push(d.summary);
   }
   return {
     node: process.versions.node,
     checks,
-    embeddedBackendWorks: ort.check.ok,
-    tensorrtAvailable: trt.available,
+    ...(owned as Pick<DoctorReport, 'embeddedBackendWorks' | 'tensorrtAvailable' | 'onnxruntime'>),
     native,
-    onnxruntime: ort.info,
+    summary,
   };
 }

@@ -25,7 +25,6 @@ export type {
   OptimizationProfile,
   PreprocessingSpec,
   PostprocessingSpec,
-  BlazeFacePostprocessing,
   DynamicBatchingConfig,
   WarmupConfig,
 } from './repository/config.js';
@@ -46,7 +45,36 @@ export {
   type RawImage,
   type ImageTransform,
 } from './preprocess/cpu.js';
-export { decodeBlazeFace, generateAnchors, weightedNms, iou, type Face } from './postprocess/blazeface.js';
+export {
+  decodeBlazeFace,
+  generateAnchors,
+  weightedNms,
+  iou,
+  type Face,
+  type BlazeFacePostprocessing,
+} from './postprocess/blazeface.js';
+export {
+  postprocess,
+  postprocessorFor,
+  postprocessorNames,
+  registerPostprocessor,
+  type Postprocessed,
+  type Postprocessor,
+  type PostprocessorName,
+  type PostprocessorPresentation,
+  type PostprocessorTypes,
+} from './postprocess/index.js';
+export {
+  placeImage,
+  toOriginal,
+  inputDims,
+  elementsPerImage,
+  normalization,
+  validatePreprocessing,
+  PLACEMENT_MODES,
+  type ImagePlacement,
+  type PlacementMode,
+} from './preprocess/spec.js';
 export {
   Scheduler,
   type SchedulerOptions,
@@ -57,7 +85,21 @@ export { loadOnnx, encodeOnnx, type OnnxModel } from './onnx/model.js';
 export { makeBatchDynamic } from './onnx/dynamic-batch.js';
 export { parseProfileFlags, checkProfiles } from './profiles.js';
 export type { Backend, BackendSession, BackendAvailability, OpenOptions } from './backends/backend.js';
-export { getBackend, backendAvailability, resolveBackend } from './backends/index.js';
+export {
+  getBackend,
+  backendAvailability,
+  resolveBackend,
+  registerBackend,
+  backendEntry,
+  backendEntries,
+  backendNames,
+  embeddedBackend,
+  type BackendEntry,
+  type BackendName,
+  type BackendBuildContext,
+  type BackendBuildResult,
+  type BackendDoctor,
+} from './backends/index.js';
 export { doctorReport, type DoctorReport } from './doctor.js';
 
 // INT8 calibration (Q/DQ model, TensorRT calibration cache, report) and cross-backend comparison.

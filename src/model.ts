@@ -5,8 +5,9 @@ import {
   invalidParameter,
   YqpError,
 } from './errors.js';
-import { getBackend, type BackendName } from './backends/index.js';
-import { decodeBlazeFace, type Face } from './postprocess/blazeface.js';
+import { backendNames, getBackend, type BackendName } from './backends/index.js';
+import type { Face } from './postprocess/blazeface.js';
+import { postprocess, postprocessorFor, type Postprocessed } from './postprocess/index.js';
 import { preprocessImages, type ImageInput, type ImageTransform } from './preprocess/cpu.js';
 import { readEntry, type RepositoryEntry } from './repository/repository.js';
 import type { ModelConfig } from './repository/config.js';
@@ -51,7 +52,12 @@ export interface LoadModelOptions {
 }
 
 export interface ImageResults {
-  /** Faces per image, in pixels of each original image (blazeface postprocessor). */
+  /**
+   * The postprocessor's results (config.postprocessing), one per image in pixels of each original image; its
+   * `type` tells which postprocessor made them and so their shape (blazeface: Face[] per image).
+   */
+  postprocessed?: Postprocessed;
+  /** @deprecated the same as postprocessed.images when postprocessed.type is 'blazeface'; read postprocessed. */
   faces?: Face[][];
   /** Raw outputs, batch concatenated in image order. */
   outputs: TensorMap;
@@ -117,11 +123,13 @@ export class Model {
     const outputs = done.length === 1 ? done[0].outputs : concatFeeds(done.map((d) => d.outputs));
     const transforms = done.flatMap((d) => d.transforms);
     const post = this.config.postprocessing;
-    return {
-      faces: post?.type === 'blazeface' ? decodeBlazeFace(outputs, post, transforms) : undefined,
-      outputs,
-      transforms,
-    };
+    const postprocessed = postprocess(post, outputs, transforms);
+    const results: ImageResults = { postprocessed, faces: undefined, outputs, transforms };
+    // Callers from before the registry read the results under the postprocessor's old field (blazeface: faces).
+    const legacy = post && postprocessorFor(post.type).legacyField;
+    if (legacy && postprocessed)
+      (results as unknown as Record<string, unknown>)[legacy] = postprocessed.images;
+    return results;
   }
 
   /** Stops accepting requests, finishes those queued and running, then frees the contexts. */
@@ -146,8 +154,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
   if (options.threadsPerContext !== undefined)
     expectPositiveInteger('threadsPerContext', options.threadsPerContext);
   if (options.queueTimeoutMs !== undefined) expectNonNegativeNumber('queueTimeoutMs', options.queueTimeoutMs);
-  if (options.backend !== undefined)
-    expectOneOf('backend', options.backend, ['onnxruntime', 'tensorrt'] as const);
+  if (options.backend !== undefined) expectOneOf('backend', options.backend, backendNames());
   if (options.runner !== undefined) expectOneOf('runner', options.runner, ['native', 'worker'] as const);
   if (options.warmup !== undefined && typeof options.warmup !== 'boolean') {
     if (!Array.isArray(options.warmup) || options.warmup.length === 0)

@@ -1,50 +1,56 @@
+import { YqpError } from './errors.js';
+import { blazefacePresetEntry } from './postprocess/blazeface-preset.js';
 import type { PostprocessingSpec, PreprocessingSpec, TensorSpec } from './repository/config.js';
-import { BLAZEFACE_FRONT_POSTPROCESSING } from './postprocess/blazeface.js';
 
+export { blazefacePreset } from './postprocess/blazeface-preset.js';
+
+/** What `build --preset` writes into config.json for a known model. */
 export interface Preset {
   preprocessing: PreprocessingSpec;
   postprocessing?: PostprocessingSpec;
 }
 
-/** BlazeFace front (128x128 NHWC, RGB in [-1, 1]): ((p / 127.5) - 1) / 1. */
-export function blazefacePreset(inputName: string): Preset {
-  return {
-    preprocessing: {
-      input: inputName,
-      layout: 'NHWC',
-      width: 128,
-      height: 128,
-      resize: 'letterbox',
-      colorOrder: 'RGB',
-      scale: 1 / 127.5,
-      mean: [1, 1, 1],
-      std: [1, 1, 1],
-      dtype: 'float32',
-      padValue: 0,
-    },
-    postprocessing: BLAZEFACE_FRONT_POSTPROCESSING,
-  };
+/** A known model: recognized by its I/O (`--preset auto`) or named (`--preset <name>`). */
+export interface PresetEntry {
+  name: string;
+  detect(inputs: readonly TensorSpec[], outputs: readonly TensorSpec[]): boolean;
+  make(inputs: readonly TensorSpec[]): Preset;
 }
 
-/** Recognizes the BlazeFace front model by its I/O: one 128x128x3 NHWC input, 512 + 384 anchor outputs. */
+const presets = new Map<string, PresetEntry>();
+
+export function registerPreset(entry: PresetEntry): void {
+  if (presets.has(entry.name))
+    throw new YqpError('E_INTERNAL', `A preset named ${entry.name} is already registered`);
+  presets.set(entry.name, entry);
+}
+
+registerPreset(blazefacePresetEntry);
+
+export function presetNames(): string[] {
+  return [...presets.keys()];
+}
+
+/** The first registered preset that recognizes the model, if any. */
 export function detectPreset(
   inputs: readonly TensorSpec[],
   outputs: readonly TensorSpec[],
-): 'blazeface' | undefined {
-  const names = new Set(outputs.map((o) => o.name));
-  const ok =
-    inputs.length === 1 &&
-    inputs[0].dims.slice(1).join('x') === '128x128x3' &&
-    BLAZEFACE_FRONT_POSTPROCESSING.scores.every((n) => names.has(n)) &&
-    BLAZEFACE_FRONT_POSTPROCESSING.boxes.every((n) => names.has(n)) &&
-    outputs.find((o) => o.name === 'Identity:0')?.dims[1] === 512 &&
-    outputs.find((o) => o.name === 'Identity_1:0')?.dims[1] === 384;
-  return ok ? 'blazeface' : undefined;
+): string | undefined {
+  for (const p of presets.values()) if (p.detect(inputs, outputs)) return p.name;
+  return undefined;
 }
 
-export function presetFor(name: 'blazeface', inputs: readonly TensorSpec[]): Preset {
-  switch (name) {
-    case 'blazeface':
-      return blazefacePreset(inputs[0].name);
-  }
+export function presetFor(name: string, inputs: readonly TensorSpec[]): Preset {
+  const p = presets.get(name);
+  if (!p)
+    throw new YqpError(
+      'E_ARGUMENT',
+      `Expected one of ${presetNames().join(', ')} for preset but received ${name}`,
+      {
+        argument: 'preset',
+        expected: presetNames().join(', '),
+        received: name,
+      },
+    );
+  return p.make(inputs);
 }

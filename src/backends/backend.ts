@@ -48,7 +48,8 @@ export interface OpenOptions {
  * context; queueing, batching and round-robin live above it, in the scheduler, shared by every backend.
  */
 export interface BackendSession {
-  readonly backend: 'onnxruntime' | 'tensorrt';
+  /** The backend's registry name. */
+  readonly backend: string;
   readonly contexts: number;
   /** How an onnxruntime session runs off the event loop (see OpenOptions.runner). */
   readonly runner?: 'native' | 'worker';
@@ -68,7 +69,8 @@ export interface BackendSession {
 }
 
 export interface Backend {
-  readonly name: 'onnxruntime' | 'tensorrt';
+  /** Its registry name (BackendEntry.name). */
+  readonly name: string;
   availability(): BackendAvailability;
   open(modelPath: string, config: ModelConfig, options: OpenOptions): Promise<BackendSession>;
 }

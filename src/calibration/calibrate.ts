@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from '../errors.js';
 import type { ModelProto } from '../onnx/model.js';
 import { planQdq, type QdqPlan } from '../onnx/qdq.js';
+import { inputDims } from '../preprocess/spec.js';
 import type { PreprocessingSpec, TensorSpec } from '../repository/config.js';
 import {
   CALIBRATION_METHODS,
@@ -67,7 +68,7 @@ export function calibrationBatch(
   profileRange: { min: number[]; opt: number[]; max: number[] } | undefined,
   requested: number | undefined,
 ): number {
-  const expected = spec.layout === 'NHWC' ? [spec.height, spec.width, 3] : [3, spec.height, spec.width];
+  const expected = inputDims(spec, 1).slice(1);
   const fixed = input.dims.slice(1);
   if (fixed.length !== 3 || fixed.some((d, i) => d !== -1 && d !== expected[i]))
     throw new YqpError(
@@ -168,7 +169,7 @@ export async function calibrate(
       threadsPerWorker: options.threadsPerWorker,
       onFrames: (done) => options.onFrames?.(done + skipped.length, total),
     });
-    const dims = spec.layout === 'NHWC' ? [spec.height, spec.width, 3] : [3, spec.height, spec.width];
+    const dims = inputDims(spec, 1).slice(1);
     const concurrency = options.decodeConcurrency ?? Math.max(4, 2 * availableParallelism());
     for await (const b of streamBatches(
       source.files,

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { extname, join, relative } from 'node:path';
 import { YqpError, invalidParameter } from '../errors.js';
 import { preprocessInto } from '../preprocess/cpu.js';
+import { elementsPerImage, validatePreprocessing } from '../preprocess/spec.js';
 import type { PreprocessingSpec } from '../repository/config.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp']);
@@ -214,7 +215,8 @@ export async function* streamBatches(
   concurrency: number,
   onSkip: (file: CalibrationFile, error: Error) => void,
 ): AsyncGenerator<CalibrationBatch> {
-  const size = spec.width * spec.height * 3;
+  validatePreprocessing(spec, 'preprocessing');
+  const size = elementsPerImage(spec);
   let next = 0;
   const inFlight = new Map<number, Promise<Float32Array | undefined>>();
   const start = (i: number) => {

@@ -4,9 +4,16 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBinding } from '../binding.js';
 import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from '../errors.js';
-import type { ImageTransform } from '../preprocess/cpu.js';
 import { toHalfBits } from '../preprocess/half.js';
-import type { PreprocessingSpec } from '../repository/config.js';
+import {
+  elementsPerImage,
+  inputDims,
+  normalization,
+  placeImage,
+  validatePreprocessing,
+  type ImageTransform,
+} from '../preprocess/spec.js';
+import type { ModelConfig, PreprocessingSpec } from '../repository/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 /**
@@ -209,26 +216,9 @@ export function nativeError(e: unknown): YqpError {
 
 // ---- spec and geometry ---------------------------------------------------------------------------------------
 
-/** Checks the spec fields the kernel reads; throws one-line YqpErrors naming the field. */
+/** Checks the spec fields the kernel reads (the shared check of src/preprocess/spec.ts). */
 export function validateSpec(spec: PreprocessingSpec, argument = 'spec'): void {
-  if (typeof spec !== 'object' || spec === null)
-    throw invalidParameter(argument, 'a preprocessing spec', spec);
-  expectPositiveInteger(`${argument}.width`, spec.width);
-  expectPositiveInteger(`${argument}.height`, spec.height);
-  expectOneOf(`${argument}.layout`, spec.layout, ['NHWC', 'NCHW'] as const);
-  expectOneOf(`${argument}.resize`, spec.resize, ['stretch', 'letterbox'] as const);
-  expectOneOf(`${argument}.colorOrder`, spec.colorOrder, ['RGB', 'BGR'] as const);
-  expectOneOf(`${argument}.dtype`, spec.dtype, ['float32', 'float16'] as const);
-  if (typeof spec.scale !== 'number' || !Number.isFinite(spec.scale))
-    throw invalidParameter(`${argument}.scale`, 'a finite number', spec.scale);
-  for (const key of ['mean', 'std'] as const) {
-    const v = spec[key];
-    if (!Array.isArray(v) || v.length !== 3 || v.some((x) => typeof x !== 'number' || !Number.isFinite(x)))
-      throw invalidParameter(`${argument}.${key}`, 'an array of 3 finite numbers', v);
-  }
-  if (spec.std.some((x) => x === 0)) throw invalidParameter(`${argument}.std`, 'non-zero values', spec.std);
-  if (spec.padValue !== undefined && (typeof spec.padValue !== 'number' || !Number.isFinite(spec.padValue)))
-    throw invalidParameter(`${argument}.padValue`, 'a number (0..255)', spec.padValue);
+  validatePreprocessing(spec, argument);
 }
 
 /** The kernel's output description: value = pixel * a[c] + b[c], as normalizeInto in the CPU path. */
@@ -245,52 +235,13 @@ export function outputSpecOf(
     bgr: spec.colorOrder === 'BGR',
     filter: filter === 'antialias' ? 1 : 0,
     border: border === 'constant' ? 1 : 0,
-    a: spec.std.map((s) => spec.scale / s),
-    b: spec.mean.map((m, c) => -m / spec.std[c]),
+    ...normalization(spec),
     padValue: spec.padValue ?? 0,
   };
 }
 
-/** Where a srcWidth x srcHeight frame lands in the model input: the CPU path's stretch / letterbox arithmetic. */
-export function resizePlacement(
-  spec: Pick<PreprocessingSpec, 'width' | 'height' | 'resize'>,
-  srcWidth: number,
-  srcHeight: number,
-): { m: number[]; rect: [number, number, number, number]; transform: ImageTransform } {
-  if (spec.resize === 'stretch') {
-    return {
-      m: [srcWidth / spec.width, 0, 0, 0, srcHeight / spec.height, 0],
-      rect: [0, 0, spec.width, spec.height],
-      transform: {
-        width: srcWidth,
-        height: srcHeight,
-        scaleX: spec.width / srcWidth,
-        scaleY: spec.height / srcHeight,
-        padX: 0,
-        padY: 0,
-      },
-    };
-  }
-  const scale = Math.min(spec.width / srcWidth, spec.height / srcHeight);
-  const w = Math.max(1, Math.round(srcWidth * scale));
-  const h = Math.max(1, Math.round(srcHeight * scale));
-  const left = Math.floor((spec.width - w) / 2);
-  const top = Math.floor((spec.height - h) / 2);
-  const sx = srcWidth / w;
-  const sy = srcHeight / h;
-  return {
-    m: [sx, 0, -left * sx, 0, sy, -top * sy],
-    rect: [left, top, left + w, top + h],
-    transform: {
-      width: srcWidth,
-      height: srcHeight,
-      scaleX: w / srcWidth,
-      scaleY: h / srcHeight,
-      padX: left,
-      padY: top,
-    },
-  };
-}
+/** Where a srcWidth x srcHeight frame lands in the model input: the shared placement (src/preprocess/spec.ts). */
+export const resizePlacement = placeImage;
 
 const FORMAT_CODE: Record<FrameFormat, number> = { RGB: 0, BGR: 1, RGBA: 2, BGRA: 3, NV12: 4 };
 const BYTES_PER_PIXEL: Record<FrameFormat, number> = { RGB: 3, BGR: 3, RGBA: 4, BGRA: 4, NV12: 1 };
@@ -350,12 +301,12 @@ export function itemFor(
 }
 
 export function outputElements(spec: Pick<PreprocessingSpec, 'width' | 'height'>, images: number): number {
-  return images * spec.width * spec.height * 3;
+  return images * elementsPerImage(spec);
 }
 
 /** Dims of the model input the kernel writes for `n` images. */
 export function outputDims(spec: PreprocessingSpec, n: number): number[] {
-  return spec.layout === 'NHWC' ? [n, spec.height, spec.width, 3] : [n, 3, spec.height, spec.width];
+  return inputDims(spec, n);
 }
 
 /** One item per frame, image i from frame i (offset by firstIndex). */
@@ -551,6 +502,24 @@ export class GpuPreprocessor {
   private session?: NativeKernelSession;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+
+  /**
+   * The preprocessor of a model, from its config.json's `preprocessing` (what the sharp path and the calibration
+   * loader read too): a config, a loaded entry or Model (anything with `.config`).
+   */
+  static fromConfig(
+    source: ModelConfig | { config: ModelConfig },
+    options: GpuPreprocessOptions = {},
+  ): GpuPreprocessor {
+    const config = 'config' in source ? source.config : source;
+    if (!config?.preprocessing)
+      throw new YqpError(
+        'E_CONFIG',
+        `Model ${config?.name ?? '(unnamed)'} has no preprocessing spec in config.json`,
+        { argument: 'preprocessing' },
+      );
+    return new GpuPreprocessor(config.preprocessing, options);
+  }
 
   constructor(spec: PreprocessingSpec, options: GpuPreprocessOptions = {}) {
     validateSpec(spec);

@@ -1,7 +1,31 @@
 import { YqpError } from '../errors.js';
-import type { BlazeFacePostprocessing } from '../repository/config.js';
-import type { ImageTransform } from '../preprocess/cpu.js';
+import { toOriginal, type ImageTransform } from '../preprocess/spec.js';
+import type { ModelConfig } from '../repository/config.js';
 import type { TensorMap } from '../tensor.js';
+import type { Postprocessor } from './registry.js';
+
+export interface BlazeFacePostprocessing {
+  type: 'blazeface';
+  /** Outputs holding scores and boxes, one pair per anchor set, in anchor order. */
+  scores: string[];
+  boxes: string[];
+  /** SSD anchor generation parameters (MediaPipe's). */
+  anchors: {
+    inputSize: number;
+    strides: number[];
+    anchorsPerCell: number[];
+  };
+  scoreThreshold: number;
+  iouThreshold: number;
+  /** Raw scores are clipped to +-scoreClip before the sigmoid. */
+  scoreClip?: number;
+}
+
+declare module './registry.js' {
+  interface PostprocessorTypes {
+    blazeface: { spec: BlazeFacePostprocessing; image: Face[] };
+  }
+}
 
 export interface Face {
   /** [x0, y0, x1, y1] in pixels of the original image. */
@@ -139,17 +163,21 @@ export function decodeBlazeFace(
         },
       );
     const t = transforms[b];
-    const toX = (nx: number) => clamp((nx * size - t.padX) / t.scaleX, 0, t.width);
-    const toY = (ny: number) => clamp((ny * size - t.padY) / t.scaleY, 0, t.height);
+    // Normalized model-input coordinates to original pixels (spec.ts), clamped to the image.
+    const point = (nx: number, ny: number): [number, number] => {
+      const [x, y] = toOriginal(t, nx * size, ny * size);
+      return [clamp(x, 0, t.width), clamp(y, 0, t.height)];
+    };
     result.push(
-      weightedNms(candidates, spec.iouThreshold).map((c) => ({
-        box: [toX(c.x0), toY(c.y0), toX(c.x1), toY(c.y1)],
-        keypoints: Array.from(
-          { length: c.kp.length / 2 },
-          (_, k) => [toX(c.kp[2 * k]), toY(c.kp[2 * k + 1])] as [number, number],
-        ),
-        score: c.score,
-      })),
+      weightedNms(candidates, spec.iouThreshold).map((c) => {
+        const [x0, y0] = point(c.x0, c.y0);
+        const [x1, y1] = point(c.x1, c.y1);
+        return {
+          box: [x0, y0, x1, y1] as [number, number, number, number],
+          keypoints: Array.from({ length: c.kp.length / 2 }, (_, k) => point(c.kp[2 * k], c.kp[2 * k + 1])),
+          score: c.score,
+        };
+      }),
     );
   }
   return result;
@@ -168,4 +196,36 @@ export const BLAZEFACE_FRONT_POSTPROCESSING: BlazeFacePostprocessing = {
   scoreThreshold: 0.75,
   iouThreshold: 0.3,
   scoreClip: 100,
+};
+
+/** The BlazeFace postprocessor's registry entry (its JSON schema is the published schema's `blazeface`). */
+export const blazefacePostprocessor: Postprocessor<'blazeface'> = {
+  name: 'blazeface',
+  schema: { $ref: 'https://yqp-trt.dev/schemas/config.schema.json#/definitions/blazeface' },
+  validate(spec: BlazeFacePostprocessing, config: ModelConfig, where: string) {
+    const outputNames = new Set(config.outputs.map((o) => o.name));
+    for (const name of [...spec.scores, ...spec.boxes])
+      if (!outputNames.has(name))
+        throw new YqpError('E_CONFIG', `Invalid ${where}: postprocessing names unknown output ${name}`, {
+          argument: 'postprocessing',
+        });
+  },
+  decode: (outputs, transforms, spec) => decodeBlazeFace(outputs, spec, transforms),
+  legacyField: 'faces',
+  present(faces: Face[]) {
+    const round = (v: number) => Math.round(v * 10) / 10;
+    const json = faces.map((f) => ({
+      box: f.box.map(round),
+      keypoints: f.keypoints.map(([x, y]) => [round(x), round(y)]),
+      score: Math.round(f.score * 1e4) / 1e4,
+    }));
+    return {
+      json: { faces: json },
+      summary: `${faces.length} face${faces.length === 1 ? '' : 's'}`,
+      lines: json.map(
+        (f) =>
+          `score ${f.score.toFixed(3)} box [${f.box.join(', ')}] keypoints ${f.keypoints.map((k) => `(${k.join(',')})`).join(' ')}`,
+      ),
+    };
+  },
 };

@@ -4,6 +4,16 @@ import { YqpError, invalidParameter } from '../errors.js';
 import type { PreprocessingSpec } from '../repository/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { toHalfBits } from './half.js';
+import {
+  elementsPerImage,
+  inputDims,
+  normalization,
+  placeImage,
+  validatePreprocessing,
+  type ImageTransform,
+} from './spec.js';
+
+export type { ImageTransform } from './spec.js';
 
 /** Decoded pixels handed in directly (a camera frame): interleaved uint8, 3 (RGB) or 4 (RGBA) channels. */
 export interface RawImage {
@@ -14,19 +24,6 @@ export interface RawImage {
 }
 
 export type ImageInput = string | Buffer | Uint8Array | RawImage;
-
-/**
- * Where the original image landed in the model input, to map model coordinates back to pixels:
- * x_image = (x_input - padX) / scaleX, with x_input in model-input pixels.
- */
-export interface ImageTransform {
-  width: number;
-  height: number;
-  scaleX: number;
-  scaleY: number;
-  padX: number;
-  padY: number;
-}
 
 /** Sharp's linear kernel is the closest to the bilinear sampling of the GPU kernel (README, "GPU preprocessing and face-ROI kernels"). */
 export const CPU_RESIZE_KERNEL = 'linear' as const;
@@ -90,31 +87,20 @@ export async function resizeToRgb(
     const swapped = typeof image !== 'object' || !isRawImage(image) ? (meta.orientation ?? 1) >= 5 : false;
     const width = swapped ? meta.height! : meta.width!;
     const height = swapped ? meta.width! : meta.height!;
-    let transform: ImageTransform;
-    let p = pipeline.removeAlpha().toColourspace('srgb');
-    if (spec.resize === 'stretch') {
-      transform = {
-        width,
-        height,
-        scaleX: spec.width / width,
-        scaleY: spec.height / height,
-        padX: 0,
-        padY: 0,
-      };
-      p = p.resize(spec.width, spec.height, { fit: 'fill', kernel: CPU_RESIZE_KERNEL });
-    } else {
-      const scale = Math.min(spec.width / width, spec.height / height);
-      const w = Math.max(1, Math.round(width * scale));
-      const h = Math.max(1, Math.round(height * scale));
-      const left = Math.floor((spec.width - w) / 2);
-      const top = Math.floor((spec.height - h) / 2);
+    // The placement (spec.ts) says where the image goes; sharp resizes into that rectangle and pads the rest.
+    const { rect, transform } = placeImage(spec, width, height);
+    const [left, top, right, bottom] = rect;
+    let p = pipeline
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(right - left, bottom - top, { fit: 'fill', kernel: CPU_RESIZE_KERNEL });
+    if (left > 0 || top > 0 || right < spec.width || bottom < spec.height) {
       const pad = spec.padValue ?? 0;
-      transform = { width, height, scaleX: w / width, scaleY: h / height, padX: left, padY: top };
-      p = p.resize(w, h, { fit: 'fill', kernel: CPU_RESIZE_KERNEL }).extend({
+      p = p.extend({
         left,
         top,
-        right: spec.width - w - left,
-        bottom: spec.height - h - top,
+        right: spec.width - right,
+        bottom: spec.height - bottom,
         background: { r: pad, g: pad, b: pad, alpha: 1 },
       });
     }
@@ -147,12 +133,11 @@ export function normalizeInto(
   out: Float32Array | Uint16Array,
   index: number,
 ): void {
-  const { width, height, layout, scale, mean, std } = spec;
+  const { width, height, layout } = spec;
   const plane = width * height;
   const base = index * plane * 3;
   const bgr = spec.colorOrder === 'BGR';
-  const a = [scale / std[0], scale / std[1], scale / std[2]];
-  const b = [-mean[0] / std[0], -mean[1] / std[1], -mean[2] / std[2]];
+  const { a, b } = normalization(spec);
   const half = out instanceof Uint16Array;
   for (let i = 0; i < plane; i++) {
     for (let c = 0; c < 3; c++) {
@@ -178,7 +163,7 @@ export async function preprocessInto(
 
 /** Dims of a batch of `n` preprocessed images. */
 export function preprocessedDims(spec: PreprocessingSpec, n: number): number[] {
-  return spec.layout === 'NHWC' ? [n, spec.height, spec.width, 3] : [n, 3, spec.height, spec.width];
+  return inputDims(spec, n);
 }
 
 /** Decodes (in parallel: sharp runs on libuv's pool) and preprocesses a batch into one tensor. */
@@ -188,8 +173,9 @@ export async function preprocessImages(
 ): Promise<{ tensor: Tensor; transforms: ImageTransform[] }> {
   if (!Array.isArray(images) || images.length === 0)
     throw invalidParameter('images', 'a non-empty array of images', images);
+  validatePreprocessing(spec, 'spec');
   const n = images.length;
-  const size = spec.width * spec.height * 3;
+  const size = elementsPerImage(spec);
   const out = spec.dtype === 'float16' ? new Uint16Array(n * size) : new Float32Array(n * size);
   const transforms = await Promise.all(
     images.map((img, i) => preprocessInto(img, spec, out, i, `images[${i}]`)),

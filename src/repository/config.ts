@@ -1,3 +1,4 @@
+import type { PostprocessingSpec } from '../postprocess/registry.js';
 import type { DType } from '../tensor.js';
 
 /** One input or output of a model. dims include the batch dimension; -1 marks a dynamic dimension. */
@@ -38,24 +39,8 @@ export interface PreprocessingSpec {
   padValue?: number;
 }
 
-export interface BlazeFacePostprocessing {
-  type: 'blazeface';
-  /** Outputs holding scores and boxes, one pair per anchor set, in anchor order. */
-  scores: string[];
-  boxes: string[];
-  /** SSD anchor generation parameters (MediaPipe's). */
-  anchors: {
-    inputSize: number;
-    strides: number[];
-    anchorsPerCell: number[];
-  };
-  scoreThreshold: number;
-  iouThreshold: number;
-  /** Raw scores are clipped to +-scoreClip before the sigmoid. */
-  scoreClip?: number;
-}
-
-export type PostprocessingSpec = BlazeFacePostprocessing;
+/** config.postprocessing: one registered postprocessor's spec, told apart by `type` (src/postprocess/). */
+export type { PostprocessingSpec } from '../postprocess/registry.js';
 
 export interface DynamicBatchingConfig {
   preferredBatchSizes?: number[];
@@ -84,8 +69,9 @@ export interface TensorRTMetadata {
 
 export interface ModelConfig {
   name: string;
-  backend: 'onnxruntime' | 'tensorrt';
-  /** The file inside each version folder: model.onnx or model.plan. */
+  /** A registered backend's name (src/backends/index.ts). */
+  backend: string;
+  /** The file inside each version folder: the backend's model file (BackendEntry.modelFile). */
   modelFile: string;
   precision: 'fp32' | 'fp16' | 'bf16' | 'int8';
   /** Largest batch any profile allows; 0 when the model has no batch dimension. */

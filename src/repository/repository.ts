@@ -3,7 +3,9 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv, { type ErrorObject } from 'ajv';
+import { backendNames } from '../backends/index.js';
 import { YqpError } from '../errors.js';
+import { postprocessorFor } from '../postprocess/index.js';
 import type { ModelConfig } from './config.js';
 
 export const SCHEMA_PATH = join(
@@ -13,9 +15,24 @@ export const SCHEMA_PATH = join(
   'schemas',
   'config.schema.json',
 );
-const schema = JSON.parse(await readFile(SCHEMA_PATH, 'utf8')) as object;
+const schema = JSON.parse(await readFile(SCHEMA_PATH, 'utf8')) as {
+  $id: string;
+  properties: Record<string, unknown>;
+};
 const ajv = new Ajv.default({ allErrors: true, strict: false });
-const validateSchema = ajv.compile<ModelConfig>(schema);
+ajv.addSchema(schema);
+// The published schema lists the backends and postprocessors of this package for editors; what is valid here is
+// what the registries hold, so the top level checks only the shapes, and each postprocessor checks its own spec.
+const validateSchema = ajv.compile<ModelConfig>({
+  ...schema,
+  $id: schema.$id.replace(/\.json$/, '.runtime.json'),
+  properties: {
+    ...schema.properties,
+    backend: { type: 'string' },
+    postprocessing: { type: 'object', required: ['type'], properties: { type: { type: 'string' } } },
+  },
+});
+const postprocessingValidators = new Map<string, ReturnType<typeof ajv.compile>>();
 
 export interface RepositoryEntry {
   /** The entry folder: <repo>/<name>. */
@@ -29,8 +46,9 @@ export interface RepositoryEntry {
   versions: number[];
 }
 
-function formatAjvError(e: ErrorObject): string {
-  const path = e.instancePath ? e.instancePath.replace(/^\//, '').replace(/\//g, '.') : '(root)';
+function formatAjvError(e: ErrorObject, prefix = ''): string {
+  const inner = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const path = prefix ? (inner ? `${prefix}.${inner}` : prefix) : inner || '(root)';
   if (e.keyword === 'additionalProperties')
     return `${path}: unknown field ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}`;
   if (e.keyword === 'enum')
@@ -44,11 +62,18 @@ export function validateConfig(config: unknown, where = 'config.json'): ModelCon
     const errors = validateSchema.errors ?? [];
     const first = errors[0];
     const field = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') || '(root)';
-    throw new YqpError('E_CONFIG', `Invalid ${where}: ${errors.map(formatAjvError).join('; ')}`, {
+    throw new YqpError('E_CONFIG', `Invalid ${where}: ${errors.map((e) => formatAjvError(e)).join('; ')}`, {
       argument: field,
       expected: first?.message,
     });
   }
+  const backends = backendNames();
+  if (!backends.includes(config.backend))
+    throw new YqpError('E_CONFIG', `Invalid ${where}: backend: expected one of ${backends.join(', ')}`, {
+      argument: 'backend',
+      expected: backends.join(', '),
+      received: String(config.backend),
+    });
   const inputNames = new Set(config.inputs.map((i) => i.name));
   for (const [p, profile] of config.profiles.entries()) {
     for (const [name, range] of Object.entries(profile)) {
@@ -80,14 +105,22 @@ export function validateConfig(config: unknown, where = 'config.json'): ModelCon
     throw new YqpError('E_CONFIG', `Invalid ${where}: preprocessing.input names unknown input ${pre.input}`, {
       argument: 'preprocessing.input',
     });
-  const outputNames = new Set(config.outputs.map((o) => o.name));
   const post = config.postprocessing;
   if (post) {
-    for (const name of [...post.scores, ...post.boxes])
-      if (!outputNames.has(name))
-        throw new YqpError('E_CONFIG', `Invalid ${where}: postprocessing names unknown output ${name}`, {
-          argument: 'postprocessing',
-        });
+    const postprocessor = postprocessorFor(post.type, where);
+    let check = postprocessingValidators.get(postprocessor.name);
+    if (!check) postprocessingValidators.set(postprocessor.name, (check = ajv.compile(postprocessor.schema)));
+    if (!check(post)) {
+      const errors = check.errors ?? [];
+      const first = errors[0];
+      const inner = first?.instancePath.replace(/^\//, '').replace(/\//g, '.');
+      throw new YqpError(
+        'E_CONFIG',
+        `Invalid ${where}: ${errors.map((e) => formatAjvError(e, 'postprocessing')).join('; ')}`,
+        { argument: inner ? `postprocessing.${inner}` : 'postprocessing', expected: first?.message },
+      );
+    }
+    postprocessor.validate(post, config, where);
   }
   return config;
 }

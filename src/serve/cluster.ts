@@ -11,6 +11,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import client from 'prom-client';
+import { backendEntry } from '../backends/index.js';
 import { YqpError, type ErrorCode } from '../errors.js';
 import { describeIndexEntry, describeWarmup, type ContextShare, type IndexEntry } from './model-manager.js';
 import type { InferenceServer, ServerOptions } from './server.js';
@@ -170,9 +171,10 @@ export async function runWorkerIfAsked(log: (line: string) => void): Promise<boo
   if (index === 0)
     for (const m of server.manager.loaded()) {
       log(`HTTP worker 0: ${describeWarmup(m)}`);
-      if (m.config.backend === 'tensorrt')
+      const backend = backendEntry(m.config.backend);
+      if (backend.perProcessNote)
         log(
-          `model ${m.name} runs on TensorRT: each of the ${of} HTTP workers holds its own engine and CUDA context (GPU serving wants --http-workers 1, or MPS)`,
+          `model ${m.name} runs on ${backend.displayName}: each of the ${of} HTTP workers ${backend.perProcessNote}`,
         );
     }
   link.send({ t: 'loaded', index, models: server.manager.index() });

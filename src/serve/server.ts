@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { backendEntry } from '../backends/index.js';
 import { YqpError, describeValue } from '../errors.js';
 import type { Model } from '../model.js';
 import { preprocessImages } from '../preprocess/cpu.js';
@@ -71,7 +72,7 @@ export interface ServerOptions {
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
 
 function platformOf(model: Model): string {
-  return model.config.backend === 'tensorrt' ? 'tensorrt_plan' : 'onnxruntime_onnx';
+  return backendEntry(model.config.backend).platform;
 }
 
 interface ModelParams {

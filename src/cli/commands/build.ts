@@ -1,6 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
+import { backendNames } from '../../backends/index.js';
 import { build, type BuildOptions } from '../../build.js';
 import { YqpError, expectPositiveInteger } from '../../errors.js';
+import { presetNames } from '../../presets.js';
 import { parseProfileFlags } from '../../profiles.js';
 import { runCommand } from '../run-command.js';
 
@@ -10,10 +12,10 @@ interface BuildArgs {
   repo: string;
   profile?: string[];
   'dynamic-batch'?: boolean;
-  backend: 'auto' | 'onnxruntime' | 'tensorrt';
+  backend: string;
   instances?: number;
   'model-version'?: number;
-  preset: 'auto' | 'blazeface' | 'none';
+  preset: string;
   'max-queue-delay-us'?: number;
   'preferred-batch'?: number[];
   fp16?: boolean;
@@ -54,12 +56,12 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         describe:
           'make a fixed batch dimension dynamic (rewrites constant Reshape/ConstantOfShape batch 1), then prove batch 16 == 16 single runs',
       })
-      .option('backend', { choices: ['auto', 'onnxruntime', 'tensorrt'] as const, default: 'auto' as const })
+      .option('backend', { choices: ['auto', ...backendNames()], default: 'auto' })
       .option('instances', { type: 'number', describe: 'execution contexts served round-robin (default 2)' })
       .option('model-version', { type: 'number', describe: 'version folder to write (default 1)' })
       .option('preset', {
-        choices: ['auto', 'blazeface', 'none'] as const,
-        default: 'auto' as const,
+        choices: ['auto', ...presetNames(), 'none'],
+        default: 'auto',
         describe: 'pre/postprocessing preset',
       })
       .option('max-queue-delay-us', {

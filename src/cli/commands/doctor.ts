@@ -13,9 +13,7 @@ function printReport(r: DoctorReport): void {
     process.stdout.write(`[${mark(c.ok)}] ${c.name}: ${c.detail}\n`);
     for (const s of c.solutions ?? []) process.stdout.write(`       Possible solutions: ${s}\n`);
   }
-  process.stdout.write(
-    `\nembedded backend (onnxruntime): ${r.embeddedBackendWorks ? 'works' : 'NOT working'}; tensorrt backend: ${r.tensorrtAvailable ? 'available' : 'unavailable'}\n`,
-  );
+  process.stdout.write(`\n${r.summary.join('; ')}\n`);
 }
 
 export const doctorCommand: CommandModule<object, DoctorArgs> = {

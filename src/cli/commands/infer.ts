@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { loadModel } from '../../model.js';
+import { postprocessorFor } from '../../postprocess/index.js';
 import { runCommand } from '../run-command.js';
 
 interface InferArgs {
@@ -10,8 +11,6 @@ interface InferArgs {
   json?: boolean;
   verbose?: boolean;
 }
-
-const round = (v: number) => Math.round(v * 10) / 10;
 
 export const inferCommand: CommandModule<object, InferArgs> = {
   command: 'infer <entry>',
@@ -33,18 +32,18 @@ export const inferCommand: CommandModule<object, InferArgs> = {
       const started = performance.now();
       const result = await model.inferImages(argv.image);
       const ms = performance.now() - started;
+      // The postprocessor says how its results print (src/postprocess/); without one, the raw output shapes.
+      const post = result.postprocessed;
+      const entry = post ? postprocessorFor(post.type) : undefined;
+      const presented = argv.image.map((_, i) =>
+        post && entry?.present ? entry.present(post.images[i] as never) : undefined,
+      );
       const images = argv.image.map((file, i) => ({
         image: file,
         width: result.transforms[i].width,
         height: result.transforms[i].height,
-        ...(result.faces
-          ? {
-              faces: result.faces[i].map((f) => ({
-                box: f.box.map(round),
-                keypoints: f.keypoints.map(([x, y]) => [round(x), round(y)]),
-                score: Math.round(f.score * 1e4) / 1e4,
-              })),
-            }
+        ...(presented[i]
+          ? presented[i].json
           : {
               outputs: Object.fromEntries(
                 Object.entries(result.outputs).map(([k, t]) => [
@@ -61,7 +60,7 @@ export const inferCommand: CommandModule<object, InferArgs> = {
               model: model.name,
               version: model.version,
               backend: model.config.backend,
-              ms: round(ms),
+              ms: Math.round(ms * 10) / 10,
               images,
             },
             null,
@@ -70,15 +69,11 @@ export const inferCommand: CommandModule<object, InferArgs> = {
         );
         return;
       }
-      for (const img of images) {
-        if ('faces' in img && img.faces) {
-          process.stdout.write(
-            `${img.image} (${img.width}x${img.height}): ${img.faces.length} face${img.faces.length === 1 ? '' : 's'}\n`,
-          );
-          for (const f of img.faces)
-            process.stdout.write(
-              `  score ${f.score.toFixed(3)} box [${f.box.join(', ')}] keypoints ${f.keypoints.map((k) => `(${k.join(',')})`).join(' ')}\n`,
-            );
+      for (const [i, img] of images.entries()) {
+        const shown = presented[i];
+        if (shown) {
+          process.stdout.write(`${img.image} (${img.width}x${img.height}): ${shown.summary}\n`);
+          for (const line of shown.lines) process.stdout.write(`  ${line}\n`);
         } else if ('outputs' in img) {
           process.stdout.write(`${img.image}: ${JSON.stringify(img.outputs)}\n`);
         }

@@ -1,0 +1,24 @@
+import type { BackendEntry } from './registry.js';
+
+/**
+ * The embedded backend's entry. Execution providers (CPU today; CUDA and TensorRT next) are options of this one
+ * backend with a `device`, not backends of their own: they run the same model.onnx through the same session and
+ * runner, and differ only in session options (docs/architecture.md, "Backends and execution providers").
+ */
+export const onnxruntimeEntry: BackendEntry = {
+  name: 'onnxruntime',
+  displayName: 'onnxruntime',
+  modelFile: 'model.onnx',
+  platform: 'onnxruntime_onnx',
+  embedded: true,
+  autoPriority: 0,
+  async load() {
+    return (await import('./onnxruntime.js')).onnxruntimeBackend;
+  },
+  async availability() {
+    return (await import('./onnxruntime.js')).onnxruntimeBackend.availability();
+  },
+  async doctor() {
+    return (await import('./onnxruntime-doctor.js')).onnxruntimeDoctor();
+  },
+};

@@ -1,0 +1,18 @@
+import { blazefacePostprocessor } from './blazeface.js';
+import { registerPostprocessor } from './registry.js';
+
+// The built-in postprocessors. Another registers the same way, from its own file (one entry, one name).
+registerPostprocessor(blazefacePostprocessor);
+
+export {
+  postprocess,
+  postprocessorFor,
+  postprocessorNames,
+  registerPostprocessor,
+  type Postprocessed,
+  type PostprocessingSpec,
+  type Postprocessor,
+  type PostprocessorName,
+  type PostprocessorPresentation,
+  type PostprocessorTypes,
+} from './registry.js';
