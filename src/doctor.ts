@@ -1,6 +1,6 @@
 import { backendEntries } from './backends/index.js';
 import type { OnnxruntimeDoctorInfo } from './backends/onnxruntime-doctor.js';
-import { loadBinding } from './binding.js';
+import { loadBinding } from './native/binding.js';
 import type { DoctorCheck } from './doctor-check.js';
 
 export type { DoctorCheck } from './doctor-check.js';

@@ -110,7 +110,7 @@ export { parseCalibrationCache, formatCalibrationCache } from './calibration/cac
 export { planQdq, insertQdq } from './onnx/qdq.js';
 
 // GPU side (native addon): runtime core, preprocessing and ROI kernels, frame ring over CUDA IPC, NVML, placement.
-export { loadBinding, type NativeBinding, type CudaInfo, type CudaDevice } from './binding.js';
+export { loadBinding, type NativeBinding, type CudaInfo, type CudaDevice } from './native/binding.js';
 export {
   GpuPreprocessor,
   gpuKernelsAvailability,

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT, loadBinding } from '../src/binding.js';
+import { PACKAGE_ROOT, loadBinding } from '../src/native/binding.js';
 import { place } from '../src/gpu/placement.js';
 import { sample, pcieLinkBytesPerSec } from '../src/gpu/nvml.js';
 import { loadRuntime, requireRuntime } from '../src/gpu/runtime.js';
@@ -14,7 +14,7 @@ const HAS_DRIVER = BUILT && loaded.binding !== undefined && !loaded.binding.cuda
 
 describe('native binding loader', () => {
   it('never throws: a missing addon is reported with its path and possible solutions', () => {
-    const script = `import { loadBinding } from './src/binding.ts'; const r = loadBinding(); console.log(JSON.stringify(r));`;
+    const script = `import { loadBinding } from './src/native/binding.ts'; const r = loadBinding(); console.log(JSON.stringify(r));`;
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: PACKAGE_ROOT,
       env: { ...process.env, YQP_TRT_ADDON: '/nonexistent/yqp_trt.node' },

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nativeRunner, onnxruntimeBackend } from '../src/backends/onnxruntime.js';
 import { RUN_TIMING, type BackendSession, type RunTiming } from '../src/backends/backend.js';
 import { Scheduler, type BatchEvent } from '../src/scheduler/scheduler.js';
-import { PACKAGE_ROOT } from '../src/binding.js';
+import { PACKAGE_ROOT } from '../src/native/binding.js';
 import type { ModelConfig } from '../src/repository/config.js';
 import { requireData } from './helpers/data.js';
 import { writeBlazeFace } from './serve-fixtures.js';

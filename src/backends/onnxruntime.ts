@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { loadBinding } from '../binding.js';
+import { loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
 import type { ModelConfig } from '../repository/config.js';
 import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';

@@ -1,26 +1,20 @@
 import { YqpError } from '../errors.js';
 import { nativeError, requireRuntime } from './runtime.js';
 
+import type {
+  NativeExportedIpcRegion,
+  NativeIpcRegion,
+  NativeIpcRuntime as IpcRuntime,
+} from '../native/runtime.js';
+
 /** A raw CUDA IPC region (Triton's CUDA shared-memory extension): synchronous request-sized copies in and out. */
-export interface IpcRegion {
-  readonly byteSize: number;
-  read(offset: number, length: number): Uint8Array;
-  write(offset: number, bytes: Uint8Array): void;
-  close(): void;
-}
+export type IpcRegion = NativeIpcRegion;
 
 /** A region this process allocates (one whole cudaMalloc) and exports; `handle` is the cudaIpcMemHandle_t. */
-export interface ExportedIpcRegion extends IpcRegion {
-  readonly handle: Uint8Array;
-}
-
-interface IpcRuntime {
-  exportIpcMemory?(byteSize: number, device: number): ExportedIpcRegion;
-  openIpcMemHandle?(handle: Uint8Array, device: number, byteSize: number): IpcRegion;
-}
+export type ExportedIpcRegion = NativeExportedIpcRegion;
 
 function ipcRuntime(): Required<IpcRuntime> {
-  const rt = requireRuntime() as unknown as IpcRuntime;
+  const rt: IpcRuntime = requireRuntime();
   if (typeof rt.exportIpcMemory !== 'function' || typeof rt.openIpcMemHandle !== 'function')
     throw new YqpError('E_BACKEND_UNAVAILABLE', 'this build of the native addon has no CUDA IPC regions', {
       solutions: ['rebuild it: `npm run build:native`'],

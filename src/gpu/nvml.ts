@@ -1,29 +1,7 @@
-import { loadBinding } from '../binding.js';
+import { loadBinding } from '../native/binding.js';
 
-/** One GPU as NVML reports it; a field is absent when NVML does not support it on that GPU. */
-export interface GpuSample {
-  index: number;
-  name?: string;
-  /** Percent of the last sample period a kernel ran / device memory was read or written. */
-  utilizationGpu?: number;
-  utilizationMemory?: number;
-  memoryUsed?: number;
-  memoryTotal?: number;
-  temperatureC?: number;
-  powerW?: number;
-  pcieTxBytesPerSec?: number;
-  pcieRxBytesPerSec?: number;
-  pcieLinkGeneration?: number;
-  pcieLinkWidth?: number;
-  error?: string;
-}
-
-export type NvmlSample =
-  { available: true; driverVersion?: string; gpus: GpuSample[] } | { available: false; reason: string };
-
-interface NativeNvml {
-  sample(options?: { pcie?: boolean }): NvmlSample;
-}
+export type { GpuSample, NvmlSample } from '../native/nvml.js';
+import type { NvmlSample } from '../native/nvml.js';
 
 /**
  * Samples NVML (libnvidia-ml.so.1, opened at run time by the addon) for every GPU. Without the addon or NVML it
@@ -33,7 +11,7 @@ export function sample(options: { pcie?: boolean } = {}): NvmlSample {
   const loaded = loadBinding();
   if (!loaded.binding)
     return { available: false, reason: `the native addon did not load: ${loaded.errors.join('; ')}` };
-  const nvml = loaded.binding.nvml as NativeNvml | undefined;
+  const nvml = loaded.binding.nvml;
   if (!nvml) return { available: false, reason: 'the native addon has no NVML monitor' };
   try {
     return nvml.sample(options);

@@ -1,119 +1,34 @@
-import { loadBinding } from '../binding.js';
+import { loadBinding } from '../native/binding.js';
+import type { NativeIpcRuntime, NativeRuntime } from '../native/runtime.js';
 import { YqpError, expectNonNegativeNumber, expectPositiveInteger, invalidParameter } from '../errors.js';
+
+export type {
+  PoolStats,
+  NativeDeviceBuffer,
+  NativePinnedBuffer,
+  NativeStreamPool,
+  NativeGraphCache,
+  GraphOp,
+  CopyEnd,
+  CopyOptions,
+  FrameMeta,
+  FrameSlot,
+  NativeFrameRing,
+  NativeRuntime,
+} from '../native/runtime.js';
+import type {
+  PoolStats,
+  NativeDeviceBuffer,
+  NativePinnedBuffer,
+  NativeStreamPool,
+  CopyEnd,
+  CopyOptions,
+} from '../native/runtime.js';
 
 /**
  * Typed wrapper of the CUDA runtime core (trt/core): stream pools, pooled device and pinned buffers, copies
  * whose Promise settles from the stream (the event loop never blocks on the GPU), pool statistics, graph cache.
  */
-
-export interface PoolStats {
-  /** cudaMalloc / cudaHostAlloc calls. */
-  allocations: number;
-  /** Requests served from a cached block. */
-  reuses: number;
-  releases: number;
-  bytesAllocated: number;
-  bytesInUse: number;
-  peakBytesAllocated: number;
-}
-
-export interface NativeDeviceBuffer {
-  readonly ptr: bigint;
-  readonly size: number;
-  readonly capacity: number;
-  readonly device: number;
-  readonly disposed: boolean;
-  dispose(): void;
-}
-
-export interface NativePinnedBuffer extends Omit<NativeDeviceBuffer, 'device'> {
-  /** The pinned memory itself (no copy); detached by dispose(). */
-  readonly array: Uint8Array;
-}
-
-export interface NativeStreamPool {
-  readonly size: number;
-  readonly device: number;
-  handle(index: number): bigint;
-  next(): bigint;
-  synchronize(index?: number): Promise<void>;
-  dispose(): void;
-}
-
-export interface NativeGraphCache {
-  run(key: string, stream: bigint, ops: GraphOp[]): 'replayed' | 'captured' | 'eager';
-  stats(): { captures: number; replays: number; eagerRuns: number; failedCaptures: number; graphs: number };
-  clear(): void;
-  readonly size: number;
-  enabled: boolean;
-}
-
-export type GraphOp =
-  | { op: 'memset'; dst: NativeDeviceBuffer; value: number; bytes?: number }
-  | {
-      op: 'copy';
-      dst: NativeDeviceBuffer | NativePinnedBuffer;
-      src: NativeDeviceBuffer | NativePinnedBuffer;
-      bytes?: number;
-    }
-  | { op: 'query' };
-
-export type CopyEnd = NativeDeviceBuffer | NativePinnedBuffer | ArrayBufferView;
-
-export interface CopyOptions {
-  bytes?: number;
-  dstOffset?: number;
-  srcOffset?: number;
-}
-
-export interface FrameMeta {
-  cameraId?: number;
-  /** One of FRAME_FORMATS' values. */
-  format?: number;
-  width?: number;
-  height?: number;
-  frameIndex?: number;
-  timestampUs?: number;
-  bytes?: number;
-}
-
-export interface FrameSlot extends Required<FrameMeta> {
-  slot: number;
-  seq: number;
-  ptr: bigint;
-}
-
-export interface NativeFrameRing {
-  readonly descriptor: string;
-  readonly slotCount: number;
-  readonly slotBytes: number;
-  readonly owner: boolean;
-  acquireWrite(options?: { overwrite?: boolean }): number;
-  slotPtr(slot: number): bigint;
-  commit(slot: number, meta: FrameMeta, stream: bigint): number;
-  abort(slot: number): void;
-  acquireRead(options?: { afterSeq?: number; cameraId?: number; oldest?: boolean }): FrameSlot | null;
-  waitReady(slot: number, stream: bigint): void;
-  release(slot: number): void;
-  releaseAfter(slot: number, stream: bigint): void;
-  slot(slot: number): FrameSlot & { state: 'free' | 'writing' | 'ready'; readers: number };
-  dispose(): void;
-}
-
-export interface NativeRuntime {
-  StreamPool: new (device: number, count: number) => NativeStreamPool;
-  GraphCache: new () => NativeGraphCache;
-  FrameRing: {
-    new (options: { device?: number; slots: number; slotBytes: number }): NativeFrameRing;
-    open(descriptor: string): NativeFrameRing;
-  };
-  allocDevice(bytes: number, device?: number): NativeDeviceBuffer;
-  allocPinned(bytes: number): NativePinnedBuffer;
-  copy(dst: CopyEnd, src: CopyEnd, stream: bigint, options?: CopyOptions): Promise<void>;
-  done(stream: bigint): Promise<void>;
-  poolStats(device?: number): { device: PoolStats; pinned: PoolStats };
-  trimPools(device?: number): void;
-}
 
 /** Native errors (code E_CUDA, E_DISPOSED, E_FRAME_RING, E_INVALID_PARAMETER) as YqpErrors. */
 export function nativeError(e: unknown): YqpError {
@@ -125,10 +40,10 @@ export function nativeError(e: unknown): YqpError {
 }
 
 /** The runtime exports of the addon, or why they are not there (never throws). */
-export function loadRuntime(): { runtime?: NativeRuntime; reason?: string } {
+export function loadRuntime(): { runtime?: NativeRuntime & NativeIpcRuntime; reason?: string } {
   const loaded = loadBinding();
   if (!loaded.binding) return { reason: `the native addon did not load: ${loaded.errors.join('; ')}` };
-  const runtime = loaded.binding.runtime as NativeRuntime | undefined;
+  const runtime = loaded.binding.runtime;
   if (!runtime) return { reason: 'the native addon has no CUDA runtime core (built before it existed?)' };
   const info = loaded.binding.cudaInfo();
   if (info.driverError) return { reason: info.driverError };
@@ -136,7 +51,7 @@ export function loadRuntime(): { runtime?: NativeRuntime; reason?: string } {
   return { runtime };
 }
 
-export function requireRuntime(): NativeRuntime {
+export function requireRuntime(): NativeRuntime & NativeIpcRuntime {
   const { runtime, reason } = loadRuntime();
   if (!runtime)
     throw new YqpError('E_BACKEND_UNAVAILABLE', `the CUDA runtime is unavailable: ${reason}`, {

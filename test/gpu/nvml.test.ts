@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { loadBinding } from '../../src/binding.js';
+import { loadBinding } from '../../src/native/binding.js';
 import { pcieLinkBytesPerSec, sample } from '../../src/gpu/nvml.js';
 import { NO_GPU, skipNote } from './gpu-env.js';
 
