@@ -119,16 +119,6 @@ Waiter* WaiterFor(cudaStream_t stream, int device) {
   return w;
 }
 
-}  // namespace
-
-Napi::Error CodedError(Napi::Env env, std::string const& message, char const* code) {
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::String::New(env, code));
-  return err;
-}
-
-namespace {
-
 // Records a pooled event on stream and hands it with p to the stream's waiter; false with *error otherwise.
 bool Enqueue(cudaStream_t stream, Pending* p, std::string* error) {
   int device = 0;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/coded_error.h"
+
 namespace yqp::trt {
 
 inline bool Has(Napi::Object const& o, char const* key) {
@@ -47,11 +49,7 @@ inline Napi::Array DimsToJs(Napi::Env env, std::vector<int64_t> const& dims) {
 inline Napi::Buffer<uint8_t> ToBuffer(Napi::Env env, std::vector<uint8_t> const& bytes) {
   return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size());
 }
-// An Error with a code our TypeScript side maps onto YqpError.
-inline Napi::Error CodedError(Napi::Env env, std::string const& message, char const* code) {
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Value().Set("code", code);
-  return e;
-}
+// An Error with a code our TypeScript side maps onto YqpError: the addon's one helper.
+using core::CodedError;
 
 }  // namespace yqp::trt
