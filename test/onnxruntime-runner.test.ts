@@ -169,7 +169,9 @@ describe.skipIf(Boolean(found.reason))(`native onnxruntime runner${SKIP}`, () =>
     for (let i = 0; i < 400; i++) await session.run(0, { 'input:0': { dtype: 'float32', dims, data } });
     const grown = (process.memoryUsage().rss - before) / 2 ** 20;
     expect(grown).toBeLessThan(150);
-  });
+    // 420 batch-16 runs: about 100 s on the shared 2-core VM at load 15-20 (it timed out at 120 s with main's
+    // addon too); the bound on memory is the assertion, not the time.
+  }, 300_000);
 
   it('an idle session does not keep the process alive; a busy one finishes first', () => {
     const script = `
