@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { YqpError, describeValue } from '../errors.js';
 import { loadRuntime } from '../gpu/runtime.js';
 import { openIpcMemHandle } from '../gpu/ipc-memory.js';
-import type { SharedMemoryRef } from './protocol.js';
+import type { SharedMemoryRef } from './inference-request.js';
 
 export interface SystemRegionStatus {
   name: string;
