@@ -9,8 +9,8 @@ import type { ContextShare, IndexEntry } from './model-manager.js';
 export type SharedOp =
   | { op: 'load'; model: string }
   | { op: 'unload'; model: string }
-  | { op: 'register'; kind: 'system' | 'cuda'; region: string; body: unknown }
-  | { op: 'unregister'; kind: 'system' | 'cuda'; region?: string };
+  | { op: 'register'; kind: 'system' | 'cuda'; region: string; body: unknown; owner: string }
+  | { op: 'unregister'; kind: 'system' | 'cuda'; region?: string; owner: string };
 
 export type ReportKind = 'metrics' | 'stats';
 

@@ -60,7 +60,8 @@ export async function serveCluster(
     op.op === 'load' || op.op === 'unload' ? `model:${op.model}` : `shm:${op.kind}:${op.region ?? '*'}`;
   const record = (op: SharedOp) => {
     if (op.op === 'unregister' && op.region === undefined)
-      for (const k of [...replay.keys()]) if (k.startsWith(`shm:${op.kind}:`)) replay.delete(k);
+      for (const [k, o] of [...replay.entries()])
+        if (k.startsWith(`shm:${op.kind}:`) && o.op === 'register' && o.owner === op.owner) replay.delete(k);
     const key = keyOf(op);
     replay.delete(key);
     if (op.op !== 'unregister') replay.set(key, op);

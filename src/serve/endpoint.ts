@@ -5,12 +5,13 @@
  * calls it; a gRPC layer would call the same methods with requests parsed from its own messages.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { YqpError, describeValue } from '../errors.js';
 import type { Model } from '../model.js';
 import type { TensorMap } from '../tensor.js';
-import { elementCount } from '../tensor.js';
+import { DTYPE_BYTES, elementCount } from '../tensor.js';
 import type { ClusterMember, ReportKind, SharedOp } from './cluster-messages.js';
 import { statusOf } from './http-status.js';
 import {
@@ -21,10 +22,17 @@ import {
 } from './inference-request.js';
 import { ServerMetrics, aggregateMetrics, outcomeOf } from './metrics.js';
 import { ModelManager } from './model-manager.js';
-import type { EndpointOptions } from './options.js';
-import { SharedMemoryRegistry, findCudaIpc, type CudaIpcOpen } from './shared-memory.js';
+import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_TIMEOUT_US, type EndpointOptions } from './options.js';
+import {
+  SharedMemoryRegistry,
+  findCudaIpc,
+  type CudaIpcOpen,
+  type SharedMemoryKind,
+} from './shared-memory.js';
+import { checkInput, type InputHeader } from './input-check.js';
+import { Semaphore } from './semaphore.js';
 import { ModelStatistics, mergeStats, statsKey, type ModelStats } from './statistics.js';
-import { DTYPE_TO_DATATYPE, bytesOfTyped } from './tensor-codec.js';
+import { DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE, bytesOfTyped } from './tensor-codec.js';
 
 const PACKAGE_VERSION = (() => {
   try {
@@ -40,19 +48,20 @@ function platformOf(model: Model): string {
   return model.config.backend === 'tensorrt' ? 'tensorrt_plan' : 'onnxruntime_onnx';
 }
 
-export type SharedMemoryKind = 'system' | 'cuda';
-
 /** One inference as a transport hands it over. */
 export interface InferCall {
   model: string;
   version?: string;
   /**
    * Parses the transport's request into the neutral shape; called once the model is known, so a malformed
-   * request counts as a failed request of that model (as Triton counts it).
+   * request counts as a failed request of that model (as Triton counts it). `check` is called with each
+   * input's header before its data is decoded (it throws for what the model cannot take).
    */
-  parse(): InferRequest;
+  parse(check: (input: InputHeader) => void): InferRequest;
   /** Aborted when the client goes away: its queued work is dropped before it runs. */
   signal?: AbortSignal;
+  /** Who asks (the transport's tell of a caller, e.g. its token's digest): shared memory serves its owner only. */
+  owner?: string;
 }
 
 /** What a transport encodes into its response. */
@@ -71,6 +80,7 @@ export class InferenceEndpoint implements ClusterMember {
   private readonly workerLabel: string;
   private readonly cudaReason?: string;
   private draining = false;
+  private readonly decodes: Semaphore;
 
   private constructor(
     readonly options: EndpointOptions,
@@ -78,7 +88,12 @@ export class InferenceEndpoint implements ClusterMember {
   ) {
     this.workerLabel = String(options.cluster?.share.index ?? 0);
     this.cudaReason = cuda.open ? undefined : cuda.reason;
-    this.shm = new SharedMemoryRegistry(cuda);
+    this.shm = new SharedMemoryRegistry(cuda, {
+      kinds: options.sharedMemory,
+      keyPrefix: options.sharedMemoryKeyPrefix,
+      maxRegions: options.sharedMemoryMaxRegions,
+    });
+    this.decodes = new Semaphore(options.maxImageDecodes ?? Math.max(1, availableParallelism()));
     this.manager = new ModelManager(
       options.modelRepository,
       options.loadOptions,
@@ -210,8 +225,9 @@ export class InferenceEndpoint implements ClusterMember {
     let code: string | undefined;
     try {
       model = this.manager.get(name, call.version);
-      const request = call.parse();
-      const feeds = await this.feedsOf(model, request.inputs);
+      const owner = call.owner ?? '';
+      const config = model.config;
+      const request = parseChecked(() => call.parse((h) => checkInput(config, h)));
       const timeoutUs = request.parameters.timeout;
       if (timeoutUs !== undefined && (typeof timeoutUs !== 'number' || !(timeoutUs >= 0)))
         throw new YqpError(
@@ -219,13 +235,17 @@ export class InferenceEndpoint implements ClusterMember {
           `Expected a non-negative number of microseconds for parameters.timeout but received ${describeValue(timeoutUs)}`,
           { argument: 'timeout' },
         );
+      const feeds = await this.feedsOf(model, request.inputs, owner);
+      // Past Node's timer range a timeout would fire at once; a stated maximum keeps its meaning.
+      const maxUs = this.options.maxTimeoutUs ?? DEFAULT_MAX_TIMEOUT_US;
       const outputs = await model.infer(feeds, {
         signal: call.signal,
-        timeoutMs: typeof timeoutUs === 'number' && timeoutUs > 0 ? timeoutUs / 1000 : undefined,
+        timeoutMs:
+          typeof timeoutUs === 'number' && timeoutUs > 0 ? Math.min(timeoutUs, maxUs) / 1000 : undefined,
       });
       const selected = selectOutputs(model, request, outputs);
       for (const o of selected)
-        if (o.sharedMemory) this.shm.write(o.sharedMemory, bytesOfTyped(o.tensor.data));
+        if (o.sharedMemory) this.shm.write(o.sharedMemory, bytesOfTyped(o.tensor.data), owner);
       return encode({
         model: { name: model.name, version: String(model.version) },
         id: request.id,
@@ -247,33 +267,42 @@ export class InferenceEndpoint implements ClusterMember {
     }
   }
 
-  /** Tensors for the model from the request inputs: shared memory read, image bytes preprocessed. */
-  private async feedsOf(model: Model, inputs: RequestInput[]): Promise<TensorMap> {
+  /**
+   * Tensors for the model from the request inputs: each checked against the model (name, datatype, element
+   * count within its profiles) before shared memory is read or images decoded; images a bounded number of
+   * requests at a time.
+   */
+  private async feedsOf(model: Model, inputs: RequestInput[], owner: string): Promise<TensorMap> {
     const feeds: TensorMap = {};
+    for (const input of inputs) checkInput(model.config, input);
     for (const input of inputs) {
-      if (input.sharedMemory)
-        fillFromBytes(input, this.shm.read(input.sharedMemory), elementCount(input.shape));
-      if (input.bytes) {
-        const spec = model.config.preprocessing;
-        if (!spec || spec.input !== input.name) {
-          const declared = model.config.inputs.find((i) => i.name === input.name);
+      if (input.sharedMemory) {
+        const ref = input.sharedMemory;
+        const count = elementCount(input.shape);
+        const limit = this.options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+        const expected =
+          input.datatype === 'BYTES' ? undefined : count * DTYPE_BYTES[DATATYPE_TO_DTYPE[input.datatype]];
+        if (expected !== undefined ? ref.byteSize !== expected : ref.byteSize > limit)
           throw new YqpError(
-            'E_DTYPE',
-            declared
-              ? `Input ${JSON.stringify(input.name)} expects datatype ${DTYPE_TO_DATATYPE[declared.dtype]} but received BYTES (only the model's image input takes encoded images)`
-              : `Unknown input ${JSON.stringify(input.name)}: the model's inputs are ${model.config.inputs.map((i) => JSON.stringify(i.name)).join(', ')}`,
+            'E_SHAPE',
+            expected !== undefined
+              ? `Input ${JSON.stringify(input.name)} of shape [${input.shape.join(',')}] and datatype ${input.datatype} needs ${expected} bytes but shared_memory_byte_size is ${ref.byteSize}`
+              : `Input ${JSON.stringify(input.name)} asks for ${ref.byteSize} bytes of BYTES from shared memory, more than the ${limit} a request may carry (--max-body-bytes)`,
             {
-              argument: input.name,
-              expected: declared ? DTYPE_TO_DATATYPE[declared.dtype] : undefined,
-              received: 'BYTES',
+              argument: 'shared_memory_byte_size',
+              expected: String(expected ?? limit),
+              received: String(ref.byteSize),
             },
           );
-        }
-        if (input.bytes.length === 0)
+        fillFromBytes(input, this.shm.read(ref, owner), count);
+      }
+      if (input.bytes) {
+        const bytes = input.bytes;
+        if (bytes.length === 0)
           throw new YqpError('E_SHAPE', `Input ${JSON.stringify(input.name)} holds no images`, {
             argument: input.name,
           });
-        feeds[input.name] = (await model.preprocess(input.bytes)).tensor;
+        feeds[input.name] = (await this.decodes.run(() => model.preprocess(bytes))).tensor;
       } else if (input.tensor) feeds[input.name] = input.tensor;
     }
     return feeds;
@@ -302,24 +331,31 @@ export class InferenceEndpoint implements ClusterMember {
 
   // --- shared memory ---
 
-  sharedMemoryStatus(kind: SharedMemoryKind, region?: string) {
-    return kind === 'system' ? this.shm.systemStatus(region) : this.shm.cudaStatus(region);
+  /** The owner's regions of a kind (or one of them). */
+  sharedMemoryStatus(kind: SharedMemoryKind, region?: string, owner = '') {
+    return kind === 'system' ? this.shm.systemStatus(region, owner) : this.shm.cudaStatus(region, owner);
   }
 
   /** Registers a region ({key, offset, byte_size} or {raw_handle, device_id, byte_size}) in every process. */
-  registerSharedMemory(kind: SharedMemoryKind, region: string, body: unknown): Promise<void> {
-    if (this.options.allowSharedMemory === false)
+  async registerSharedMemory(
+    kind: SharedMemoryKind,
+    region: string,
+    body: unknown,
+    owner = '',
+  ): Promise<void> {
+    // Refused here too, so a disabled kind never reaches the primary.
+    if (!this.shm.enabled(kind))
       throw new YqpError(
         'E_ARGUMENT',
-        'Shared memory registration is disabled on this server (start it with --allow-shared-memory)',
+        `${kind === 'system' ? 'System' : 'CUDA'} shared memory is disabled on this server (start it with --shared-memory ${kind})`,
         { argument: 'sharedmemory' },
       );
-    return this.shared({ op: 'register', kind, region, body });
+    await this.shared({ op: 'register', kind, region, body, owner });
   }
 
-  /** Unregisters one region, or every region of the kind. */
-  unregisterSharedMemory(kind: SharedMemoryKind, region?: string): Promise<void> {
-    return this.shared({ op: 'unregister', kind, region });
+  /** Unregisters one of the owner's regions, or all of its regions of the kind. */
+  unregisterSharedMemory(kind: SharedMemoryKind, region?: string, owner = ''): Promise<void> {
+    return this.shared({ op: 'unregister', kind, region, owner });
   }
 
   // --- several server processes ---
@@ -339,11 +375,11 @@ export class InferenceEndpoint implements ClusterMember {
         await this.manager.unload(op.model);
         return;
       case 'register':
-        if (op.kind === 'system') this.shm.registerSystem(op.region, op.body);
-        else this.shm.registerCuda(op.region, op.body);
+        if (op.kind === 'system') this.shm.registerSystem(op.region, op.body, op.owner);
+        else this.shm.registerCuda(op.region, op.body, op.owner);
         return;
       case 'unregister':
-        this.shm.unregister(op.kind, op.region);
+        this.shm.unregister(op.kind, op.region, op.owner);
         return;
     }
   }
@@ -353,6 +389,21 @@ export class InferenceEndpoint implements ClusterMember {
     return what === 'metrics'
       ? this.metrics.registry.getMetricsAsJSON()
       : this.statistics.of(this.manager.loaded());
+  }
+}
+
+/**
+ * A transport's parse, its untyped failures (a RangeError of a hostile body, say) as the client's error: the
+ * parsers check what they read, so what escapes them is still about the request.
+ */
+function parseChecked(parse: () => InferRequest): InferRequest {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof YqpError) throw e;
+    throw new YqpError('E_ARGUMENT', `Malformed request: ${(e as Error).message ?? String(e)}`, {
+      argument: 'body',
+    });
   }
 }
 

@@ -2,7 +2,7 @@
 import type { ClusterChannel } from './cluster-messages.js';
 import type { NvmlSampler } from './metrics.js';
 import type { ModelLoadOptions } from './model-manager.js';
-import type { CudaIpcOpen } from './shared-memory.js';
+import type { CudaIpcOpen, SharedMemoryKind } from './shared-memory.js';
 
 /** The transport-neutral part (src/serve/endpoint.ts): models, shared memory, metrics. */
 export interface EndpointOptions {
@@ -12,8 +12,21 @@ export interface EndpointOptions {
   /** Options for every model (contexts, threadsPerContext, maxQueueSize, dynamicBatching). */
   loadOptions?: ModelLoadOptions;
   perModel?: Record<string, ModelLoadOptions>;
-  /** Allow the shared-memory extensions (Triton: --allow-client-shm); default true on 127.0.0.1 only. */
-  allowSharedMemory?: boolean;
+  /**
+   * The shared-memory extensions clients may use (`--shared-memory system,cuda`); default none. Refused on a
+   * bind other than loopback unless an auth token is set (docs/serving-security.md).
+   */
+  sharedMemory?: readonly SharedMemoryKind[];
+  /** System shared-memory keys must start with this (default "/yqp"). */
+  sharedMemoryKeyPrefix?: string;
+  /** Regions registered at once (default 64; each holds a file descriptor). */
+  sharedMemoryMaxRegions?: number;
+  /** Largest request body in bytes (default 64 MiB); also the bound of a BYTES input read from shared memory. */
+  bodyLimit?: number;
+  /** Requests decoding images at once (default: the cores); more wait their turn. */
+  maxImageDecodes?: number;
+  /** parameters.timeout above this many microseconds is taken as this (default 600 s). */
+  maxTimeoutUs?: number;
   /** For tests: an opener for CUDA IPC regions instead of the GPU core's. */
   cudaIpc?: { open?: CudaIpcOpen; reason?: string };
   /** For tests: an NVML sampler instead of the GPU core's. */
@@ -29,11 +42,24 @@ export interface ServerOptions extends EndpointOptions {
   port?: number;
   /** Requests must carry `Authorization: Bearer <token>` (health endpoints excepted). */
   authToken?: string;
-  /** Largest request body in bytes (default 64 MiB). */
-  bodyLimit?: number;
+  /** Bytes of request bodies held at once, all connections together (default 4 x bodyLimit); past it 503. */
+  maxInflightBodyBytes?: number;
+  /** A request's headers must be in within this (default 10 s). */
+  headersTimeoutMs?: number;
+  /** A whole request, headers and body, must be in within this (default 120 s). */
+  requestTimeoutMs?: number;
+  /** A connection with nothing sent or received for this long is closed (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Open connections at once (default 1024); more are refused at accept. */
+  maxConnections?: number;
   /** Seconds a client is told to wait after a 503 (Retry-After). */
   retryAfterSeconds?: number;
   logger?: boolean;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;
+export const DEFAULT_MAX_TIMEOUT_US = 600e6;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_CONNECTIONS = 1024;

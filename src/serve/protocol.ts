@@ -5,6 +5,8 @@
  */
 import { YqpError, describeValue } from '../errors.js';
 import { elementCount } from '../tensor.js';
+import type { InputHeader } from './input-check.js';
+import { scanJson, type JsonLimits } from './json-scan.js';
 import {
   fillFromBytes,
   type InferRequest,
@@ -79,22 +81,46 @@ function readSharedMemory(params: Parameters, where: string): SharedMemoryRef | 
 }
 
 /** Flattens nested JSON arrays (Triton accepts both flat and row-major nested data). */
-function flatten(data: unknown[]): unknown[] {
+function flatten(data: unknown[], where: string, maxDepth: number, maxCount: number): unknown[] {
   if (!data.some(Array.isArray)) return data;
   const out: unknown[] = [];
-  const walk = (x: unknown) => {
-    if (Array.isArray(x)) for (const y of x) walk(y);
-    else out.push(x);
-  };
-  walk(data);
+  // Iterative, depth- and count-bounded: a hostile nesting is a 400, not a stack overflow.
+  const stack: { array: unknown[]; next: number }[] = [{ array: data, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.next >= top.array.length) {
+      stack.pop();
+      continue;
+    }
+    const x = top.array[top.next++];
+    if (!Array.isArray(x)) {
+      if (out.length >= maxCount) return out.concat([x]);
+      out.push(x);
+    } else if (stack.length >= maxDepth)
+      throw bad(`Input ${where}.data nests deeper than its shape's ${maxDepth - 1} dimensions`, where);
+    else stack.push({ array: x, next: 0 });
+  }
   return out;
+}
+
+export interface ParseOptions {
+  /** Called with each input's name, datatype and shape before its data is read (the model's checks). */
+  check?: (input: InputHeader) => void;
+  /** The JSON part was scanned against limits as it arrived (src/serve/json-scan.ts): not again. */
+  scanned?: boolean;
+  /** Limits of the scan otherwise (default: depth only). */
+  limits?: JsonLimits;
 }
 
 /**
  * Parses an infer request body. `headerLength` is the Inference-Header-Content-Length header (undefined for
  * a plain JSON body); the binary tensors follow the JSON header in input order.
  */
-export function parseInferRequest(body: Buffer, headerLength?: string | string[]): InferRequest {
+export function parseInferRequest(
+  body: Buffer,
+  headerLength?: string | string[],
+  options: ParseOptions = {},
+): InferRequest {
   let jsonEnd = body.length;
   if (headerLength !== undefined) {
     const h = Array.isArray(headerLength) ? headerLength[0] : headerLength;
@@ -111,9 +137,11 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
       );
     jsonEnd = n;
   }
+  const json = body.subarray(0, jsonEnd);
+  if (!options.scanned) scanJson(json, options.limits);
   let header: unknown;
   try {
-    header = JSON.parse(body.subarray(0, jsonEnd).toString('utf8'));
+    header = JSON.parse(json.toString('utf8'));
   } catch (e) {
     throw bad(`Malformed JSON in the request body: ${(e as Error).message}`, 'body');
   }
@@ -147,6 +175,7 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
       );
     const shape = readShape(raw.shape, `input ${JSON.stringify(name)}`);
     const params = readParameters(raw.parameters, `input ${JSON.stringify(name)}`);
+    options.check?.({ name, datatype, shape });
     const count = elementCount(shape);
     const input: RequestInput = { name, datatype, shape, parameters: params };
     const binarySize = readNonNegativeInt(params, 'binary_data_size', `input ${JSON.stringify(name)}`);
@@ -175,11 +204,11 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
           `Expected an array for input ${JSON.stringify(name)}.data but received ${describeValue(raw.data)}`,
           name,
         );
-      const values = flatten(raw.data);
+      const values = flatten(raw.data, JSON.stringify(name), Math.max(1, shape.length) + 1, count);
       if (values.length !== count)
         throw new YqpError(
           'E_SHAPE',
-          `Input ${JSON.stringify(name)} has shape [${shape.join(',')}] (${count} elements) but its data holds ${values.length}`,
+          `Input ${JSON.stringify(name)} has shape [${shape.join(',')}] (${count} elements) but its data holds ${values.length > count ? 'more' : values.length}`,
           { argument: name, expected: `${count} elements`, received: String(values.length) },
         );
       if (datatype === 'BYTES') {

@@ -3,17 +3,30 @@
  * (src/serve/endpoint.ts): routing, the optional bearer token, the body reader and limit, Triton's JSON and
  * binary framing (src/serve/protocol.ts), statuses and Retry-After, and a graceful drain.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { YqpError } from '../errors.js';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { BODY_SLAB, parseJsonBody, readBody } from './body-reader.js';
+import { BODY_SCANNED, BODY_SLAB, BodyBudget, parseJsonBody, readBody } from './body-reader.js';
+import { maxRequestElements } from './input-check.js';
+import { JsonScanner } from './json-scan.js';
 import { BufferPool } from './buffer-pool.js';
-import { InferenceEndpoint, type SharedMemoryKind } from './endpoint.js';
+import { InferenceEndpoint } from './endpoint.js';
 import { statusOf } from './http-status.js';
 import type { ServerMetrics } from './metrics.js';
 import { describeIndexEntry, describeWarmup, type ModelManager } from './model-manager.js';
-import { DEFAULT_BODY_LIMIT, type ServerOptions } from './options.js';
+import {
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  type ServerOptions,
+} from './options.js';
 import { HEADER_LENGTH, encodeInferResponse, parseInferRequest } from './protocol.js';
-import type { SharedMemoryRegistry } from './shared-memory.js';
+import type { SharedMemoryKind, SharedMemoryRegistry } from './shared-memory.js';
 
 export { DEFAULT_BODY_LIMIT, type ServerOptions } from './options.js';
 
@@ -22,11 +35,35 @@ interface ModelParams {
   version?: string;
 }
 
+/**
+ * Shared memory reaches memory outside the server: on an interface other than loopback it needs a token, or
+ * anyone who can connect could register regions.
+ */
+function checkExposure(options: ServerOptions): void {
+  const host = options.host ?? '127.0.0.1';
+  const loopback = host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+  if ((options.sharedMemory ?? []).length > 0 && !loopback && !options.authToken)
+    throw new YqpError(
+      'E_ARGUMENT',
+      `Shared memory (--shared-memory) on ${host}, an interface other than loopback, needs an auth token (--auth-token, --auth-token-file or YQP_AUTH_TOKEN)`,
+      { argument: '--shared-memory' },
+    );
+}
+
+/** Who a request comes from, as far as it can be told: a digest of its Authorization header. */
+function ownerOf(req: FastifyRequest): string {
+  const auth = req.headers.authorization;
+  return auth ? createHash('sha256').update(auth).digest('hex').slice(0, 16) : '';
+}
+
 export class InferenceServer {
   readonly app: FastifyInstance;
   /** Request and response bodies (see BufferPool: fresh ones cost a full GC every few dozen requests). */
   private readonly buffers = new BufferPool();
   private readonly retryAfter: string;
+  private readonly budget: BodyBudget;
+  /** Paths a client must not see in messages (they stay in the server's log). */
+  private readonly hidden: string[];
   private closing?: Promise<void>;
 
   private constructor(
@@ -34,17 +71,41 @@ export class InferenceServer {
     readonly endpoint: InferenceEndpoint,
   ) {
     this.retryAfter = String(options.retryAfterSeconds ?? 1);
+    const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+    this.budget = new BodyBudget(options.maxInflightBodyBytes ?? 4 * bodyLimit, this.retryAfter);
+    const repo = resolve(options.modelRepository);
+    this.hidden = [repo, resolve(repo, '..'), process.cwd()].filter((p) => p.length > 1);
+    const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+    const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.app = Fastify({
       logger: options.logger ?? false,
-      bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+      bodyLimit,
       // A closing server answers 503 on connections it still holds, instead of taking new work.
       return503OnClosing: true,
+      // Socket idle: a connection silent this long is closed, whatever it was doing.
+      connectionTimeout: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      requestTimeout,
+      // Node checks the headers and request deadlines every connectionsCheckingInterval (30 s by default):
+      // often enough here that a trickling client is dropped near its deadline.
+      serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) => {
+        const server = createServer(
+          {
+            headersTimeout,
+            requestTimeout,
+            connectionsCheckingInterval: Math.max(100, Math.min(headersTimeout, requestTimeout) / 4),
+          },
+          handler,
+        );
+        server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+        return server;
+      },
     });
     this.routes();
   }
 
   /** Creates the server and loads the models (failures recorded, not thrown). */
   static async create(options: ServerOptions): Promise<InferenceServer> {
+    checkExposure(options);
     return new InferenceServer(options, await InferenceEndpoint.create(options));
   }
 
@@ -94,7 +155,16 @@ export class InferenceServer {
     // every malformed body gets Triton's error JSON.
     app.removeAllContentTypeParsers();
     const limit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
-    app.addContentTypeParser('*', (req, payload, done) => readBody(req, payload, limit, this.buffers, done));
+    app.addContentTypeParser('*', (req, payload, done) =>
+      readBody(req, payload, limit, this.buffers, done, {
+        budget: this.budget,
+        scanner: (r) => this.scannerFor(r),
+      }),
+    );
+    // A request's share of the body budget goes back once it is answered or its client went away.
+    app.addHook('onRequest', async (req, reply) => {
+      reply.raw.once('close', () => this.budget.release(req));
+    });
 
     if (opts.authToken) {
       const expected = Buffer.from(`Bearer ${opts.authToken}`);
@@ -113,7 +183,7 @@ export class InferenceServer {
       if (this.closing) reply.header('Connection', 'close');
     });
 
-    app.setErrorHandler((error, _req, reply) => {
+    app.setErrorHandler((error, req, reply) => {
       const status = statusOf(error);
       if (status === 503) reply.header('Retry-After', this.retryAfter);
       const message =
@@ -122,7 +192,8 @@ export class InferenceServer {
           : error instanceof Error
             ? error.message
             : String(error);
-      reply.code(status).send({ error: message });
+      if (status >= 500) req.log.error({ err: error }, 'request failed');
+      reply.code(status).send({ error: this.forClient(message) });
     });
     app.setNotFoundHandler((req, reply) => {
       reply.code(404).send({ error: `Not found: ${req.method} ${req.url.split('?')[0]}` });
@@ -185,23 +256,46 @@ export class InferenceServer {
     type RegionRequest = FastifyRequest<{ Params: { region?: string } }>;
     for (const kind of ['system', 'cuda'] as SharedMemoryKind[]) {
       const base = `/v2/${kind}sharedmemory`;
-      app.get(`${base}/status`, async () => ep.sharedMemoryStatus(kind));
+      app.get(`${base}/status`, async (req) => ep.sharedMemoryStatus(kind, undefined, ownerOf(req)));
       app.get(`${base}/region/:region/status`, async (req: RegionRequest) =>
-        ep.sharedMemoryStatus(kind, req.params.region),
+        ep.sharedMemoryStatus(kind, req.params.region, ownerOf(req)),
       );
       app.post(`${base}/region/:region/register`, async (req: RegionRequest, reply) => {
-        await ep.registerSharedMemory(kind, req.params.region!, parseJsonBody(req.body));
+        await ep.registerSharedMemory(kind, req.params.region!, parseJsonBody(req.body), ownerOf(req));
         return reply.code(200).send();
       });
-      app.post(`${base}/unregister`, async (_req, reply) => {
-        await ep.unregisterSharedMemory(kind);
+      app.post(`${base}/unregister`, async (req, reply) => {
+        await ep.unregisterSharedMemory(kind, undefined, ownerOf(req));
         return reply.code(200).send();
       });
       app.post(`${base}/region/:region/unregister`, async (req: RegionRequest, reply) => {
-        await ep.unregisterSharedMemory(kind, req.params.region);
+        await ep.unregisterSharedMemory(kind, req.params.region, ownerOf(req));
         return reply.code(200).send();
       });
     }
+  }
+
+  /** The JSON limits of a request's body: an infer's by its model's largest inputs, the others' small. */
+  private scannerFor(req: FastifyRequest): JsonScanner {
+    const params = req.params as Partial<ModelParams> | undefined;
+    if (req.method === 'POST' && params?.model && req.url.includes('/infer')) {
+      const model = this.manager.loaded().find((m) => m.name === params.model);
+      // Keys, names and parameters beside the data: a few thousand values.
+      return new JsonScanner({ maxValues: (model ? maxRequestElements(model.config) : 0) + 4096 });
+    }
+    return new JsonScanner({ maxValues: 4096 });
+  }
+
+  /** A message without the server's own paths (the repository's, its folder's, the working folder's). */
+  private forClient(message: string): string {
+    let m = message;
+    for (const p of this.hidden)
+      m = m
+        .split(p + '/')
+        .join('')
+        .split(p)
+        .join('.');
+    return m;
   }
 
   private async infer(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply): Promise<void> {
@@ -216,12 +310,17 @@ export class InferenceServer {
         {
           model: req.params.model,
           version: req.params.version,
-          parse: () =>
+          parse: (check) =>
             parseInferRequest(
               Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
               req.headers[HEADER_LENGTH],
+              {
+                check,
+                scanned: (req as { [BODY_SCANNED]?: boolean })[BODY_SCANNED] === true,
+              },
             ),
           signal: abort.signal,
+          owner: ownerOf(req),
         },
         (result) =>
           encodeInferResponse(result.model, result.id, result.outputs, (size) => this.buffers.take(size)),
