@@ -221,7 +221,7 @@ export class InferenceServer {
       } catch (e) {
         // Triton answers "not ready" with 400 and unknown models with 404.
         const status = statusOf(e) === 404 ? 404 : 400;
-        return reply.code(status).send({ error: (e as Error).message });
+        return reply.code(status).send({ error: this.forClient((e as Error).message) });
       }
     };
     app.get('/v2/models/:model/ready', ready);
@@ -240,7 +240,11 @@ export class InferenceServer {
     app.post('/v2/models/:model/versions/:version/infer', infer);
 
     // --- repository ---
-    app.post('/v2/repository/index', async (req) => ep.index(parseJsonBody(req.body).ready === true));
+    app.post('/v2/repository/index', async (req) =>
+      ep
+        .index(parseJsonBody(req.body).ready === true)
+        .map((e) => (e.reason ? { ...e, reason: this.forClient(e.reason) } : e)),
+    );
     app.post('/v2/repository/models/:model/load', async (req: ModelRequest, reply) => {
       const body = parseJsonBody(req.body);
       await ep.load(req.params.model, (body.parameters ?? {}) as Record<string, unknown>);
