@@ -288,7 +288,7 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
         url,
         '/v2/systemsharedmemory/region/r1/register',
         'POST',
-        Buffer.from('{"key":"/nope-absent","byte_size":4}'),
+        Buffer.from('{"key":"/yqp-nope-absent","byte_size":4}'),
       );
       expect(bad.status).toBe(404);
       expect(JSON.parse(bad.text).error).toMatch(/Unable to open shared memory key/);

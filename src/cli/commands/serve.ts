@@ -163,6 +163,13 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       'max-timeout-us',
     ] as const)
       expectPositiveInteger(`--${flag}`, argv[flag]);
+    // Node refuses a headers deadline past the whole request's.
+    if (argv['headers-timeout-ms'] > argv['request-timeout-ms'])
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Expected --headers-timeout-ms (${argv['headers-timeout-ms']}) at most --request-timeout-ms (${argv['request-timeout-ms']})`,
+        { argument: '--headers-timeout-ms' },
+      );
     if (argv['max-inflight-body-bytes'] !== undefined)
       expectPositiveInteger('--max-inflight-body-bytes', argv['max-inflight-body-bytes']);
     if (argv['max-image-decodes'] !== undefined)
