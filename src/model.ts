@@ -12,7 +12,7 @@ import { preprocessImages, type ImageInput, type ImageTransform } from './prepro
 import { readEntry, type RepositoryEntry } from './repository/repository.js';
 import type { ModelConfig } from './repository/config.js';
 import { Scheduler, concatFeeds, type SubmitOptions } from './scheduler/scheduler.js';
-import type { TensorMap } from './tensor.js';
+import type { Tensor, TensorMap } from './tensor.js';
 import { validateFeeds } from './validate.js';
 import { warmUp, type WarmupReport } from './warmup.js';
 
@@ -99,13 +99,21 @@ export class Model {
     return this.scheduler.submit(checked, options);
   }
 
+  /**
+   * Encoded images to the tensor of the entry's image input (config.preprocessing.input), with each image's
+   * transform back to its own pixels: the one path images take to the model (inferImages, the server's BYTES
+   * inputs).
+   */
+  async preprocess(
+    images: readonly ImageInput[],
+  ): Promise<{ input: string; tensor: Tensor; transforms: ImageTransform[] }> {
+    const spec = this.imageSpec();
+    return { input: spec.input, ...(await preprocessImages(images, spec)) };
+  }
+
   /** Preprocesses images with the entry's spec (sharp), runs them, and applies its postprocessor. */
   async inferImages(images: readonly ImageInput[], options: SubmitOptions = {}): Promise<ImageResults> {
-    const spec = this.config.preprocessing;
-    if (!spec)
-      throw new YqpError('E_CONFIG', `Model ${this.name} has no preprocessing spec in config.json`, {
-        argument: 'preprocessing',
-      });
+    this.imageSpec();
     if (!Array.isArray(images) || images.length === 0)
       throw invalidParameter('images', 'a non-empty array of images', images);
     const chunk = Math.max(1, this.config.maxBatchSize);
@@ -113,8 +121,8 @@ export class Model {
     for (let i = 0; i < images.length; i += chunk) {
       const slice = images.slice(i, i + chunk);
       parts.push(
-        preprocessImages(slice, spec).then(async ({ tensor, transforms }) => ({
-          outputs: await this.infer({ [spec.input]: tensor }, options),
+        this.preprocess(slice).then(async ({ input, tensor, transforms }) => ({
+          outputs: await this.infer({ [input]: tensor }, options),
           transforms,
         })),
       );
@@ -130,6 +138,15 @@ export class Model {
     if (legacy && postprocessed)
       (results as unknown as Record<string, unknown>)[legacy] = postprocessed.images;
     return results;
+  }
+
+  private imageSpec(): NonNullable<ModelConfig['preprocessing']> {
+    const spec = this.config.preprocessing;
+    if (!spec)
+      throw new YqpError('E_CONFIG', `Model ${this.name} has no preprocessing spec in config.json`, {
+        argument: 'preprocessing',
+      });
+    return spec;
   }
 
   /** Stops accepting requests, finishes those queued and running, then frees the contexts. */

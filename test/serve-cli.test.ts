@@ -252,9 +252,16 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
   });
 
   it('applies load, unload and shared-memory registration in every process, and replays them into a replacement', async () => {
-    const { child, url, stderr } = await startServer(['--http-workers', '2', '--load-model', 'tiny']);
+    const { child, url, stderr } = await startServer([
+      '--http-workers',
+      '2',
+      '--load-model',
+      'tiny',
+      '--shared-memory',
+      'system',
+    ]);
     const key = `yqp-cluster-test-${process.pid}`;
-    writeFileSync(join('/dev/shm', key), Buffer.alloc(64));
+    writeFileSync(join('/dev/shm', key), Buffer.alloc(64), { mode: 0o600 });
     try {
       const readyEverywhere = async (model: string) => {
         const statuses = new Set<number>();
@@ -281,7 +288,7 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
         url,
         '/v2/systemsharedmemory/region/r1/register',
         'POST',
-        Buffer.from('{"key":"/nope-absent","byte_size":4}'),
+        Buffer.from('{"key":"/yqp-nope-absent","byte_size":4}'),
       );
       expect(bad.status).toBe(404);
       expect(JSON.parse(bad.text).error).toMatch(/Unable to open shared memory key/);

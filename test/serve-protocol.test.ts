@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { YqpError } from '../src/errors.js';
 import { fromHalfBits } from '../src/preprocess/half.js';
-import {
-  decodeBytesElements,
-  encodeBytesElements,
-  encodeInferRequest,
-  encodeInferResponse,
-  parseInferRequest,
-  parseInferResponse,
-  statusOf,
-} from '../src/serve/protocol.js';
+import { encodeInferRequest, parseInferResponse } from '../src/serve/client-codec.js';
+import { statusOf } from '../src/serve/http-status.js';
+import { encodeInferResponse, parseInferRequest } from '../src/serve/protocol.js';
+import { decodeBytesElements, encodeBytesElements } from '../src/serve/tensor-codec.js';
 
 const json = (x: unknown) => Buffer.from(JSON.stringify(x));
 

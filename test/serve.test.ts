@@ -8,7 +8,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBlazeFace } from '../src/postprocess/blazeface.js';
 import { preprocessImages } from '../src/preprocess/cpu.js';
-import { encodeBytesElements, encodeInferRequest, parseInferResponse } from '../src/serve/protocol.js';
+import { encodeInferRequest, parseInferResponse } from '../src/serve/client-codec.js';
+import { encodeBytesElements } from '../src/serve/tensor-codec.js';
 import { InferenceServer } from '../src/serve/server.js';
 import { shareOptions } from '../src/serve/model-manager.js';
 import type { CudaIpcMapping } from '../src/serve/shared-memory.js';
@@ -82,7 +83,12 @@ beforeAll(async () => {
   await writeBlazeFace(repo);
   await writeTiny(repo);
   writeBroken(repo);
-  server = await InferenceServer.create({ modelRepository: repo, port: 0, loadOptions: { contexts: 2 } });
+  server = await InferenceServer.create({
+    modelRepository: repo,
+    port: 0,
+    loadOptions: { contexts: 2 },
+    sharedMemory: ['system', 'cuda'],
+  });
   url = await server.listen();
 });
 afterAll(async () => {
@@ -402,7 +408,8 @@ describe('shared memory extensions', () => {
     async () => {
       const region = Buffer.alloc(256);
       Buffer.from(new Float32Array([1, 2, 3, 4]).buffer).copy(region, 64 + 16);
-      writeFileSync(file, region);
+      // Mode 600: the server takes only objects no one else can read or write.
+      writeFileSync(file, region, { mode: 0o600 });
       try {
         const reg = await post('/v2/systemsharedmemory/region/io/register', {
           key,
@@ -538,6 +545,7 @@ describe('shared memory extensions', () => {
       modelRepository: repo,
       port: 0,
       models: ['tiny'],
+      sharedMemory: ['cuda'],
       cudaIpc: {
         open: (handle, device) => {
           opened = { handle, device };
@@ -628,6 +636,7 @@ describe('metrics and statistics', () => {
       modelRepository: repo,
       port: 0,
       models: ['tiny'],
+      sharedMemory: ['cuda'],
       // A double of src/gpu/nvml.ts's sample(): the figures an H100 would report.
       nvmlSampler: () => {
         samples++;

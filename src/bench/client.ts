@@ -6,13 +6,8 @@ import http from 'node:http';
 import { YqpError } from '../errors.js';
 import type { Model } from '../model.js';
 import { DTYPE_ARRAY, elementCount, type DType, type Tensor, type TensorMap } from '../tensor.js';
-import {
-  DATATYPE_TO_DTYPE,
-  encodeInferRequest,
-  jsonFromTyped,
-  parseInferResponse,
-  DTYPE_TO_DATATYPE,
-} from '../serve/protocol.js';
+import { encodeInferRequest, parseInferResponse } from '../serve/client-codec.js';
+import { DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE, jsonFromTyped } from '../serve/tensor-codec.js';
 
 export interface BenchClient {
   readonly description: string;

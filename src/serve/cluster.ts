@@ -10,184 +10,17 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import client from 'prom-client';
-import { backendEntry } from '../backends/index.js';
-import { YqpError, type ErrorCode } from '../errors.js';
-import { describeIndexEntry, describeWarmup, type ContextShare, type IndexEntry } from './model-manager.js';
-import type { InferenceServer, ServerOptions } from './server.js';
-
-/** A change a client makes through the API that every server process must apply. */
-export type SharedOp =
-  | { op: 'load'; model: string }
-  | { op: 'unload'; model: string }
-  | { op: 'register'; kind: 'system' | 'cuda'; region: string; body: unknown }
-  | { op: 'unregister'; kind: 'system' | 'cuda'; region?: string };
-
-export type ReportKind = 'metrics' | 'stats';
-
-interface OpError {
-  worker: number;
-  code?: string;
-  message: string;
-}
-
-type ToPrimary =
-  | { t: 'loaded'; index: number; models: IndexEntry[] }
-  | { t: 'listening'; address: string }
-  | { t: 'fatal'; message: string }
-  | { t: 'broadcast'; id: number; op: SharedOp }
-  | { t: 'gather'; id: number; what: ReportKind }
-  | { t: 'applied'; id: number; error?: OpError }
-  | { t: 'reported'; id: number; data: unknown };
-
-type ToWorker =
-  | { t: 'listen' }
-  | { t: 'apply'; id: number; op: SharedOp }
-  | { t: 'report'; id: number; what: ReportKind }
-  | { t: 'broadcast-done'; id: number; errors: OpError[] }
-  | { t: 'gathered'; id: number; data: unknown[] };
-
-const WORKER_ENV = 'YQP_SERVE_WORKER';
-
-const primaryGone = () =>
-  new YqpError('E_CLOSED', 'The server is shutting down (its primary process is gone)');
-
-/** The primary's side as a worker's server sees it: broadcast a change, gather every process's figures. */
-export class ClusterLink {
-  private nextId = 0;
-  private readonly pending = new Map<
-    number,
-    { resolve: (m: ToWorker) => void; reject: (e: Error) => void }
-  >();
-  private server?: InferenceServer;
-  private listenAsked!: () => void;
-  /** Settles once the primary says to listen (after replaying what the other processes already hold). */
-  readonly listenTurn = new Promise<void>((resolve) => (this.listenAsked = resolve));
-
-  constructor(readonly share: ContextShare) {
-    process.on('message', (m: ToWorker) => this.onMessage(m));
-    // No primary, no replies: a request waiting on one fails instead of holding the drain open.
-    process.on('disconnect', () => {
-      for (const { reject } of this.pending.values()) reject(primaryGone());
-      this.pending.clear();
-    });
-  }
-
-  attach(server: InferenceServer): void {
-    this.server = server;
-  }
-
-  /** Applies `op` in every server process (this one included), in the order the primary received it. */
-  async broadcast(op: SharedOp): Promise<void> {
-    const reply = await this.ask({ t: 'broadcast', op });
-    const errors = (reply as Extract<ToWorker, { t: 'broadcast-done' }>).errors;
-    // This process's own error speaks for the request (the others will have failed the same way).
-    const first = errors.find((e) => e.worker === this.share.index) ?? errors[0];
-    if (first)
-      throw new YqpError(
-        (first.code ?? 'E_INTERNAL') as ErrorCode,
-        first.worker === this.share.index ? first.message : `HTTP worker ${first.worker}: ${first.message}`,
-      );
-  }
-
-  /** Every live server process's report (this one's included). */
-  async gather(what: ReportKind): Promise<unknown[]> {
-    const reply = await this.ask({ t: 'gather', what });
-    return (reply as Extract<ToWorker, { t: 'gathered' }>).data;
-  }
-
-  send(m: ToPrimary): void {
-    // With a callback a closed channel is reported there, not thrown: a primary that is gone is the
-    // 'disconnect' handler's business.
-    if (process.connected) process.send?.(m, undefined, {}, () => undefined);
-  }
-
-  private ask(m: { t: 'broadcast'; op: SharedOp } | { t: 'gather'; what: ReportKind }): Promise<ToWorker> {
-    const id = ++this.nextId;
-    return new Promise((resolve, reject) => {
-      if (!process.connected) return reject(primaryGone());
-      this.pending.set(id, { resolve, reject });
-      this.send({ ...m, id });
-    });
-  }
-
-  private onMessage(m: ToWorker): void {
-    switch (m.t) {
-      case 'listen':
-        this.listenAsked();
-        return;
-      case 'apply': {
-        const server = this.server;
-        if (!server) return;
-        server.apply(m.op).then(
-          () => this.send({ t: 'applied', id: m.id }),
-          (e: unknown) =>
-            this.send({
-              t: 'applied',
-              id: m.id,
-              error: {
-                worker: this.share.index,
-                code: (e as { code?: string }).code,
-                message: (e as Error).message ?? String(e),
-              },
-            }),
-        );
-        return;
-      }
-      case 'report':
-        void this.server
-          ?.report(m.what)
-          .catch(() => undefined)
-          .then((data) => this.send({ t: 'reported', id: m.id, data }));
-        return;
-      case 'broadcast-done':
-      case 'gathered': {
-        const waiter = this.pending.get(m.id);
-        this.pending.delete(m.id);
-        waiter?.resolve(m);
-        return;
-      }
-    }
-  }
-}
-
-/** Every process's prom-client JSON summed into one Prometheus text (gauges marked `first`/`min` excepted). */
-export async function aggregateMetrics(reports: unknown[]): Promise<string> {
-  const registry = client.AggregatorRegistry.aggregate(
-    reports.filter((r) => Array.isArray(r)) as Parameters<typeof client.AggregatorRegistry.aggregate>[0],
-  );
-  return registry.metrics();
-}
-
-/** In a worker process: the server, started as the primary asks. Returns false when this is no worker. */
-export async function runWorkerIfAsked(log: (line: string) => void): Promise<boolean> {
-  const raw = process.env[WORKER_ENV];
-  if (!cluster.isWorker || !raw) return false;
-  const { options, index, of } = JSON.parse(raw) as { options: ServerOptions; index: number; of: number };
-  const { InferenceServer, drainThenExit } = await import('./server.js');
-  const link = new ClusterLink({ index, of });
-  const server = await InferenceServer.create({ ...options, cluster: link });
-  link.attach(server);
-  if (index === 0)
-    for (const m of server.manager.loaded()) {
-      log(`HTTP worker 0: ${describeWarmup(m)}`);
-      const backend = backendEntry(m.config.backend);
-      if (backend.perProcessNote)
-        log(
-          `model ${m.name} runs on ${backend.displayName}: each of the ${of} HTTP workers ${backend.perProcessNote}`,
-        );
-    }
-  link.send({ t: 'loaded', index, models: server.manager.index() });
-  const stop = drainThenExit(server, (line) => log(`HTTP worker ${index}: ${line}`), false);
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-  // The primary went away: nobody hands out connections any more; drain and go.
-  process.once('disconnect', () => stop('disconnect'));
-  await link.listenTurn;
-  const address = await server.listen();
-  link.send({ t: 'listening', address });
-  return true;
-}
+import { YqpError } from '../errors.js';
+import {
+  WORKER_ENV,
+  type OpError,
+  type ReportKind,
+  type SharedOp,
+  type ToPrimary,
+  type ToWorker,
+} from './cluster-messages.js';
+import { describeIndexEntry } from './model-manager.js';
+import type { ServerOptions } from './options.js';
 
 interface Member {
   index: number;
@@ -227,7 +60,8 @@ export async function serveCluster(
     op.op === 'load' || op.op === 'unload' ? `model:${op.model}` : `shm:${op.kind}:${op.region ?? '*'}`;
   const record = (op: SharedOp) => {
     if (op.op === 'unregister' && op.region === undefined)
-      for (const k of [...replay.keys()]) if (k.startsWith(`shm:${op.kind}:`)) replay.delete(k);
+      for (const [k, o] of [...replay.entries()])
+        if (k.startsWith(`shm:${op.kind}:`) && o.op === 'register' && o.owner === op.owner) replay.delete(k);
     const key = keyOf(op);
     replay.delete(key);
     if (op.op !== 'unregister') replay.set(key, op);

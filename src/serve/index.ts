@@ -1,14 +1,10 @@
 export { InferenceServer, serve, DEFAULT_BODY_LIMIT, type ServerOptions } from './server.js';
+export { InferenceEndpoint, type InferCall, type InferResult } from './endpoint.js';
 export { ModelManager, type IndexEntry, type ModelState, type ModelLoadOptions } from './model-manager.js';
 export { ServerMetrics } from './metrics.js';
 export { SharedMemoryRegistry, type CudaIpcOpen, type CudaIpcMapping } from './shared-memory.js';
-export {
-  parseInferRequest,
-  encodeInferResponse,
-  encodeInferRequest,
-  parseInferResponse,
-  statusOf,
-  DATATYPE_TO_DTYPE,
-  DTYPE_TO_DATATYPE,
-  type InferRequest,
-} from './protocol.js';
+export { parseInferRequest, encodeInferResponse } from './protocol.js';
+export { encodeInferRequest, parseInferResponse } from './client-codec.js';
+export { statusOf } from './http-status.js';
+export { DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE } from './tensor-codec.js';
+export type { InferRequest } from './inference-request.js';

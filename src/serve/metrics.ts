@@ -191,3 +191,11 @@ export function outcomeOf(status: number, code?: string): string {
   if (status < 500) return 'bad_request';
   return 'error';
 }
+
+/** Every process's prom-client JSON summed into one Prometheus text (gauges marked `first`/`min` excepted). */
+export async function aggregateMetrics(reports: unknown[]): Promise<string> {
+  const registry = client.AggregatorRegistry.aggregate(
+    reports.filter((r) => Array.isArray(r)) as Parameters<typeof client.AggregatorRegistry.aggregate>[0],
+  );
+  return registry.metrics();
+}

@@ -4,6 +4,8 @@
  * recorded UNAVAILABLE with its reason; the others keep serving.
  */
 import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { YqpError } from '../errors.js';
 import { loadModel, type LoadModelOptions, type Model } from '../model.js';
@@ -100,6 +102,18 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
   /** Loads the given names (default: every entry); failures are recorded, never thrown. */
   async loadAll(names?: string[]): Promise<IndexEntry[]> {
     const list = names ?? listEntries(this.repoDir);
+    // A name asked for at start that the repository lacks is a typo to say, not a ghost to keep.
+    for (const n of list)
+      if (!existsSync(join(entryPath(this.repoDir, n), 'config.json')))
+        throw new YqpError(
+          'E_NOT_FOUND',
+          `Unknown model ${JSON.stringify(n)} in --load-model: the repository has ${
+            listEntries(this.repoDir)
+              .map((e) => JSON.stringify(e))
+              .join(', ') || 'no entries'
+          }`,
+          { argument: '--load-model', received: n },
+        );
     await Promise.all(list.map((n) => this.load(n).catch(() => undefined)));
     return this.index();
   }
@@ -107,6 +121,13 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
   /** Loads (or reloads) a model; the old version keeps serving until the new one is ready. */
   async load(name: string, version?: number): Promise<Model> {
     const dir = entryPath(this.repoDir, name); // refuses names that leave the repository
+    // A name with no entry leaves nothing behind (no slot in the index, no metrics series).
+    if (!this.slots.has(name) && !existsSync(join(dir, 'config.json')))
+      throw new YqpError(
+        'E_NOT_FOUND',
+        `Unknown model: ${JSON.stringify(name)} (no such entry in the model repository)`,
+        { argument: 'model', received: name },
+      );
     const slot = this.slots.get(name) ?? { name, state: 'UNAVAILABLE' as ModelState };
     this.slots.set(name, slot);
     const previous = slot.pending ?? Promise.resolve();

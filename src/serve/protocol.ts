@@ -4,79 +4,26 @@
  * parameters. Parsing and encoding only; no HTTP framework and no model here, so it is tested on its own.
  */
 import { YqpError, describeValue } from '../errors.js';
-import { fromHalfBits, toHalfBits } from '../preprocess/half.js';
+import { elementCount } from '../tensor.js';
+import type { InputHeader } from './input-check.js';
+import { scanJson, type JsonLimits } from './json-scan.js';
 import {
-  DTYPE_ARRAY,
-  DTYPE_BYTES,
-  elementCount,
-  type DType,
-  type Tensor,
-  type TypedArray,
-} from '../tensor.js';
-
-/** Triton datatype names and the dtypes that hold them; BYTES has no dtype (strings or encoded images). */
-export const DATATYPE_TO_DTYPE: Record<string, DType> = {
-  BOOL: 'bool',
-  UINT8: 'uint8',
-  INT8: 'int8',
-  INT16: 'int16',
-  INT32: 'int32',
-  INT64: 'int64',
-  FP16: 'float16',
-  FP32: 'float32',
-  FP64: 'float64',
-};
-
-export const DTYPE_TO_DATATYPE: Record<DType, string> = {
-  bool: 'BOOL',
-  uint8: 'UINT8',
-  int8: 'INT8',
-  int16: 'INT16',
-  int32: 'INT32',
-  int64: 'INT64',
-  float16: 'FP16',
-  float32: 'FP32',
-  float64: 'FP64',
-};
-
-export const SUPPORTED_DATATYPES = [...Object.keys(DATATYPE_TO_DTYPE), 'BYTES'];
-
-export type Parameters = Record<string, unknown>;
-
-/** One input as it came: a numeric tensor, or BYTES elements (strings or raw bytes). */
-export interface RequestInput {
-  name: string;
-  datatype: string;
-  shape: number[];
-  parameters: Parameters;
-  /** Numeric inputs. */
-  tensor?: Tensor;
-  /** BYTES inputs: one Buffer per element. */
-  bytes?: Buffer[];
-  /** Set when the data lives in a registered shared-memory region (resolved by the server). */
-  sharedMemory?: SharedMemoryRef;
-}
-
-export interface SharedMemoryRef {
-  region: string;
-  offset: number;
-  byteSize: number;
-}
-
-export interface RequestOutput {
-  name: string;
-  binary: boolean;
-  sharedMemory?: SharedMemoryRef;
-}
-
-export interface InferRequest {
-  id?: string;
-  parameters: Parameters;
-  inputs: RequestInput[];
-  /** undefined: every output, in the model's order, binary if `binary_data_output` was set. */
-  outputs?: RequestOutput[];
-  binaryDataOutput: boolean;
-}
+  fillFromBytes,
+  type InferRequest,
+  type Parameters,
+  type RequestInput,
+  type RequestOutput,
+  type ResponseOutput,
+  type SharedMemoryRef,
+} from './inference-request.js';
+import {
+  DATATYPE_TO_DTYPE,
+  DTYPE_TO_DATATYPE,
+  SUPPORTED_DATATYPES,
+  bytesOfTyped,
+  jsonFromTyped,
+  typedFromJson,
+} from './tensor-codec.js';
 
 export const HEADER_LENGTH = 'inference-header-content-length';
 
@@ -134,128 +81,46 @@ function readSharedMemory(params: Parameters, where: string): SharedMemoryRef | 
 }
 
 /** Flattens nested JSON arrays (Triton accepts both flat and row-major nested data). */
-function flatten(data: unknown[]): unknown[] {
+function flatten(data: unknown[], where: string, maxDepth: number, maxCount: number): unknown[] {
   if (!data.some(Array.isArray)) return data;
   const out: unknown[] = [];
-  const walk = (x: unknown) => {
-    if (Array.isArray(x)) for (const y of x) walk(y);
-    else out.push(x);
-  };
-  walk(data);
-  return out;
-}
-
-/** Builds a TypedArray from JSON values, checking each one fits the datatype. */
-export function typedFromJson(datatype: string, values: unknown[], where: string): TypedArray {
-  const dtype = DATATYPE_TO_DTYPE[datatype];
-  const Ctor = DTYPE_ARRAY[dtype];
-  const out = new Ctor(values.length);
-  const fail = (v: unknown, expected: string) =>
-    bad(`Expected ${expected} in ${where}.data (${datatype}) but received ${describeValue(v)}`, where);
-  if (dtype === 'bool') {
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (typeof v !== 'boolean') throw fail(v, 'true or false');
-      out[i] = v ? 1 : 0;
+  // Iterative, depth- and count-bounded: a hostile nesting is a 400, not a stack overflow.
+  const stack: { array: unknown[]; next: number }[] = [{ array: data, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.next >= top.array.length) {
+      stack.pop();
+      continue;
     }
-  } else if (dtype === 'int64') {
-    const big = out as BigInt64Array;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw fail(v, 'integers');
-      big[i] = BigInt(v);
-    }
-  } else if (dtype === 'float16') {
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (typeof v !== 'number') throw fail(v, 'numbers');
-      out[i] = toHalfBits(v);
-    }
-  } else if (dtype === 'float32' || dtype === 'float64') {
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (typeof v !== 'number') throw fail(v, 'numbers');
-      out[i] = v;
-    }
-  } else {
-    // Integer types: refuse values the array would silently wrap.
-    const probe = new Ctor(1) as Int32Array;
-    for (let i = 0; i < values.length; i++) {
-      const v = values[i];
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw fail(v, 'integers');
-      probe[0] = v;
-      if (probe[0] !== v) throw fail(v, `integers in the ${datatype} range`);
-      out[i] = v;
-    }
+    const x = top.array[top.next++];
+    if (!Array.isArray(x)) {
+      if (out.length >= maxCount) return out.concat([x]);
+      out.push(x);
+    } else if (stack.length >= maxDepth)
+      throw bad(`Input ${where}.data nests deeper than its shape's ${maxDepth - 1} dimensions`, where);
+    else stack.push({ array: x, next: 0 });
   }
   return out;
 }
 
-/** JSON values of a tensor (FP16 as numbers, INT64 as numbers, BOOL as booleans), as Triton sends them. */
-export function jsonFromTyped(t: Tensor): unknown[] {
-  const { data } = t;
-  if (t.dtype === 'bool') return Array.from(data as Uint8Array, (v) => v !== 0);
-  if (t.dtype === 'int64') return Array.from(data as BigInt64Array, (v) => Number(v));
-  if (t.dtype === 'float16') return Array.from(data as Uint16Array, (v) => fromHalfBits(v));
-  return Array.from(data as Float32Array);
-}
-
-/** A TypedArray over raw little-endian bytes; copies only when the bytes are not aligned for the type. */
-export function typedFromBytes(dtype: DType, bytes: Uint8Array): TypedArray {
-  const size = DTYPE_BYTES[dtype];
-  const Ctor = DTYPE_ARRAY[dtype];
-  if (bytes.byteOffset % size === 0)
-    return new Ctor(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength / size);
-  const copy = new Uint8Array(bytes.byteLength);
-  copy.set(bytes);
-  return new Ctor(copy.buffer, 0, bytes.byteLength / size);
-}
-
-export function bytesOfTyped(data: TypedArray): Buffer {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-}
-
-/** BYTES elements in Triton's binary form: each a 4-byte little-endian length, then the bytes. */
-export function decodeBytesElements(raw: Uint8Array, count: number, where: string): Buffer[] {
-  const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  const out: Buffer[] = [];
-  let pos = 0;
-  while (pos < buf.length) {
-    if (pos + 4 > buf.length)
-      throw bad(
-        `Truncated BYTES data for ${where}: a length prefix is cut at byte ${pos} of ${buf.length}`,
-        where,
-      );
-    const n = buf.readUInt32LE(pos);
-    pos += 4;
-    if (pos + n > buf.length)
-      throw bad(
-        `Truncated BYTES data for ${where}: element ${out.length} claims ${n} bytes, ${buf.length - pos} remain`,
-        where,
-      );
-    out.push(buf.subarray(pos, pos + n));
-    pos += n;
-  }
-  if (out.length !== count)
-    throw bad(`Expected ${count} BYTES elements for ${where} (its shape) but received ${out.length}`, where);
-  return out;
-}
-
-export function encodeBytesElements(elements: Buffer[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const e of elements) {
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(e.length);
-    parts.push(len, e);
-  }
-  return Buffer.concat(parts);
+export interface ParseOptions {
+  /** Called with each input's name, datatype and shape before its data is read (the model's checks). */
+  check?: (input: InputHeader) => void;
+  /** The JSON part was scanned against limits as it arrived (src/serve/json-scan.ts): not again. */
+  scanned?: boolean;
+  /** Limits of the scan otherwise (default: depth only). */
+  limits?: JsonLimits;
 }
 
 /**
  * Parses an infer request body. `headerLength` is the Inference-Header-Content-Length header (undefined for
  * a plain JSON body); the binary tensors follow the JSON header in input order.
  */
-export function parseInferRequest(body: Buffer, headerLength?: string | string[]): InferRequest {
+export function parseInferRequest(
+  body: Buffer,
+  headerLength?: string | string[],
+  options: ParseOptions = {},
+): InferRequest {
   let jsonEnd = body.length;
   if (headerLength !== undefined) {
     const h = Array.isArray(headerLength) ? headerLength[0] : headerLength;
@@ -272,9 +137,11 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
       );
     jsonEnd = n;
   }
+  const json = body.subarray(0, jsonEnd);
+  if (!options.scanned) scanJson(json, options.limits);
   let header: unknown;
   try {
-    header = JSON.parse(body.subarray(0, jsonEnd).toString('utf8'));
+    header = JSON.parse(json.toString('utf8'));
   } catch (e) {
     throw bad(`Malformed JSON in the request body: ${(e as Error).message}`, 'body');
   }
@@ -308,6 +175,7 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
       );
     const shape = readShape(raw.shape, `input ${JSON.stringify(name)}`);
     const params = readParameters(raw.parameters, `input ${JSON.stringify(name)}`);
+    options.check?.({ name, datatype, shape });
     const count = elementCount(shape);
     const input: RequestInput = { name, datatype, shape, parameters: params };
     const binarySize = readNonNegativeInt(params, 'binary_data_size', `input ${JSON.stringify(name)}`);
@@ -336,11 +204,11 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
           `Expected an array for input ${JSON.stringify(name)}.data but received ${describeValue(raw.data)}`,
           name,
         );
-      const values = flatten(raw.data);
+      const values = flatten(raw.data, JSON.stringify(name), Math.max(1, shape.length) + 1, count);
       if (values.length !== count)
         throw new YqpError(
           'E_SHAPE',
-          `Input ${JSON.stringify(name)} has shape [${shape.join(',')}] (${count} elements) but its data holds ${values.length}`,
+          `Input ${JSON.stringify(name)} has shape [${shape.join(',')}] (${count} elements) but its data holds ${values.length > count ? 'more' : values.length}`,
           { argument: name, expected: `${count} elements`, received: String(values.length) },
         );
       if (datatype === 'BYTES') {
@@ -393,32 +261,6 @@ export function parseInferRequest(body: Buffer, headerLength?: string | string[]
     });
   }
   return { id: id as string | undefined, parameters, inputs, outputs, binaryDataOutput };
-}
-
-/** Fills a request input from raw bytes (binary extension or shared memory), checking the size. */
-export function fillFromBytes(input: RequestInput, bytes: Uint8Array, count: number): void {
-  const name = JSON.stringify(input.name);
-  if (input.datatype === 'BYTES') {
-    input.bytes = decodeBytesElements(bytes, count, `input ${name}`);
-    return;
-  }
-  const dtype = DATATYPE_TO_DTYPE[input.datatype];
-  const expected = count * DTYPE_BYTES[dtype];
-  if (bytes.byteLength !== expected)
-    throw new YqpError(
-      'E_SHAPE',
-      `Input ${name} of shape [${input.shape.join(',')}] and datatype ${input.datatype} needs ${expected} bytes but received ${bytes.byteLength}`,
-      { argument: input.name, expected: `${expected} bytes`, received: `${bytes.byteLength} bytes` },
-    );
-  input.tensor = { dtype, dims: input.shape, data: typedFromBytes(dtype, bytes) };
-}
-
-export interface ResponseOutput {
-  name: string;
-  tensor: Tensor;
-  binary: boolean;
-  /** Written to shared memory already: the response carries only the parameters. */
-  sharedMemory?: SharedMemoryRef;
 }
 
 export interface EncodedResponse {
@@ -475,93 +317,4 @@ export function encodeInferResponse(
     headerLength: headLength,
     ...(allocate ? { slab } : {}),
   };
-}
-
-/** Builds a binary request (for our bench client and tests): JSON header then each input's bytes. */
-export function encodeInferRequest(
-  inputs: { name: string; tensor: Tensor }[],
-  options: { id?: string; binaryOutput?: boolean; outputs?: string[] } = {},
-): { body: Buffer; headerLength: number } {
-  const header = {
-    ...(options.id !== undefined ? { id: options.id } : {}),
-    inputs: inputs.map(({ name, tensor }) => ({
-      name,
-      datatype: DTYPE_TO_DATATYPE[tensor.dtype],
-      shape: tensor.dims,
-      parameters: { binary_data_size: tensor.data.byteLength },
-    })),
-    ...(options.outputs
-      ? {
-          outputs: options.outputs.map((name) => ({
-            name,
-            parameters: { binary_data: options.binaryOutput ?? true },
-          })),
-        }
-      : { parameters: { binary_data_output: options.binaryOutput ?? true } }),
-  };
-  // Spaces after the JSON pad it to 8 bytes, so the server can view the tensors without an aligning copy.
-  const text = JSON.stringify(header);
-  const head = Buffer.from(text + ' '.repeat((8 - (Buffer.byteLength(text) % 8)) % 8), 'utf8');
-  return {
-    body: Buffer.concat([head, ...inputs.map((i) => bytesOfTyped(i.tensor.data))]),
-    headerLength: head.length,
-  };
-}
-
-/** Parses an infer response (JSON or binary) back into tensors: for the bench client and tests. */
-export function parseInferResponse(
-  body: Buffer,
-  headerLength?: number,
-): {
-  model_name: string;
-  model_version: string;
-  id?: string;
-  outputs: Record<string, Tensor>;
-} {
-  const end = headerLength ?? body.length;
-  const header = JSON.parse(body.subarray(0, end).toString('utf8')) as {
-    model_name: string;
-    model_version: string;
-    id?: string;
-    outputs: { name: string; datatype: string; shape: number[]; data?: unknown[]; parameters?: Parameters }[];
-  };
-  let pos = end;
-  const outputs: Record<string, Tensor> = {};
-  for (const o of header.outputs) {
-    const dtype = DATATYPE_TO_DTYPE[o.datatype];
-    const size = o.parameters?.binary_data_size as number | undefined;
-    if (size !== undefined) {
-      outputs[o.name] = { dtype, dims: o.shape, data: typedFromBytes(dtype, body.subarray(pos, pos + size)) };
-      pos += size;
-    } else if (o.data)
-      outputs[o.name] = { dtype, dims: o.shape, data: typedFromJson(o.datatype, o.data, o.name) };
-  }
-  return { model_name: header.model_name, model_version: header.model_version, id: header.id, outputs };
-}
-
-/** The HTTP status of a typed error, the way Triton answers each case. */
-export function statusOf(e: unknown): number {
-  if (!(e instanceof YqpError)) {
-    const s = (e as { statusCode?: number } | undefined)?.statusCode;
-    return typeof s === 'number' && s >= 400 && s < 600 ? s : 500;
-  }
-  switch (e.code) {
-    case 'E_NOT_FOUND':
-      return 404;
-    case 'E_QUEUE_FULL':
-    case 'E_CLOSED':
-      return 503;
-    case 'E_TIMEOUT':
-      return 504;
-    case 'E_CANCELLED':
-      return 499;
-    case 'E_BACKEND_UNAVAILABLE':
-      return 501;
-    case 'E_BACKEND':
-    case 'E_NATIVE':
-    case 'E_INTERNAL':
-      return 500;
-    default:
-      return 400;
-  }
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { YqpError, expectPositiveInteger, invalidParameter } from '../../errors.js';
 import { serve } from '../../serve/server.js';
@@ -21,7 +22,17 @@ interface ServeArgs {
   warmup: boolean;
   'max-queue-delay-us'?: number;
   'preferred-batch-size'?: number[];
-  'allow-shared-memory': boolean;
+  'auth-token-file'?: string;
+  'shared-memory'?: string[];
+  'shared-memory-key-prefix': string;
+  'shared-memory-max-regions': number;
+  'max-inflight-body-bytes'?: number;
+  'headers-timeout-ms': number;
+  'request-timeout-ms': number;
+  'idle-timeout-ms': number;
+  'max-connections': number;
+  'max-image-decodes'?: number;
+  'max-timeout-us': number;
   'retry-after': number;
   'http-workers': number;
   verbose?: boolean;
@@ -37,7 +48,12 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('port', { type: 'number', default: 8000, describe: 'HTTP port (0: any free one)' })
       .option('auth-token', {
         type: 'string',
-        describe: 'require "Authorization: Bearer <token>" (default: env YQP_AUTH_TOKEN)',
+        describe:
+          'require "Authorization: Bearer <token>" (visible in ps: prefer --auth-token-file or env YQP_AUTH_TOKEN)',
+      })
+      .option('auth-token-file', {
+        type: 'string',
+        describe: 'read the bearer token from this file (first line)',
       })
       .option('max-body-bytes', { type: 'number', default: 64 * 1024 * 1024, describe: 'request body limit' })
       .option('load-model', {
@@ -78,10 +94,51 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         array: true,
         describe: 'preferred batch sizes (with --max-queue-delay-us)',
       })
-      .option('allow-shared-memory', {
-        type: 'boolean',
-        default: true,
-        describe: 'allow clients to register system/CUDA shared memory regions',
+      .option('shared-memory', {
+        type: 'string',
+        array: true,
+        describe:
+          'let clients register shared memory regions of these kinds: system, cuda (comma- or space-separated; default none; off loopback only with a token)',
+      })
+      .option('shared-memory-key-prefix', {
+        type: 'string',
+        default: '/yqp',
+        describe: 'system shared memory keys must start with this',
+      })
+      .option('shared-memory-max-regions', {
+        type: 'number',
+        default: 64,
+        describe: 'shared memory regions registered at once (each holds a file descriptor)',
+      })
+      .option('max-inflight-body-bytes', {
+        type: 'number',
+        describe:
+          'bytes of request bodies held at once before 503 + Retry-After (default 4 x --max-body-bytes)',
+      })
+      .option('headers-timeout-ms', {
+        type: 'number',
+        default: 10_000,
+        describe: "a request's headers must be in within this",
+      })
+      .option('request-timeout-ms', {
+        type: 'number',
+        default: 120_000,
+        describe: 'a whole request (headers and body) must be in within this',
+      })
+      .option('idle-timeout-ms', {
+        type: 'number',
+        default: 30_000,
+        describe: 'close a connection silent this long',
+      })
+      .option('max-connections', { type: 'number', default: 1024, describe: 'open connections at once' })
+      .option('max-image-decodes', {
+        type: 'number',
+        describe: 'requests decoding images at once (default: the cores)',
+      })
+      .option('max-timeout-us', {
+        type: 'number',
+        default: 600e6,
+        describe: 'parameters.timeout above this (microseconds) is taken as this',
       })
       .option('retry-after', {
         type: 'number',
@@ -97,6 +154,30 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   handler: runCommand('serve', async (argv: ServeArgs) => {
     expectPositiveInteger('--max-body-bytes', argv['max-body-bytes']);
     expectPositiveInteger('--http-workers', argv['http-workers']);
+    for (const flag of [
+      'shared-memory-max-regions',
+      'headers-timeout-ms',
+      'request-timeout-ms',
+      'idle-timeout-ms',
+      'max-connections',
+      'max-timeout-us',
+    ] as const)
+      expectPositiveInteger(`--${flag}`, argv[flag]);
+    // Node refuses a headers deadline past the whole request's.
+    if (argv['headers-timeout-ms'] > argv['request-timeout-ms'])
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Expected --headers-timeout-ms (${argv['headers-timeout-ms']}) at most --request-timeout-ms (${argv['request-timeout-ms']})`,
+        { argument: '--headers-timeout-ms' },
+      );
+    if (argv['max-inflight-body-bytes'] !== undefined)
+      expectPositiveInteger('--max-inflight-body-bytes', argv['max-inflight-body-bytes']);
+    if (argv['max-image-decodes'] !== undefined)
+      expectPositiveInteger('--max-image-decodes', argv['max-image-decodes']);
+    const sharedMemory = (argv['shared-memory'] ?? []).flatMap((k) => k.split(',')).filter(Boolean);
+    for (const k of sharedMemory)
+      if (k !== 'system' && k !== 'cuda')
+        throw invalidParameter('--shared-memory', 'system, cuda or both', k);
     if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535)
       throw new YqpError('E_ARGUMENT', `Expected a port 0..65535 for --port but received ${argv.port}`, {
         argument: '--port',
@@ -135,11 +216,20 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       modelRepository: argv['model-repository'],
       host: argv.host,
       port: argv.port,
-      authToken: argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined),
+      authToken: authTokenOf(argv),
       bodyLimit: argv['max-body-bytes'],
       models: argv['load-model'],
       loadOptions,
-      allowSharedMemory: argv['allow-shared-memory'],
+      sharedMemory: sharedMemory as ('system' | 'cuda')[],
+      sharedMemoryKeyPrefix: argv['shared-memory-key-prefix'],
+      sharedMemoryMaxRegions: argv['shared-memory-max-regions'],
+      maxInflightBodyBytes: argv['max-inflight-body-bytes'],
+      headersTimeoutMs: argv['headers-timeout-ms'],
+      requestTimeoutMs: argv['request-timeout-ms'],
+      idleTimeoutMs: argv['idle-timeout-ms'],
+      maxConnections: argv['max-connections'],
+      maxImageDecodes: argv['max-image-decodes'],
+      maxTimeoutUs: argv['max-timeout-us'],
       retryAfterSeconds: argv['retry-after'],
     };
     if (argv['http-workers'] > 1) await serveCluster(options, argv['http-workers'], log);
@@ -147,3 +237,33 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     // The server keeps the process alive; SIGTERM drains it and exits 0.
   }),
 };
+
+/** The bearer token: --auth-token, else the first line of --auth-token-file, else env YQP_AUTH_TOKEN. */
+function authTokenOf(argv: ServeArgs): string | undefined {
+  if (argv['auth-token'] !== undefined && argv['auth-token-file'] !== undefined)
+    throw new YqpError('E_ARGUMENT', 'Give --auth-token or --auth-token-file, not both', {
+      argument: '--auth-token-file',
+    });
+  if (argv['auth-token'] !== undefined) {
+    if (argv['auth-token'] === '') throw invalidParameter('--auth-token', 'a non-empty token', '');
+    return argv['auth-token'];
+  }
+  const file = argv['auth-token-file'];
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new YqpError(
+        'E_NOT_FOUND',
+        `Cannot read --auth-token-file ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        { argument: '--auth-token-file' },
+      );
+    }
+    const token = text.split(/\r?\n/)[0].trim();
+    if (!token)
+      throw invalidParameter('--auth-token-file', 'a file whose first line is the token', 'an empty line');
+    return token;
+  }
+  return process.env.YQP_AUTH_TOKEN || undefined;
+}
