@@ -17,6 +17,7 @@ async function runWorkerIfAsked(log: (line: string) => void): Promise<boolean> {
   if (index === 0)
     for (const m of server.manager.loaded()) {
       log(`HTTP worker 0: ${describeWarmup(m)}`);
+      for (const w of m.entry.warnings) log(`model ${m.name}: ${w}`);
       if (m.config.backend === 'tensorrt')
         log(
           `model ${m.name} runs on TensorRT: each of the ${of} HTTP workers holds its own engine and CUDA context (GPU serving wants --http-workers 1, or MPS)`,

@@ -257,7 +257,10 @@ export async function serve(
 ): Promise<InferenceServer> {
   const server = await InferenceServer.create(options);
   for (const e of server.manager.index()) log(describeIndexEntry(e));
-  for (const m of server.manager.loaded()) log(describeWarmup(m));
+  for (const m of server.manager.loaded()) {
+    for (const w of m.entry.warnings) log(`model ${m.name}: ${w}`);
+    log(describeWarmup(m));
+  }
   const address = await server.listen();
   log(
     `listening on ${address}${server.cudaSharedMemoryUnavailable ? ` (CUDA shared memory unavailable: ${server.cudaSharedMemoryUnavailable})` : ''}`,
