@@ -46,6 +46,33 @@ function plainParameters(map: Message | undefined): Record<string, unknown> {
   return out;
 }
 
+/**
+ * HTTP/2's default 64 KiB flow-control windows stall a tensor request (a BlazeFace frame is 192 KiB) until the
+ * server's event loop, busy with other requests, acknowledges each 64 KiB: the request waits for the server, not
+ * the network. grpc-js has no server option for the windows, so they are set on the HTTP/2 server it creates: the
+ * stream window in the SETTINGS it advertises, the connection window on each session; and no Nagle delay.
+ */
+const FLOW_WINDOW = 16 * 1024 * 1024;
+function widenFlowControl(server: Server): void {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
+  if (internals.commonServerOptions)
+    internals.commonServerOptions.settings = {
+      ...internals.commonServerOptions.settings,
+      initialWindowSize: FLOW_WINDOW,
+    };
+}
+function widenSessions(server: Server): void {
+  const internals = server as unknown as { http2Servers?: Map<import('node:events').EventEmitter, unknown> };
+  for (const h2 of internals.http2Servers?.keys() ?? []) {
+    h2.on('session', (session: import('node:http2').Http2Session) => {
+      session.once('localSettings', () => session.setLocalWindowSize(FLOW_WINDOW));
+    });
+    // Nagle's algorithm against the client's delayed ACKs holds a response's last segment for up to 40 ms (grpc-js
+    // turns it off on its client sockets, not on its server's).
+    h2.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
+  }
+}
+
 export class GrpcServer {
   readonly server: Server;
   private readonly expected?: Buffer;
@@ -62,6 +89,7 @@ export class GrpcServer {
       'grpc.max_receive_message_length': limit,
       'grpc.max_send_message_length': -1,
     });
+    widenFlowControl(this.server);
     if (options.authToken) this.expected = Buffer.from(`Bearer ${options.authToken}`);
     this.server.addService(inferenceService(), this.handlers());
   }
@@ -73,7 +101,11 @@ export class GrpcServer {
       this.server.bindAsync(
         `${host.includes(':') ? `[${host}]` : host}:${this.options.port ?? 8001}`,
         ServerCredentials.createInsecure(),
-        (err, port) => (err ? reject(err) : resolve(`${host}:${port}`)),
+        (err, port) => {
+          if (err) return reject(err);
+          widenSessions(this.server);
+          resolve(`${host}:${port}`);
+        },
       );
     });
   }
