@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readEntry } from '../src/repository/repository.js';
 import { modelConfigType, parseTritonConfig, tritonConfigJson } from '../src/repository/triton-config.js';
 import { parseTextProto } from '../src/repository/pbtxt.js';
-import { encodeInferRequest, parseInferResponse } from '../src/serve/protocol.js';
+import { encodeInferRequest, parseInferResponse } from '../src/serve/client-codec.js';
 import { InferenceServer } from '../src/serve/server.js';
 import { tempRepo, writeBlazeFace } from './serve-fixtures.js';
 import { writeBlaze, writeTinyTriton, writeTritonEntry } from './triton-fixtures.js';
