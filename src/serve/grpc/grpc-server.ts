@@ -18,7 +18,7 @@ import {
 import { YqpError } from '../../errors.js';
 import { modelConfigType } from '../../repository/triton-config.js';
 import { tritonConfigOf } from '../../repository/triton-export.js';
-import type { InferenceEndpoint, SharedMemoryKind } from '../endpoint.js';
+import type { InferenceEndpoint } from '../endpoint.js';
 import { grpcInferResponse, parameterValue, parseGrpcInferRequest } from './infer-messages.js';
 import { inferenceService, toInt, type Message } from './service.js';
 import { toServiceError } from './status.js';
@@ -33,6 +33,8 @@ export interface GrpcOptions {
   /** Largest request message in bytes (default 64 MiB, as the HTTP body limit). */
   maxMessageBytes?: number;
 }
+
+type SharedMemoryKind = 'system' | 'cuda';
 
 /** The RPCs a load balancer's health check makes without credentials (HTTP's /v2/health/* likewise). */
 const OPEN_RPCS = new Set(['ServerLive', 'ServerReady']);
