@@ -36,6 +36,8 @@ export {
   SCHEMA_PATH,
   type RepositoryEntry,
 } from './repository/repository.js';
+export { parseTritonConfig, tritonConfigJson, type TritonModelConfig } from './repository/triton-config.js';
+export { toTriton, tritonConfigOf } from './repository/triton-export.js';
 export {
   preprocessImages,
   preprocessInto,

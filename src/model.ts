@@ -185,7 +185,8 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
   const session = await backend.open(entry.modelPath, config, {
     contexts,
     threadsPerContext: options.threadsPerContext,
-    device: options.device,
+    // A Triton entry's GPU instance group names its device.
+    device: options.device ?? entry.device,
     runner: options.runner,
     spinWait: options.spinWait,
   });

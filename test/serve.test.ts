@@ -135,7 +135,7 @@ describe('server, health and model endpoints', () => {
     const version = await call('/v2/models/face/versions/7');
     expect(version.status).toBe(404);
     expect(version.json.error).toMatch(/no version "7"/);
-    expect((await call('/v2/models/face/config')).json.maxBatchSize).toBe(16);
+    expect((await call('/v2/models/face/config')).json.max_batch_size).toBe(16);
   });
 
   it('says which models are ready: a broken one is not, and does not stop the others', async () => {

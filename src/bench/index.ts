@@ -18,4 +18,5 @@ export {
   type LoadPoint,
   type SweepOptions,
 } from './runner.js';
+export { GrpcClient, fetchModelInputsGrpc, grpcTarget, type GrpcClientOptions } from './grpc-client.js';
 export { plotHtml, plotSvg, type Series } from './plot.js';

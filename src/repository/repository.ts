@@ -7,6 +7,8 @@ import { backendNames } from '../backends/index.js';
 import { YqpError } from '../errors.js';
 import { postprocessorFor } from '../postprocess/index.js';
 import type { ModelConfig } from './config.js';
+import { parseTritonConfig, type TritonModelConfig } from './triton-config.js';
+import { chooseTritonVersion, fromTriton } from './triton-import.js';
 
 export const SCHEMA_PATH = join(
   dirname(fileURLToPath(import.meta.url)),
@@ -44,6 +46,14 @@ export interface RepositoryEntry {
   /** The model file of that version (model.onnx or model.plan). */
   modelPath: string;
   versions: number[];
+  /** Which file configured it: yqp-trt's config.json, or Triton's config.pbtxt (or none: Triton's auto-complete). */
+  format: 'config.json' | 'config.pbtxt' | 'auto-complete';
+  /** What the configuration asks for that is not done here (Triton fields without a counterpart). */
+  warnings: string[];
+  /** Triton entries: the configuration as Triton reports it, auto-completed fields filled in. */
+  triton?: TritonModelConfig;
+  /** GPU the entry asks for (a Triton GPU instance group). */
+  device?: number;
 }
 
 function formatAjvError(e: ErrorObject, prefix = ''): string {
@@ -137,13 +147,7 @@ export function listVersions(entryDir: string): number[] {
 export async function readEntry(entryDir: string, version?: number): Promise<RepositoryEntry> {
   const dir = resolve(entryDir);
   const configPath = join(dir, 'config.json');
-  if (!existsSync(configPath)) {
-    throw new YqpError('E_NOT_FOUND', `Repository entry ${entryDir} not found (no config.json)`, {
-      argument: 'model',
-      expected: '<repo>/<name> with config.json',
-      received: entryDir,
-    });
-  }
+  if (!existsSync(configPath)) return readTritonEntry(entryDir, version);
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(configPath, 'utf8'));
@@ -178,14 +182,71 @@ export async function readEntry(entryDir: string, version?: number): Promise<Rep
       `Repository entry ${entryDir} version ${chosen} lacks ${config.modelFile}`,
       { argument: 'model' },
     );
-  return { dir, name: basename(dir), config, version: chosen, versionDir, modelPath, versions };
+  return {
+    dir,
+    name: basename(dir),
+    config,
+    version: chosen,
+    versionDir,
+    modelPath,
+    versions,
+    format: 'config.json',
+    warnings: [],
+  };
 }
 
-/** Names of the entries of a repository (folders holding a config.json). */
+/**
+ * A Triton model folder: config.pbtxt mapped onto the entry (triton-import.ts); without one, Triton's
+ * auto-complete from the version folder's model.onnx. A folder with neither a config nor a model is E_NOT_FOUND.
+ */
+async function readTritonEntry(entryDir: string, version?: number): Promise<RepositoryEntry> {
+  const dir = resolve(entryDir);
+  const pbtxtPath = join(dir, 'config.pbtxt');
+  const hasPbtxt = existsSync(pbtxtPath);
+  const versions = listVersions(dir);
+  const autoModel = versions.some((v) =>
+    ['model.onnx', 'model.plan'].some((f) => existsSync(join(dir, String(v), f))),
+  );
+  if (!hasPbtxt && !autoModel)
+    throw new YqpError(
+      'E_NOT_FOUND',
+      existsSync(dir)
+        ? `Repository entry ${entryDir} has no config.json or config.pbtxt (and no version folder holding model.onnx or model.plan to auto-complete one from)`
+        : `Repository entry ${entryDir} not found`,
+      { argument: 'model', expected: '<repo>/<name> with config.json or config.pbtxt', received: entryDir },
+    );
+  const triton = hasPbtxt ? parseTritonConfig(await readFile(pbtxtPath, 'utf8'), pbtxtPath) : {};
+  const warnings: string[] = [];
+  const where = hasPbtxt ? pbtxtPath : dir;
+  if (!hasPbtxt) warnings.push('no config.pbtxt: the configuration is auto-completed from the model file');
+  const chosen = chooseTritonVersion(triton, versions, version, where, warnings);
+  const versionDir = join(dir, String(chosen));
+  const mapped = await fromTriton(triton, basename(dir), versionDir, chosen, where, warnings);
+  const config = validateConfig(mapped.config, where);
+  return {
+    dir,
+    name: basename(dir),
+    config,
+    version: chosen,
+    versionDir,
+    modelPath: join(versionDir, config.modelFile),
+    versions,
+    format: hasPbtxt ? 'config.pbtxt' : 'auto-complete',
+    warnings: mapped.warnings,
+    triton: mapped.triton,
+    ...(mapped.device !== undefined ? { device: mapped.device } : {}),
+  };
+}
+
+/**
+ * Names of the entries of a repository: every folder but hidden ones, as in Triton, so a folder that holds no
+ * usable configuration is listed (and fails its load with the reason) instead of being skipped.
+ */
 export function listEntries(repoDir: string): string[] {
   if (!existsSync(repoDir)) return [];
-  return readdirSync(repoDir)
-    .filter((d) => existsSync(join(repoDir, d, 'config.json')))
+  return readdirSync(repoDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+    .map((d) => d.name)
     .sort();
 }
 
@@ -234,5 +295,7 @@ export async function writeEntry(
     versionDir,
     modelPath: join(versionDir, config.modelFile),
     versions: [...new Set([...versions, chosen])].sort((a, b) => a - b),
+    format: 'config.json',
+    warnings: [],
   };
 }

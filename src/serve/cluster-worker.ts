@@ -18,6 +18,7 @@ async function runWorkerIfAsked(log: (line: string) => void): Promise<boolean> {
   if (index === 0)
     for (const m of server.manager.loaded()) {
       log(`HTTP worker 0: ${describeWarmup(m)}`);
+      for (const w of m.entry.warnings) log(`model ${m.name}: ${w}`);
       const backend = backendEntry(m.config.backend);
       if (backend.perProcessNote)
         log(

@@ -21,6 +21,7 @@ import {
   type RequestInput,
   type ResponseOutput,
 } from './inference-request.js';
+import { tritonConfigJsonOf } from '../repository/triton-export.js';
 import { ServerMetrics, aggregateMetrics, outcomeOf } from './metrics.js';
 import { ModelManager } from './model-manager.js';
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_TIMEOUT_US, type EndpointOptions } from './options.js';
@@ -192,8 +193,9 @@ export class InferenceEndpoint implements ClusterMember {
     this.manager.get(name, version);
   }
 
-  modelConfig(name: string, version?: string) {
-    return this.manager.get(name, version).config;
+  /** Triton's model configuration (config.pbtxt as read, or derived from config.json): src/repository/triton-export.ts */
+  modelConfig(name: string, version?: string): Record<string, unknown> {
+    return tritonConfigJsonOf(this.manager.get(name, version).entry);
   }
 
   /** The statistics extension: one model version, or every loaded one (summed over server processes). */

@@ -8,3 +8,5 @@ export { encodeInferRequest, parseInferResponse } from './client-codec.js';
 export { statusOf } from './http-status.js';
 export { DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE } from './tensor-codec.js';
 export type { InferRequest } from './inference-request.js';
+export { GrpcServer, type GrpcOptions } from './grpc/grpc-server.js';
+export { inferenceService } from './grpc/service.js';

@@ -55,6 +55,8 @@ export interface ServerOptions extends EndpointOptions {
   /** Seconds a client is told to wait after a 503 (Retry-After). */
   retryAfterSeconds?: number;
   logger?: boolean;
+  /** Serve gRPC too (src/serve/grpc/) on this port (Triton's 8001; 0: any free one), same host and token. */
+  grpcPort?: number;
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024 * 1024;

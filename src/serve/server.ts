@@ -65,6 +65,8 @@ export class InferenceServer {
   /** Paths a client must not see in messages (they stay in the server's log). */
   private readonly hidden: string[];
   private closing?: Promise<void>;
+  /** Other transports on the same endpoint (gRPC): drained with this one. */
+  private readonly transports: { close(): Promise<void> }[] = [];
 
   private constructor(
     readonly options: ServerOptions,
@@ -123,6 +125,11 @@ export class InferenceServer {
     return this.endpoint.cudaSharedMemoryUnavailable;
   }
 
+  /** Adds a transport serving the same endpoint; close() drains it before the models are freed. */
+  attach(transport: { close(): Promise<void> }): void {
+    this.transports.push(transport);
+  }
+
   async listen(): Promise<string> {
     return this.app.listen({ host: this.options.host ?? '127.0.0.1', port: this.options.port ?? 8000 });
   }
@@ -138,7 +145,8 @@ export class InferenceServer {
       // the process) open for its timeout, so they are told to close and idle ones are closed as they come.
       const sweep = setInterval(() => this.app.server.closeIdleConnections(), 20);
       try {
-        await this.app.close();
+        // Every transport on the endpoint drains before the models go.
+        await Promise.all([this.app.close(), ...this.transports.map((t) => t.close())]);
       } finally {
         clearInterval(sweep);
       }
@@ -360,11 +368,25 @@ export async function serve(
 ): Promise<InferenceServer> {
   const server = await InferenceServer.create(options);
   for (const e of server.manager.index()) log(describeIndexEntry(e));
-  for (const m of server.manager.loaded()) log(describeWarmup(m));
+  for (const m of server.manager.loaded()) {
+    for (const w of m.entry.warnings) log(`model ${m.name}: ${w}`);
+    log(describeWarmup(m));
+  }
   const address = await server.listen();
   log(
     `listening on ${address}${server.cudaSharedMemoryUnavailable ? ` (CUDA shared memory unavailable: ${server.cudaSharedMemoryUnavailable})` : ''}`,
   );
+  if (options.grpcPort !== undefined) {
+    const { GrpcServer } = await import('./grpc/grpc-server.js');
+    const grpc = new GrpcServer(server.endpoint, {
+      host: options.host,
+      port: options.grpcPort,
+      authToken: options.authToken,
+      maxMessageBytes: options.bodyLimit,
+    });
+    server.attach(grpc);
+    log(`gRPC listening on ${await grpc.listen()}`);
+  }
   const stop = drainThenExit(server, log, true);
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

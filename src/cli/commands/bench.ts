@@ -10,6 +10,7 @@ import {
   syntheticInputs,
   type BenchClient,
 } from '../../bench/client.js';
+import { GrpcClient, fetchModelInputsGrpc } from '../../bench/grpc-client.js';
 import { plotHtml, plotSvg } from '../../bench/plot.js';
 import { sweep, type LoadPoint } from '../../bench/runner.js';
 import { runCommand } from '../run-command.js';
@@ -18,7 +19,7 @@ interface BenchArgs {
   target: string;
   model?: string;
   'model-version'?: string;
-  protocol: 'json' | 'binary';
+  protocol: 'json' | 'binary' | 'grpc';
   concurrency?: (number | string)[];
   'request-rate'?: number[];
   clients?: number;
@@ -91,14 +92,15 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         type: 'string',
         demandOption: true,
         describe:
-          'repository entry (<repo>/<name>) to run in process, or a server URL (http://127.0.0.1:8000)',
+          'repository entry (<repo>/<name>) to run in process, a server URL (http://127.0.0.1:8000), or with --protocol grpc its gRPC address (127.0.0.1:8001)',
       })
       .option('model', { type: 'string', describe: 'model name on the server (HTTP)' })
       .option('model-version', { type: 'string', describe: 'model version (HTTP)' })
       .option('protocol', {
-        choices: ['json', 'binary'] as const,
+        choices: ['json', 'binary', 'grpc'] as const,
         default: 'binary' as const,
-        describe: 'HTTP body format',
+        describe:
+          'HTTP body format, or grpc (the target is then grpc://host:port or host:port of `serve --grpc`)',
       })
       .option('concurrency', {
         type: 'string',
@@ -165,7 +167,8 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         ? []
         : [1, 2, 4, 8, 16];
     const shapes = parseShapes(argv.shape);
-    const http = /^https?:\/\//.test(argv.target);
+    const grpc = argv.protocol === 'grpc';
+    const http = grpc || /^https?:\/\//.test(argv.target);
     const token = argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined);
     let client: BenchClient;
     let model: Model | undefined;
@@ -175,19 +178,31 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         throw new YqpError('E_ARGUMENT', 'Expected --model <name> with a server URL but received none', {
           argument: '--model',
         });
-      const inputs = await fetchModelInputs(argv.target, argv.model, token);
+      const inputs = grpc
+        ? await fetchModelInputsGrpc(argv.target, argv.model, token)
+        : await fetchModelInputs(argv.target, argv.model, token);
       const feeds = syntheticInputs(resolveShapes(inputs, argv.batch, shapes));
-      client = new HttpClient({
-        url: argv.target,
-        model: argv.model,
-        version: argv['model-version'],
-        protocol: argv.protocol,
-        feeds,
-        // Open loop may hold many requests at once; closed loop holds `concurrency`.
-        connections: rates.length > 0 ? 256 : maxConcurrency,
-        clients: argv.clients,
-        authToken: token,
-      });
+      client = grpc
+        ? new GrpcClient({
+            address: argv.target,
+            model: argv.model,
+            version: argv['model-version'],
+            feeds,
+            // HTTP/2 multiplexes: a few connections carry any concurrency.
+            connections: Math.min(4, rates.length > 0 ? 4 : maxConcurrency),
+            authToken: token,
+          })
+        : new HttpClient({
+            url: argv.target,
+            model: argv.model,
+            version: argv['model-version'],
+            protocol: argv.protocol as 'json' | 'binary',
+            feeds,
+            // Open loop may hold many requests at once; closed loop holds `concurrency`.
+            connections: rates.length > 0 ? 256 : maxConcurrency,
+            clients: argv.clients,
+            authToken: token,
+          });
     } else {
       model = await loadModel(argv.target, {
         contexts: argv.contexts,
@@ -222,7 +237,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     const report = {
       target: argv.target,
       model: argv.model ?? model?.name,
-      mode: http ? `http-${argv.protocol}` : 'in-process',
+      mode: grpc ? 'grpc' : http ? `http-${argv.protocol}` : 'in-process',
       batch: argv.batch,
       durationS: argv.duration,
       points: points.map((p) => ({ ...p, inferencesPerSecond: p.throughput * argv.batch })),

@@ -35,12 +35,14 @@ interface ServeArgs {
   'max-timeout-us': number;
   'retry-after': number;
   'http-workers': number;
+  grpc?: boolean;
+  'grpc-port'?: number;
   verbose?: boolean;
 }
 
 export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
-  describe: 'Serve a model repository over the KServe v2 / Triton HTTP protocol',
+  describe: 'Serve a model repository over the KServe v2 / Triton HTTP protocol (and gRPC with --grpc)',
   builder: (y: Argv) =>
     y
       .option('model-repository', { type: 'string', demandOption: true, describe: 'repository folder' })
@@ -150,6 +152,15 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         default: 1,
         describe:
           "server processes behind the one port, each with its share of every model's contexts (more event loops for HTTP)",
+      })
+      .option('grpc', {
+        type: 'boolean',
+        describe:
+          "also serve KServe v2 gRPC with Triton's extensions on port 8001 (Triton's), same host and token",
+      })
+      .option('grpc-port', {
+        type: 'number',
+        describe: 'serve gRPC on this port (implies --grpc; 0: any free one)',
       }) as unknown as Argv<ServeArgs>,
   handler: runCommand('serve', async (argv: ServeArgs) => {
     expectPositiveInteger('--max-body-bytes', argv['max-body-bytes']);
@@ -182,6 +193,21 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       throw new YqpError('E_ARGUMENT', `Expected a port 0..65535 for --port but received ${argv.port}`, {
         argument: '--port',
       });
+    const grpcPort = argv['grpc-port'] ?? (argv.grpc ? 8001 : undefined);
+    if (grpcPort !== undefined && (!Number.isInteger(grpcPort) || grpcPort < 0 || grpcPort > 65535))
+      throw new YqpError('E_ARGUMENT', `Expected a port 0..65535 for --grpc-port but received ${grpcPort}`, {
+        argument: '--grpc-port',
+      });
+    if (grpcPort !== undefined && argv['http-workers'] > 1)
+      throw new YqpError(
+        'E_ARGUMENT',
+        `--grpc-port cannot be combined with --http-workers ${argv['http-workers']}: gRPC is served by one process (one grpc-js server holds its port); use --http-workers 1 with gRPC`,
+        {
+          argument: '--http-workers',
+          expected: '1 with --grpc-port',
+          received: String(argv['http-workers']),
+        },
+      );
     if (argv.contexts !== undefined) expectPositiveInteger('--contexts', argv.contexts);
     if (argv['threads-per-context'] !== undefined)
       expectPositiveInteger('--threads-per-context', argv['threads-per-context']);
@@ -231,6 +257,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxImageDecodes: argv['max-image-decodes'],
       maxTimeoutUs: argv['max-timeout-us'],
       retryAfterSeconds: argv['retry-after'],
+      grpcPort,
     };
     if (argv['http-workers'] > 1) await serveCluster(options, argv['http-workers'], log);
     else await serve(options, log);
