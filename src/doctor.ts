@@ -1,3 +1,4 @@
+import { gpuOnnxruntimeStatus, type GpuOnnxruntimeStatus } from './backends/onnxruntime-gpu.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,8 @@ export interface DoctorReport {
   embeddedBackendWorks: boolean;
   tensorrtAvailable: boolean;
   native?: unknown;
+  /** The GPU onnxruntime (CUDA and TensorRT execution providers): where it was found and whether each loads. */
+  gpuOnnxruntime?: GpuOnnxruntimeStatus;
   onnxruntime?: {
     version: string;
     executionProviders: { name: string; bundled: boolean }[];
@@ -227,6 +230,16 @@ export async function doctorReport(): Promise<DoctorReport> {
     checks.push(runner.check);
     ort.info.runner = runner.runner;
   }
+  const gpu = await gpuOnnxruntimeStatus();
+  for (const p of gpu.providers)
+    checks.push({
+      name: `onnxruntime ${p.name}`,
+      ok: p.usable,
+      detail: p.usable
+        ? `usable: onnxruntime ${gpu.version} from ${gpu.found!.dir} (${gpu.found!.source}); --device cuda runs on it`
+        : `not usable: ${p.reason}`,
+      solutions: p.usable ? undefined : p.solutions,
+    });
   return {
     node: process.versions.node,
     checks,
@@ -234,5 +247,6 @@ export async function doctorReport(): Promise<DoctorReport> {
     tensorrtAvailable: trt.available,
     native,
     onnxruntime: ort.info,
+    gpuOnnxruntime: gpu,
   };
 }
