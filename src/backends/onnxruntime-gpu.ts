@@ -83,6 +83,8 @@ export interface ProviderStatus {
 export interface GpuOnnxruntimeStatus {
   found?: GpuOnnxruntime;
   version?: string;
+  /** What the core says it was built with (GetAvailableProviders); informational, see below. */
+  compiledProviders?: string[];
   tried: string[];
   providers: ProviderStatus[];
 }
@@ -149,8 +151,8 @@ export async function gpuOnnxruntimeStatus(explicit?: string): Promise<GpuOnnxru
         name,
         `version mismatch: ${found.dir} says ${found.declaredVersion}, its core is ${version}`,
       );
-    if (!compiled.includes(name))
-      return unusable(name, `onnxruntime ${version ?? '?'} in ${found.dir} was built without it`);
+    // Not checked against `compiled`: a core that loads its providers as libraries (the npm GPU build) lists only
+    // the CPU provider and still runs the others; whether the library loads is what tells.
     if (!library) return unusable(name, `its library is not in ${found.dir}`);
     const missing = native.probe(library);
     if (missing)
@@ -162,6 +164,7 @@ export async function gpuOnnxruntimeStatus(explicit?: string): Promise<GpuOnnxru
   return {
     found,
     version,
+    compiledProviders: compiled,
     tried,
     providers: [
       status('CUDAExecutionProvider', found.cudaProvider, []),
