@@ -154,7 +154,10 @@ export async function gpuOnnxruntimeStatus(explicit?: string): Promise<GpuOnnxru
     // Not checked against `compiled`: a core that loads its providers as libraries (the npm GPU build) lists only
     // the CPU provider and still runs the others; whether the library loads is what tells.
     if (!library) return unusable(name, `its library is not in ${found.dir}`);
-    const missing = native.probe(library);
+    // A symbol onnxruntime itself provides (Provider_GetHost, from its providers_shared library, loaded first
+    // and global) is undefined to a lone dlopen: every library the provider needs was found by then.
+    const probed = native.probe(library);
+    const missing = /undefined symbol/.test(probed) ? '' : probed;
     if (missing)
       return unusable(name, `${library} cannot be loaded: ${missing}`, [...extra, ...GPU_SOLUTIONS]);
     if (driver)

@@ -120,7 +120,7 @@ struct Core {
         queue.pop_front();
         queued.fetch_sub(1, std::memory_order_relaxed);
       }
-      job->outputs.assign(outputs.size(), nullptr);
+      if (!device) job->outputs.assign(outputs.size(), nullptr);  // a CUDA session fills hostOutputs instead
       ThreadUsage before = ThreadUsage::Now();
       job->started = Clock::now();
       if (!bound.empty())
