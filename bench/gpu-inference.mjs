@@ -138,7 +138,7 @@ export default async function main(args) {
   const peerRows = peer.stdout.trim().split('\n').map((l) => JSON.parse(l));
   const peerOf = (precision, mode, batch) => peerRows.find((r) => r.precision === precision && r.mode === mode && r.batch === batch);
 
-  const photos = ['franck_00000.jpg', 'audrey.jpg', 'SeanConnery.jpg'].map((f) => join(MEDIA, f));
+  const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'].map((f) => join(MEDIA, f));
   const rows = {};
 
   // Naive: host tensor in, host outputs out, eager (the users' path today, through our runner).

@@ -33,6 +33,20 @@ const maxDiff = (a: TensorMap, b: TensorMap): number => {
   return m;
 };
 
+/**
+ * Largest difference relative to each output's largest magnitude: the box regressors run to about 100 (pixels of
+ * the 128 input), and cuDNN's convolutions on the CUDA provider use TF32 (10-bit mantissa) by default.
+ */
+const relDiff = (a: TensorMap, b: TensorMap): number => {
+  let m = 0;
+  for (const name of Object.keys(a)) {
+    const x = a[name].data as Float32Array;
+    const scale = x.reduce((s, v) => Math.max(s, Math.abs(v)), 1e-6);
+    m = Math.max(m, maxDiff({ [name]: a[name] }, { [name]: b[name] }) / scale);
+  }
+  return m;
+};
+
 /** Faces of two runs agree: same count, each matched at IoU >= 0.99 with scores within tolerance. */
 function expectSameFaces(a: Face[][], b: Face[][], scoreTolerance: number): void {
   expect(b.length).toBe(a.length);
@@ -76,7 +90,7 @@ describe.skipIf(SKIP)(`onnxruntime CUDA execution provider${note}`, () => {
     const b = await gpu.inferImages(images);
     expect(a.faces!.flat().length).toBeGreaterThan(images.length / 2);
     expectSameFaces(a.faces!, b.faces!, 1e-3);
-    expect(maxDiff(a.outputs, b.outputs)).toBeLessThan(5e-2);
+    expect(relDiff(a.outputs, b.outputs)).toBeLessThan(1e-2);
   });
 
   it('runs 4 contexts on 4 streams at once with the results of one at a time', async () => {

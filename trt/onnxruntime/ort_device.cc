@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <shared_mutex>
 #include <utility>
 
 #include "core/cuda_check.h"
@@ -187,6 +188,14 @@ struct DeviceRunner::Binding {
 // with no allocation left to make (an allocation would not belong in a graph).
 constexpr int kEagerRunsBeforeCapture = 2;
 
+// A capture must not overlap another context's run: onnxruntime frees pinned host memory after a run
+// (cudaFreeHost synchronizes the device), which is not permitted while any stream of the process is capturing and
+// which onnxruntime does not survive. Runs hold this shared; a capture holds it alone.
+std::shared_mutex& CaptureLock() {
+  static std::shared_mutex lock;
+  return lock;
+}
+
 DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector<Variant> variants,
                            std::vector<std::string> inputs, std::vector<std::string> outputs)
     : rt_(rt),
@@ -334,7 +343,7 @@ std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandl
   Api const& api = rt_->api;
   OrtSession* session = variants_[variant].session;
   auto stream = static_cast<cudaStream_t>(streamHandle);
-  if (b->graph != nullptr) {
+  if (b->graph != nullptr) {  // a replay launches kernels only: no lock needed
     cudaError_t c = cudaGraphLaunch(b->graph, stream);
     if (c != cudaSuccess) return CudaReason("replaying the CUDA graph", c);
     counters_.graphReplays++;
@@ -344,8 +353,11 @@ std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandl
   for (void* p : b->outputPtr) graphable = graphable && p != nullptr;
   if (!graphable || b->eagerRuns < kEagerRunsBeforeCapture) {
     b->eagerRuns++;
+    std::shared_lock<std::shared_mutex> shared(CaptureLock());
     return api.Take(api.RunWithBinding(session, runOptions_, b->io));
   }
+  std::unique_lock<std::shared_mutex> alone(CaptureLock());
+  cudaStreamSynchronize(stream);  // the inputs copied for this run are on the stream before the capture starts
   // Relaxed: onnxruntime's threads may query the device meanwhile; nothing is allocated (the arena is sized).
   cudaError_t c = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
   std::string e = c == cudaSuccess ? api.Take(api.RunWithBinding(session, captureRunOptions_, b->io))
