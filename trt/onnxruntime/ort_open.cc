@@ -130,6 +130,11 @@ class OpenWorker final : public Napi::AsyncWorker {
     if (e.empty() && !options_.memoryPattern) e = api.Take(api.DisableMemPattern(so));
     if (e.empty() && batch > 0)
       e = api.Take(api.AddFreeDimensionOverrideByName(so, options_.device.batchDimension.c_str(), batch));
+    // A graph session must have every node on the GPU: a node left on the CPU provider moves data through pinned
+    // host memory, which onnxruntime frees at the end of the run (cudaFreeHost), an abort inside a capture. Such
+    // a model is refused here (E_CUDA_GRAPH) and the context runs eagerly instead.
+    if (e.empty() && options_.device.cuda && options_.device.cudaGraph)
+      e = api.Take(api.AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"));
     if (e.empty()) {
       e = AppendProviders(api, so, options_.device);
       if (!e.empty()) code_ = "E_DEVICE_UNAVAILABLE";
@@ -137,7 +142,9 @@ class OpenWorker final : public Napi::AsyncWorker {
     if (e.empty()) {
       e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, session));
       if (!e.empty()) {
-        code_ = options_.device.cuda && e.find("graph") != std::string::npos ? "E_CUDA_GRAPH" : "E_MODEL_FILE";
+        code_ = options_.device.cuda && options_.device.cudaGraph && e.find("CPU") != std::string::npos
+                    ? "E_CUDA_GRAPH"
+                    : "E_MODEL_FILE";
         e = "onnxruntime cannot load " + options_.model + (batch > 0 ? " at batch " + std::to_string(batch) : "") +
             ": " + e;
       }
