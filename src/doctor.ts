@@ -1,3 +1,4 @@
+import type { GpuOnnxruntimeStatus } from './backends/onnxruntime-gpu.js';
 import { backendEntries } from './backends/index.js';
 import type { OnnxruntimeDoctorInfo } from './backends/onnxruntime-doctor.js';
 import { loadBinding } from './native/binding.js';
@@ -12,6 +13,8 @@ export interface DoctorReport {
   tensorrtAvailable: boolean;
   native?: unknown;
   onnxruntime?: OnnxruntimeDoctorInfo;
+  /** The GPU onnxruntime (CUDA and TensorRT execution providers): where it was found and whether each loads. */
+  gpuOnnxruntime?: GpuOnnxruntimeStatus;
   /** Each backend's clause of the summary line, in registry order. */
   summary: string[];
 }
@@ -96,7 +99,10 @@ export async function doctorReport(): Promise<DoctorReport> {
   return {
     node: process.versions.node,
     checks,
-    ...(owned as Pick<DoctorReport, 'embeddedBackendWorks' | 'tensorrtAvailable' | 'onnxruntime'>),
+    ...(owned as Pick<
+      DoctorReport,
+      'embeddedBackendWorks' | 'tensorrtAvailable' | 'onnxruntime' | 'gpuOnnxruntime'
+    >),
     native,
     summary,
   };

@@ -140,3 +140,12 @@ export {
 // Serving (KServe v2 / Triton HTTP) and the perf_analyzer-style load generator.
 export * from './serve/index.js';
 export * from './bench/index.js';
+export { parseDevice, formatDevice, type DeviceSpec } from './device.js';
+export { deviceTensor, type DeviceMemory } from './tensor.js';
+export { DeviceFrameInference, type DeviceFrameResults } from './gpu/device-frames.js';
+export {
+  findGpuOnnxruntime,
+  gpuOnnxruntimeStatus,
+  type GpuOnnxruntime,
+  type GpuOnnxruntimeStatus,
+} from './backends/onnxruntime-gpu.js';

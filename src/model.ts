@@ -9,6 +9,7 @@ import { backendNames, getBackend, type BackendName } from './backends/index.js'
 import type { Face } from './postprocess/blazeface.js';
 import { postprocess, postprocessorFor, type Postprocessed } from './postprocess/index.js';
 import { preprocessImages, type ImageInput, type ImageTransform } from './preprocess/cpu.js';
+import { parseDevice } from './device.js';
 import { readEntry, type RepositoryEntry } from './repository/repository.js';
 import type { ModelConfig } from './repository/config.js';
 import { Scheduler, concatFeeds, type SubmitOptions } from './scheduler/scheduler.js';
@@ -30,8 +31,21 @@ export interface LoadModelOptions {
   queueTimeoutMs?: number;
   /** onnxruntime intra-op threads per context (default: cores / contexts). */
   threadsPerContext?: number;
-  /** GPU ordinal for GPU backends. */
-  device?: number;
+  /**
+   * Where the model runs: 'cpu' (onnxruntime's CPU provider), 'cuda' or 'cuda:N' (onnxruntime's CUDA provider on
+   * GPU N, or TensorRT), or a GPU ordinal. Default: config.json's `device`, else 'cpu' for onnxruntime entries.
+   */
+  device?: number | string;
+  /**
+   * CUDA graphs per context (device cuda): true for the default batch sizes (powers of two up to the largest
+   * batch, and that batch; a batch runs on the smallest graph that holds it), a list of sizes, or false.
+   * Default: config.json's `cudaGraph`, else false.
+   */
+  cudaGraph?: boolean | number[];
+  /** A folder holding a GPU build of onnxruntime (default: YQP_ORT_GPU_DIR, onnxruntime-node's, .cache/ort-gpu). */
+  onnxruntimeDir?: string;
+  /** onnxruntime's TensorRT provider before its CUDA provider (device cuda; needs libnvinfer 10). */
+  tensorrtProvider?: boolean;
   /**
    * Let onnxruntime's idle pool threads (and the native runner thread) spin between runs instead of sleeping:
    * lower latency, at the price of busy cores. Default: on when the contexts' threads leave a core free for the
@@ -82,6 +96,10 @@ export class Model {
   }
   get config(): ModelConfig {
     return this.entry.config;
+  }
+  /** Where the contexts run: 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.scheduler.session.device ?? 'cpu';
   }
 
   /**
@@ -178,15 +196,28 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
       throw invalidParameter('warmup', 'a boolean or a non-empty array of batch sizes', options.warmup);
     for (const [i, b] of options.warmup.entries()) expectPositiveInteger(`warmup[${i}]`, b);
   }
+  const device = options.device !== undefined ? parseDevice(options.device) : undefined;
+  if (
+    options.cudaGraph !== undefined &&
+    typeof options.cudaGraph !== 'boolean' &&
+    !Array.isArray(options.cudaGraph)
+  )
+    throw invalidParameter('cudaGraph', 'a boolean or an array of batch sizes', options.cudaGraph);
   const entry = await readEntry(entryDir, options.version);
   const config = entry.config;
+  const placement =
+    device ?? (config.device !== undefined ? parseDevice(config.device, 'config.device') : undefined);
   const backend = await getBackend(options.backend ?? config.backend);
   const contexts = options.contexts ?? config.instances;
   const session = await backend.open(entry.modelPath, config, {
     contexts,
     threadsPerContext: options.threadsPerContext,
     // A Triton entry's GPU instance group names its device.
-    device: options.device ?? entry.device,
+    device: placement?.id ?? entry.device,
+    deviceKind: placement?.kind,
+    cudaGraph: options.cudaGraph ?? config.cudaGraph,
+    onnxruntimeDir: options.onnxruntimeDir,
+    tensorrtProvider: options.tensorrtProvider,
     runner: options.runner,
     spinWait: options.spinWait,
   });

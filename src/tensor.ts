@@ -12,10 +12,20 @@ export type TypedArray =
   | Int32Array
   | BigInt64Array;
 
+/** Device memory holding a tensor on the GPU a CUDA session runs on (a DeviceBuffer, a ring slot, an IPC region). */
+export interface DeviceMemory {
+  readonly ptr: bigint;
+  /** Bytes available from ptr, when known (checked against the tensor's size). */
+  readonly size?: number;
+}
+
 export interface Tensor {
   readonly dtype: DType;
   readonly dims: readonly number[];
+  /** The elements in host memory; empty for a tensor in device memory. */
   readonly data: TypedArray;
+  /** Where the tensor lies in device memory instead (CUDA sessions only; `data` is then empty). */
+  readonly device?: DeviceMemory;
 }
 
 export type TensorMap = Record<string, Tensor>;
@@ -53,6 +63,16 @@ export function elementCount(dims: readonly number[]): number {
 
 export function tensor(dtype: DType, data: TypedArray, dims: readonly number[]): Tensor {
   return { dtype, data, dims: [...dims] };
+}
+
+/** A tensor in device memory (no host copy): a CUDA session reads it on its GPU. */
+export function deviceTensor(dtype: DType, memory: DeviceMemory, dims: readonly number[]): Tensor {
+  return {
+    dtype,
+    data: new DTYPE_ARRAY[dtype](0),
+    dims: [...dims],
+    device: { ptr: memory.ptr, size: memory.size },
+  };
 }
 
 /** dtype of a TypedArray as the backends see it (Uint16Array is float16 bits). */

@@ -1,6 +1,13 @@
 import { YqpError, describeValue } from './errors.js';
 import type { ModelConfig, OptimizationProfile } from './repository/config.js';
-import { dtypeOfArray, elementCount, type Tensor, type TensorMap, type TypedArray } from './tensor.js';
+import {
+  DTYPE_BYTES,
+  dtypeOfArray,
+  elementCount,
+  type Tensor,
+  type TensorMap,
+  type TypedArray,
+} from './tensor.js';
 
 /** onnxruntime-node tensors say `type`, ours say `dtype`: both are accepted. */
 interface TensorLike {
@@ -102,6 +109,18 @@ export function validateFeeds(config: ModelConfig, feeds: unknown): TensorMap {
           received: shown,
         },
       );
+    const device = (t as { device?: Tensor['device'] }).device;
+    if (device) {
+      const bytes = elementCount(dims) * DTYPE_BYTES[spec.dtype];
+      if (typeof device.ptr !== 'bigint' || (device.size !== undefined && device.size < bytes))
+        throw new YqpError(
+          'E_SHAPE',
+          `Input ${JSON.stringify(spec.name)} has shape ${shown} (${bytes} bytes) but its device memory holds ${device.size ?? 'no pointer'}`,
+          { argument: spec.name, expected: `${bytes} bytes`, received: String(device.size) },
+        );
+      out[spec.name] = { dtype: spec.dtype, dims, data: t.data as TypedArray, device } satisfies Tensor;
+      continue;
+    }
     if (elementCount(dims) !== (t.data as TypedArray).length)
       throw new YqpError(
         'E_SHAPE',

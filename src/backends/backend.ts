@@ -34,6 +34,17 @@ export interface OpenOptions {
   contexts: number;
   /** GPU ordinal for backends that use one. */
   device?: number;
+  /** Where the contexts run: onnxruntime's CPU provider (default) or a CUDA GPU (`device` names which). */
+  deviceKind?: 'cpu' | 'cuda';
+  /**
+   * CUDA graphs per context (onnxruntime's CUDA provider): `true` for the default batch sizes (powers of two up to
+   * the model's largest batch, and that batch), a list for those sizes, `false` (default) for eager runs.
+   */
+  cudaGraph?: boolean | number[];
+  /** A folder holding a GPU build of onnxruntime (see src/backends/onnxruntime-gpu.ts). */
+  onnxruntimeDir?: string;
+  /** Run through onnxruntime's TensorRT provider (CUDA provider for what it leaves), where libnvinfer 10 is. */
+  tensorrtProvider?: boolean;
   /** Intra-op threads per context (onnxruntime). */
   threadsPerContext?: number;
   /** Let idle pool threads spin (onnxruntime; default: with a single context, or a core left for the event loop). */
@@ -53,6 +64,8 @@ export interface BackendSession {
   readonly contexts: number;
   /** How an onnxruntime session runs off the event loop (see OpenOptions.runner). */
   readonly runner?: 'native' | 'worker';
+  /** 'cpu' or 'cuda:N'. */
+  readonly device?: string;
   /**
    * Runs one context may hold at once (default 1). 2 lets the next request reach a context while the current
    * one computes, hiding the hand-over (a thread hop for onnxruntime, a host-to-device copy for TensorRT).

@@ -1,3 +1,4 @@
+import { gpuOnnxruntimeStatus } from './onnxruntime-gpu.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -141,9 +142,20 @@ export async function onnxruntimeDoctor(): Promise<BackendDoctor> {
     checks.push(runner.check);
     ort.info.runner = runner.runner;
   }
+  // The GPU execution providers (--device cuda): found, loadable, and why not.
+  const gpu = await gpuOnnxruntimeStatus();
+  for (const p of gpu.providers)
+    checks.push({
+      name: `onnxruntime ${p.name}`,
+      ok: p.usable,
+      detail: p.usable
+        ? `usable: onnxruntime ${gpu.version} from ${gpu.found!.dir} (${gpu.found!.source}); --device cuda runs on it`
+        : `not usable: ${p.reason}`,
+      solutions: p.usable ? undefined : p.solutions,
+    });
   return {
     checks,
-    report: { embeddedBackendWorks: ort.check.ok, onnxruntime: ort.info },
+    report: { embeddedBackendWorks: ort.check.ok, onnxruntime: ort.info, gpuOnnxruntime: gpu },
     summary: `embedded backend (onnxruntime): ${ort.check.ok ? 'works' : 'NOT working'}`,
   };
 }

@@ -1,7 +1,5 @@
-import { existsSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
@@ -70,7 +68,7 @@ parentPort.on('message', async (msg) => {
 `;
 
 /** One onnxruntime session that runs requests in order. */
-interface Context {
+export interface Context {
   run(feeds: TensorMap): Promise<TensorMap>;
   close(): Promise<void>;
 }
@@ -120,47 +118,77 @@ export interface NativeOnnxruntime {
       spinning: boolean;
       graphOptimization: number;
       memoryPattern?: boolean;
+      device?: NativeDeviceOptions;
     },
   ): Promise<unknown>;
   Session: new (opened: unknown) => NativeSession;
+  /** '' when dlopen loads the library and all it links, else dlerror's reason. */
+  probe(path: string): string;
+  providers(library: string): Promise<{ version: string; providers: string[] }>;
 }
-interface NativeSession {
+
+/** A CUDA session's options (trt/onnxruntime/ort_open.cc ParseDevice). */
+export interface NativeDeviceOptions {
+  kind: 'cuda';
+  id: number;
+  /** The context's cudaStream_t (from the core's stream pool). */
+  stream: bigint;
+  cudaGraph: boolean;
+  graphBatchSizes?: number[];
+  batchDimension?: string;
+  convAlgoSearch?: 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
+  tensorrt?: {
+    fp16?: boolean;
+    int8?: boolean;
+    calibrationTable?: string;
+    engineCachePath?: string;
+    timingCachePath?: string;
+    minShapes?: string;
+    optShapes?: string;
+    maxShapes?: string;
+  };
+}
+
+/** Device memory a CUDA session reads an input from (a DeviceBuffer, a ring slot, a CUDA IPC region). */
+export interface DeviceMemory {
+  ptr: bigint;
+  size?: number;
+}
+
+export interface CopyStats {
+  runs: number;
+  paddedRuns: number;
+  hostToDeviceBytes: number;
+  deviceToHostBytes: number;
+  deviceToDeviceBytes: number;
+}
+
+export interface NativeSession {
   readonly inputNames: string[];
   readonly outputNames: string[];
   readonly version: string;
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
+  /** A CUDA-graph session's batch sizes (a batch runs on the smallest that holds it). */
+  readonly graphBatchSizes: number[];
+  copyStats(): CopyStats | Record<string, never>;
   /**
    * Feeds as [input index, ONNX element type, dims, data]; outputs in outputNames order as [type, dims, buffer];
    * `timing`: [ms queued, ms in Run, ms back to JS, the runner thread's CPU ms, involuntary context switches and
    * minor page faults in Run].
    */
   run(
-    feeds: [number, number, readonly number[], TypedArray][],
+    feeds: [number, number, readonly number[], TypedArray | DeviceMemory][],
   ): Promise<
     [number, number[], ArrayBuffer][] & { timing?: [number, number, number, number, number, number] }
   >;
   close(): Promise<void>;
 }
 
-/** The libonnxruntime shipped inside onnxruntime-node, which its own binding loads too (so one copy runs). */
-export function onnxruntimeLibraryPath(): string | undefined {
-  let root: string;
-  try {
-    root = join(dirname(require.resolve('onnxruntime-node')), '..');
-  } catch {
-    return undefined;
-  }
-  const bin = join(root, 'bin');
-  if (!existsSync(bin)) return undefined;
-  for (const napi of readdirSync(bin).filter((d) => d.startsWith('napi-v'))) {
-    const dir = join(bin, napi, process.platform, process.arch);
-    if (!existsSync(dir)) continue;
-    const lib = readdirSync(dir).find((f) =>
-      /^libonnxruntime\.so\.\d+$|^libonnxruntime\.\d+\.dylib$/.test(f),
-    );
-    if (lib) return join(dir, lib);
-  }
-  return undefined;
-}
+import { onnxruntimeLibraryPath } from './onnxruntime-library.js';
+import { openCudaContexts } from './onnxruntime-cuda.js';
+
+export { onnxruntimeLibraryPath };
 
 /** The native runner, or why it cannot be used here. */
 export function nativeRunner(): { native?: NativeOnnxruntime; library?: string; reason?: string } {
@@ -173,19 +201,19 @@ export function nativeRunner(): { native?: NativeOnnxruntime; library?: string; 
   return { native, library };
 }
 
-class NativeContext implements Context {
+export class NativeContext implements Context {
   private readonly inputIndex: Map<string, number>;
-  constructor(private readonly session: NativeSession) {
+  constructor(readonly session: NativeSession) {
     this.inputIndex = new Map(session.inputNames.map((n, i) => [n, i]));
   }
 
   async run(feeds: TensorMap): Promise<TensorMap> {
-    const list: [number, number, readonly number[], TypedArray][] = [];
+    const list: [number, number, readonly number[], TypedArray | DeviceMemory][] = [];
     for (const name in feeds) {
       const t = feeds[name];
       const index = this.inputIndex.get(name);
       if (index === undefined) throw new YqpError('E_BACKEND', `onnxruntime: the model has no input ${name}`);
-      list.push([index, ONNX_TYPE[t.dtype], t.dims, t.data]);
+      list.push([index, ONNX_TYPE[t.dtype], t.dims, t.device ?? t.data]);
     }
     const out = await this.session.run(list);
     const names = this.session.outputNames;
@@ -221,12 +249,13 @@ class NativeContext implements Context {
   }
 }
 
-async function startNative(
+export async function startNative(
   native: NativeOnnxruntime,
   library: string,
   modelPath: string,
   threads: number,
   spin: boolean,
+  device?: NativeDeviceOptions,
 ): Promise<NativeContext> {
   try {
     const opened = await native.open(library, modelPath, {
@@ -235,12 +264,17 @@ async function startNative(
       spinning: spin,
       graphOptimization: 99,
       memoryPattern: MEMORY_PATTERN,
+      device,
     });
     return new NativeContext(new native.Session(opened));
   } catch (e) {
     const err = e as Error & { code?: string };
     if (err.code === 'E_MODEL_FILE')
       throw new YqpError('E_MODEL_FILE', err.message, { argument: 'model', cause: e });
+    if (err.code === 'E_DEVICE_UNAVAILABLE')
+      throw new YqpError('E_BACKEND_UNAVAILABLE', err.message, { argument: 'device', cause: e });
+    if (err.code === 'E_CUDA_GRAPH')
+      throw new YqpError('E_BACKEND', err.message, { argument: 'cudaGraph', cause: e });
     throw new YqpError('E_BACKEND', err.message, { cause: e });
   }
 }
@@ -332,7 +366,7 @@ class WorkerContext implements Context {
   }
 }
 
-class OnnxruntimeSession implements BackendSession {
+export class OnnxruntimeSession implements BackendSession {
   readonly backend = 'onnxruntime' as const;
   // A context runs one request at a time; a second one waits there, already handed over.
   readonly pipelineDepth = 2;
@@ -340,8 +374,15 @@ class OnnxruntimeSession implements BackendSession {
   constructor(
     private readonly contextList: Context[],
     readonly runner: OnnxruntimeRunner,
+    /** 'cpu' or 'cuda:N'. */
+    readonly device = 'cpu',
+    private readonly onClose?: () => void,
   ) {
     if (runner === 'worker') this.allocate = allocateShared;
+  }
+  /** The native sessions of the contexts (their copy counters, graph sizes). */
+  get nativeSessions(): NativeSession[] {
+    return this.contextList.flatMap((c) => (c instanceof NativeContext ? [c.session] : []));
   }
   get contexts(): number {
     return this.contextList.length;
@@ -353,6 +394,7 @@ class OnnxruntimeSession implements BackendSession {
   }
   async close(): Promise<void> {
     await Promise.all(this.contextList.map((c) => c.close()));
+    this.onClose?.();
   }
 }
 
@@ -402,7 +444,8 @@ export const onnxruntimeBackend: Backend = {
       return { available: false, reason: `onnxruntime-node cannot be loaded: ${(e as Error).message}` };
     }
   },
-  async open(modelPath: string, _config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
+  async open(modelPath: string, config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
+    if (options.deviceKind === 'cuda') return openCudaContexts(modelPath, config, options);
     const threads =
       options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
     // Spinning threads that fill every core starve the event loop (and each other): spin only with a core to spare.

@@ -81,6 +81,10 @@ export interface ModelConfig {
   profiles: OptimizationProfile[];
   /** Execution contexts (onnxruntime sessions, TensorRT contexts) served round-robin. */
   instances: number;
+  /** Where the contexts run: 'cpu', 'cuda' or 'cuda:N' (as Triton's instance_group kind and gpus). */
+  device?: string;
+  /** CUDA graphs per context on device cuda: true (default sizes) or the batch sizes. */
+  cudaGraph?: boolean | number[];
   dynamicBatching?: DynamicBatchingConfig;
   scheduler?: SchedulerConfig;
   warmup?: WarmupConfig;

@@ -288,8 +288,14 @@ export class Scheduler extends EventEmitter {
   }
 }
 
-/** Requests batch together when every input agrees on dtype and on every dimension but the first. */
+let deviceRequests = 0;
+
+/**
+ * Requests batch together when every input agrees on dtype and on every dimension but the first. A request whose
+ * input is in device memory runs alone (its key is its own): its rows are not gathered into a host batch.
+ */
 function batchKey(feeds: TensorMap): string {
+  for (const k in feeds) if (feeds[k].device) return `device#${++deviceRequests}`;
   return Object.keys(feeds)
     .sort()
     .map((k) => `${k}:${feeds[k].dtype}:${feeds[k].dims.slice(1).join('x')}`)

@@ -4,6 +4,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 
 namespace yqp::ort {
@@ -15,7 +16,7 @@ struct ApiBase {
 };
 
 // The API version asked for: every slot used exists from here on, and later libraries still serve it.
-constexpr uint32_t kApiVersion = 11;
+constexpr uint32_t kApiVersion = 16;  // 1.16: UpdateCUDAProviderOptionsWithValue
 constexpr int kLoggingLevelError = 3;
 constexpr int kArenaAllocator = 1, kMemTypeDefault = 0;
 
@@ -51,6 +52,36 @@ enum Slot : size_t {
   kReleaseTensorTypeAndShapeInfo = 99,
   kReleaseSessionOptions = 100,
   kAddSessionConfigEntry = 130,
+  kSessionGetOutputTypeInfo = 34,
+  kCastTypeInfoToTensorInfo = 55,
+  kReleaseTypeInfo = 98,
+  kCreateRunOptions = 39,
+  kReleaseRunOptions = 97,
+  kAddRunConfigEntry = 165,
+  kCreateMemoryInfo = 68,
+  kReleaseMemoryInfo = 94,
+  kAddFreeDimensionOverrideByName = 124,
+  kGetAvailableProviders = 125,
+  kReleaseAvailableProviders = 126,
+  kRunWithBinding = 133,
+  kCreateIoBinding = 134,
+  kReleaseIoBinding = 135,
+  kBindInput = 136,
+  kBindOutput = 137,
+  kBindOutputToDevice = 138,
+  kGetBoundOutputValues = 140,
+  kSessionOptionsAppendExecutionProvider_TensorRT_V2 = 170,
+  kCreateTensorRTProviderOptions = 171,
+  kUpdateTensorRTProviderOptions = 172,
+  kReleaseTensorRTProviderOptions = 174,
+  kSessionOptionsAppendExecutionProvider_CUDA_V2 = 204,
+  kCreateCUDAProviderOptions = 205,
+  kUpdateCUDAProviderOptions = 206,
+  kReleaseCUDAProviderOptions = 208,
+  kUpdateTensorRTProviderOptionsWithValue = 261,
+  kUpdateCUDAProviderOptionsWithValue = 263,
+  kSessionOptionsAppendExecutionProvider_CUDA = 152,
+  kSessionOptionsAppendExecutionProvider_TensorRT = 159,
 };
 
 template <typename F>
@@ -92,19 +123,15 @@ std::string Api::Take(OrtStatus* status) const {
 }
 
 Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
-  // One runtime per process: onnxruntime keeps one environment, and onnxruntime-node's binding shares the library.
+  // One runtime per library file: onnxruntime-node's binding shares the CPU library's; a GPU build loads beside it
+  // (RTLD_LOCAL keeps their symbols apart).
   static std::mutex mutex;
-  static Runtime* runtime = nullptr;  // leaked on purpose: sessions may outlive any owner at exit
-  static std::string loadedPath;
+  static std::map<std::string, Runtime*> runtimes;  // leaked on purpose: sessions may outlive any owner at exit
   std::lock_guard<std::mutex> lock(mutex);
   char* resolved = realpath(libraryPath.c_str(), nullptr);
   std::string path = resolved != nullptr ? resolved : libraryPath;
   free(resolved);
-  if (runtime != nullptr) {
-    if (path == loadedPath) return runtime;
-    *error = "onnxruntime is already loaded from " + loadedPath + ", not " + path;
-    return nullptr;
-  }
+  if (auto found = runtimes.find(path); found != runtimes.end()) return found->second;
   void* lib = dlopen(libraryPath.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (lib == nullptr) {
     char const* e = dlerror();
@@ -156,6 +183,36 @@ Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
   Bind(table, kReleaseTensorTypeAndShapeInfo, a.ReleaseTensorTypeAndShapeInfo);
   Bind(table, kReleaseSessionOptions, a.ReleaseSessionOptions);
   Bind(table, kAddSessionConfigEntry, a.AddSessionConfigEntry);
+  Bind(table, kSessionGetOutputTypeInfo, a.SessionGetOutputTypeInfo);
+  Bind(table, kCastTypeInfoToTensorInfo, a.CastTypeInfoToTensorInfo);
+  Bind(table, kReleaseTypeInfo, a.ReleaseTypeInfo);
+  Bind(table, kCreateRunOptions, a.CreateRunOptions);
+  Bind(table, kReleaseRunOptions, a.ReleaseRunOptions);
+  Bind(table, kAddRunConfigEntry, a.AddRunConfigEntry);
+  Bind(table, kCreateMemoryInfo, a.CreateMemoryInfo);
+  Bind(table, kReleaseMemoryInfo, a.ReleaseMemoryInfo);
+  Bind(table, kAddFreeDimensionOverrideByName, a.AddFreeDimensionOverrideByName);
+  Bind(table, kGetAvailableProviders, a.GetAvailableProviders);
+  Bind(table, kReleaseAvailableProviders, a.ReleaseAvailableProviders);
+  Bind(table, kRunWithBinding, a.RunWithBinding);
+  Bind(table, kCreateIoBinding, a.CreateIoBinding);
+  Bind(table, kReleaseIoBinding, a.ReleaseIoBinding);
+  Bind(table, kBindInput, a.BindInput);
+  Bind(table, kBindOutput, a.BindOutput);
+  Bind(table, kBindOutputToDevice, a.BindOutputToDevice);
+  Bind(table, kGetBoundOutputValues, a.GetBoundOutputValues);
+  Bind(table, kSessionOptionsAppendExecutionProvider_CUDA_V2, a.SessionOptionsAppendExecutionProvider_CUDA_V2);
+  Bind(table, kCreateCUDAProviderOptions, a.CreateCUDAProviderOptions);
+  Bind(table, kUpdateCUDAProviderOptions, a.UpdateCUDAProviderOptions);
+  Bind(table, kUpdateCUDAProviderOptionsWithValue, a.UpdateCUDAProviderOptionsWithValue);
+  Bind(table, kReleaseCUDAProviderOptions, a.ReleaseCUDAProviderOptions);
+  Bind(table, kSessionOptionsAppendExecutionProvider_TensorRT_V2, a.SessionOptionsAppendExecutionProvider_TensorRT_V2);
+  Bind(table, kCreateTensorRTProviderOptions, a.CreateTensorRTProviderOptions);
+  Bind(table, kUpdateTensorRTProviderOptions, a.UpdateTensorRTProviderOptions);
+  Bind(table, kUpdateTensorRTProviderOptionsWithValue, a.UpdateTensorRTProviderOptionsWithValue);
+  Bind(table, kReleaseTensorRTProviderOptions, a.ReleaseTensorRTProviderOptions);
+  Bind(table, kSessionOptionsAppendExecutionProvider_CUDA, a.SessionOptionsAppendExecutionProvider_CUDA);
+  Bind(table, kSessionOptionsAppendExecutionProvider_TensorRT, a.SessionOptionsAppendExecutionProvider_TensorRT);
   // The environment is shared with any other user of the library in this process (onnxruntime keeps one).
   std::string e = a.Take(a.CreateEnv(kLoggingLevelError, "yqp-trt", &r->env));
   if (e.empty()) e = a.Take(a.CreateCpuMemoryInfo(kArenaAllocator, kMemTypeDefault, &r->cpu));
@@ -165,9 +222,19 @@ Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
     delete r;
     return nullptr;
   }
-  loadedPath = path;
-  runtime = r;
-  return runtime;
+  runtimes[path] = r;
+  return r;
+}
+
+std::vector<std::string> AvailableProviders(Runtime const* rt, std::string* error) {
+  char** names = nullptr;
+  int count = 0;
+  std::vector<std::string> out;
+  *error = rt->api.Take(rt->api.GetAvailableProviders(&names, &count));
+  if (!error->empty()) return out;
+  for (int i = 0; i < count; ++i) out.emplace_back(names[i]);
+  rt->api.Take(rt->api.ReleaseAvailableProviders(names, count));
+  return out;
 }
 
 }  // namespace yqp::ort

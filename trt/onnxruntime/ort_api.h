@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace yqp::ort {
 
@@ -20,6 +21,10 @@ struct OrtValue;
 struct OrtMemoryInfo;
 struct OrtTensorTypeAndShapeInfo;
 struct OrtAllocator;
+struct OrtIoBinding;
+struct OrtTypeInfo;
+struct OrtCUDAProviderOptionsV2;
+struct OrtTensorRTProviderOptionsV2;
 
 // ONNXTensorElementDataType values (ONNX's TensorProto.DataType).
 enum ElementType : int {
@@ -74,13 +79,50 @@ struct Api {
   void (*ReleaseTensorTypeAndShapeInfo)(OrtTensorTypeAndShapeInfo*);
   void (*ReleaseSessionOptions)(OrtSessionOptions*);
   OrtStatus* (*AddSessionConfigEntry)(OrtSessionOptions*, char const* key, char const* value);
+  // The GPU path: execution providers, IOBinding over device memory, free dimensions, run options.
+  OrtStatus* (*SessionGetOutputTypeInfo)(OrtSession const*, size_t index, OrtTypeInfo** out);
+  OrtStatus* (*CastTypeInfoToTensorInfo)(OrtTypeInfo const*, OrtTensorTypeAndShapeInfo const** out);
+  void (*ReleaseTypeInfo)(OrtTypeInfo*);
+  OrtStatus* (*CreateRunOptions)(OrtRunOptions** out);
+  void (*ReleaseRunOptions)(OrtRunOptions*);
+  OrtStatus* (*AddRunConfigEntry)(OrtRunOptions*, char const* key, char const* value);
+  OrtStatus* (*CreateMemoryInfo)(char const* name, int allocatorType, int deviceId, int memType, OrtMemoryInfo** out);
+  void (*ReleaseMemoryInfo)(OrtMemoryInfo*);
+  OrtStatus* (*AddFreeDimensionOverrideByName)(OrtSessionOptions*, char const* name, int64_t value);
+  OrtStatus* (*GetAvailableProviders)(char*** providers, int* length);
+  OrtStatus* (*ReleaseAvailableProviders)(char** providers, int length);
+  OrtStatus* (*RunWithBinding)(OrtSession*, OrtRunOptions const*, OrtIoBinding const*);
+  OrtStatus* (*CreateIoBinding)(OrtSession*, OrtIoBinding** out);
+  void (*ReleaseIoBinding)(OrtIoBinding*);
+  OrtStatus* (*BindInput)(OrtIoBinding*, char const* name, OrtValue const*);
+  OrtStatus* (*BindOutput)(OrtIoBinding*, char const* name, OrtValue const*);
+  OrtStatus* (*BindOutputToDevice)(OrtIoBinding*, char const* name, OrtMemoryInfo const*);
+  OrtStatus* (*GetBoundOutputValues)(OrtIoBinding const*, OrtAllocator*, OrtValue*** values, size_t* count);
+  OrtStatus* (*SessionOptionsAppendExecutionProvider_CUDA_V2)(OrtSessionOptions*, OrtCUDAProviderOptionsV2 const*);
+  OrtStatus* (*CreateCUDAProviderOptions)(OrtCUDAProviderOptionsV2** out);
+  OrtStatus* (*UpdateCUDAProviderOptions)(OrtCUDAProviderOptionsV2*, char const* const* keys, char const* const* values,
+                                          size_t count);
+  OrtStatus* (*UpdateCUDAProviderOptionsWithValue)(OrtCUDAProviderOptionsV2*, char const* key, void* value);
+  void (*ReleaseCUDAProviderOptions)(OrtCUDAProviderOptionsV2*);
+  OrtStatus* (*SessionOptionsAppendExecutionProvider_TensorRT_V2)(OrtSessionOptions*,
+                                                                  OrtTensorRTProviderOptionsV2 const*);
+  OrtStatus* (*CreateTensorRTProviderOptions)(OrtTensorRTProviderOptionsV2** out);
+  OrtStatus* (*UpdateTensorRTProviderOptions)(OrtTensorRTProviderOptionsV2*, char const* const* keys,
+                                              char const* const* values, size_t count);
+  OrtStatus* (*UpdateTensorRTProviderOptionsWithValue)(OrtTensorRTProviderOptionsV2*, char const* key, void* value);
+  void (*ReleaseTensorRTProviderOptions)(OrtTensorRTProviderOptionsV2*);
+  // The first provider entries (their options as plain structs, see ort_device.cc): the ones a build whose core
+  // only loads the providers as libraries (no CUDA compiled into the core) still serves.
+  OrtStatus* (*SessionOptionsAppendExecutionProvider_CUDA)(OrtSessionOptions*, void const* cudaOptions);
+  OrtStatus* (*SessionOptionsAppendExecutionProvider_TensorRT)(OrtSessionOptions*, void const* tensorrtOptions);
 
   // The message of status (released here) or "" when it is null (success).
   std::string Take(OrtStatus* status) const;
 };
 
-// Loads libraryPath once per process (later calls must name the same file) and returns its API with a shared
-// environment and CPU memory info, or nullptr with *error saying why.
+// Loads libraryPath once per process and returns its API with an environment and CPU memory info, or nullptr with
+// *error saying why. Two libraries may be loaded side by side (onnxruntime-node's CPU build and a GPU build from
+// YQP_ORT_GPU_DIR); each keeps its own environment, and a session runs on the library that opened it.
 struct Runtime {
   Api api;
   OrtEnv* env = nullptr;
@@ -88,5 +130,8 @@ struct Runtime {
   OrtAllocator* allocator = nullptr;
 };
 Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error);
+
+// The execution providers compiled into the library (onnxruntime's GetAvailableProviders), or *error.
+std::vector<std::string> AvailableProviders(Runtime const* rt, std::string* error);
 
 }  // namespace yqp::ort

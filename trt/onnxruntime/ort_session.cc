@@ -24,16 +24,13 @@
 
 #include "core/coded_error.h"
 #include "onnxruntime/ort_api.h"
+#include "onnxruntime/ort_device.h"
+#include "onnxruntime/ort_open.h"
 
 namespace yqp::ort {
 namespace {
 
 using core::CodedError;
-
-// How long an idle runner thread polls for the next request before it sleeps (when spinning is on). Measured
-// on the 16-core VM: polling 5 ms (through the gaps of a 375/s stream) did not shorten the tail, and lengthened
-// onnxruntime's own run time at p99 (BENCHMARKS.md, serving, third session).
-constexpr int kRunnerSpinMicroseconds = 200;
 
 using Clock = std::chrono::steady_clock;
 
@@ -59,25 +56,11 @@ struct ThreadUsage {
   }
 };
 
-struct SessionOptions {
-  std::string library, model;
-  int intraOpThreads = 1, interOpThreads = 1, graphOptimization = 99, logSeverity = 3;
-  bool spinning = true;
-  bool memoryPattern = true;
-};
-
-// What open() hands to the Session constructor (via an External).
-struct Opened {
-  Runtime const* rt = nullptr;
-  OrtSession* session = nullptr;
-  std::vector<std::string> inputs, outputs;
-  int spinMicroseconds = 0;
-  bool taken = false;
-};
-
 struct Job {
   std::vector<char const*> inputNames;
   std::vector<OrtValue*> inputs;
+  std::vector<Feed> feeds;                          // a CUDA session's inputs (host or device memory)
+  std::vector<HostOutput> hostOutputs;              // and its outputs, copied back
   std::vector<Napi::Reference<Napi::Object>> keep;  // the caller's arrays, alive until the run settles
   std::vector<OrtValue*> outputs;
   Napi::Promise::Deferred deferred;
@@ -102,6 +85,7 @@ using Tsfn = Napi::TypedThreadSafeFunction<Core, Job, Deliver>;
 struct Core {
   Runtime const* rt = nullptr;
   OrtSession* session = nullptr;
+  std::unique_ptr<DeviceRunner> device;  // a CUDA session: runs through IOBinding on its stream
   std::vector<std::string> inputs, outputs;
   std::vector<char const*> outputNames;
   std::mutex mutex;
@@ -110,6 +94,7 @@ struct Core {
   std::atomic<size_t> queued{0};
   int spinMicroseconds = 0;
   bool stop = false;
+  bool closed = false;
   std::thread runner;
   Tsfn tsfn;
   bool tsfnAlive = false, orphaned = false;
@@ -118,6 +103,7 @@ struct Core {
   std::vector<Napi::Promise::Deferred> closers;
 
   void Loop() {
+    std::string bound = device ? device->BindThread() : std::string();
     for (;;) {
       Job* job = nullptr;
       // A request that follows the last one closely (a caller awaiting each result, a pipelined stream) is
@@ -134,12 +120,17 @@ struct Core {
         queue.pop_front();
         queued.fetch_sub(1, std::memory_order_relaxed);
       }
-      job->outputs.assign(outputs.size(), nullptr);
+      if (!device) job->outputs.assign(outputs.size(), nullptr);  // a CUDA session fills hostOutputs instead
       ThreadUsage before = ThreadUsage::Now();
       job->started = Clock::now();
-      job->error =
-          rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
-                                   outputNames.data(), outputNames.size(), job->outputs.data()));
+      if (!bound.empty())
+        job->error = bound;
+      else if (device)
+        job->error = device->Run(job->feeds, &job->hostOutputs);
+      else
+        job->error =
+            rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
+                                     outputNames.data(), outputNames.size(), job->outputs.data()));
       job->finished = Clock::now();
       job->usage = ThreadUsage::Now() - before;
       // Fails only while the environment is shutting down: the job is dropped then (nobody is left to tell).
@@ -167,6 +158,8 @@ struct Core {
     }
     if (session != nullptr) rt->api.ReleaseSession(session);
     session = nullptr;
+    if (device) device->ReleaseSessions();
+    closed = true;
   }
 };
 
@@ -210,6 +203,23 @@ Napi::Value OutputToJs(Napi::Env env, Runtime const* rt, OrtValue* value, std::s
   return out;
 }
 
+// [elementType, dims, ArrayBuffer] for one output a CUDA session copied back.
+Napi::Value HostOutputToJs(Napi::Env env, HostOutput const& o) {
+  if (ElementSize(o.type) == 0)
+    throw CodedError(
+        env, "onnxruntime: an output has ONNX element type " + std::to_string(o.type) + ", which is not supported",
+        "E_BACKEND");
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, o.bytes.size());
+  if (!o.bytes.empty()) std::memcpy(buffer.Data(), o.bytes.data(), o.bytes.size());
+  Napi::Array dims = Napi::Array::New(env, o.dims.size());
+  for (size_t i = 0; i < o.dims.size(); ++i) dims.Set(static_cast<uint32_t>(i), static_cast<double>(o.dims[i]));
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, o.type);
+  out.Set(1u, dims);
+  out.Set(2u, buffer);
+  return out;
+}
+
 class Session final : public Napi::ObjectWrap<Session> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -217,7 +227,9 @@ class Session final : public Napi::ObjectWrap<Session> {
         env, "OnnxruntimeSession",
         {InstanceMethod<&Session::Run>("run"), InstanceMethod<&Session::Close>("close"),
          InstanceAccessor<&Session::InputNames>("inputNames"), InstanceAccessor<&Session::OutputNames>("outputNames"),
-         InstanceAccessor<&Session::Version>("version")});
+         InstanceAccessor<&Session::Version>("version"), InstanceAccessor<&Session::Device>("device"),
+         InstanceAccessor<&Session::GraphBatchSizes>("graphBatchSizes"),
+         InstanceMethod<&Session::CopyStats>("copyStats")});
   }
 
   explicit Session(Napi::CallbackInfo const& info) : Napi::ObjectWrap<Session>(info) {
@@ -230,6 +242,7 @@ class Session final : public Napi::ObjectWrap<Session> {
     core_ = new Core();
     core_->rt = opened->rt;
     core_->session = opened->session;
+    core_->device = std::move(opened->device);
     core_->inputs = opened->inputs;
     core_->outputs = opened->outputs;
     core_->spinMicroseconds = opened->spinMicroseconds;
@@ -264,7 +277,7 @@ class Session final : public Napi::ObjectWrap<Session> {
  private:
   Napi::Value Run(Napi::CallbackInfo const& info) {
     Napi::Env env = info.Env();
-    if (core_->session == nullptr || !core_->closers.empty())
+    if (core_->closed || !core_->closers.empty())
       throw CodedError(env, "the onnxruntime session is closed", "E_CLOSED");
     if (!info[0].IsArray()) throw Napi::TypeError::New(env, "Expected an array of feeds for run");
     Napi::Array feeds = info[0].As<Napi::Array>();
@@ -284,6 +297,11 @@ class Session final : public Napi::ObjectWrap<Session> {
       if (index >= core_->inputs.size())
         throw fail("Expected an input index below " + std::to_string(core_->inputs.size()));
       std::string const& name = core_->inputs[index];
+      if (core_->device && dataJs.IsObject() && !dataJs.IsTypedArray()) {
+        job->feeds.push_back(DeviceFeed(env, index, type, name, dimsJs, dataJs.As<Napi::Object>()));
+        job->keep.push_back(Napi::Persistent(dataJs.As<Napi::Object>()));
+        continue;
+      }
       if (!dataJs.IsTypedArray()) throw fail("Expected a TypedArray for input " + name);
       std::vector<int64_t> dims(dimsJs.Length());
       size_t count = 1;
@@ -308,6 +326,11 @@ class Session final : public Napi::ObjectWrap<Session> {
       if (data == nullptr) {
         if (bytes > 0) throw fail("the array of input " + name + " is detached");
         data = &empty;
+      }
+      if (core_->device) {  // uploaded by the runner into the context's bound input
+        job->feeds.push_back(Feed{index, type, dims, data, bytes, false});
+        job->keep.push_back(Napi::Persistent(dataJs.As<Napi::Object>()));
+        continue;
       }
       OrtValue* value = nullptr;
       std::string e = api.Take(
@@ -335,7 +358,7 @@ class Session final : public Napi::ObjectWrap<Session> {
   Napi::Value Close(Napi::CallbackInfo const& info) {
     Napi::Env env = info.Env();
     auto deferred = Napi::Promise::Deferred::New(env);
-    if (core_->session == nullptr) {
+    if (core_->closed) {
       deferred.Resolve(env.Undefined());
       return deferred.Promise();
     }
@@ -371,6 +394,59 @@ class Session final : public Napi::ObjectWrap<Session> {
   Napi::Value InputNames(Napi::CallbackInfo const& info) { return Names(info.Env(), core_->inputs); }
   Napi::Value OutputNames(Napi::CallbackInfo const& info) { return Names(info.Env(), core_->outputs); }
   Napi::Value Version(Napi::CallbackInfo const& info) { return Napi::String::New(info.Env(), core_->rt->api.version); }
+  Napi::Value Device(Napi::CallbackInfo const& info) {
+    return Napi::String::New(info.Env(), core_->device ? "cuda:" + std::to_string(core_->device->device()) : "cpu");
+  }
+  Napi::Value GraphBatchSizes(Napi::CallbackInfo const& info) {
+    std::vector<int64_t> sizes = core_->device ? core_->device->GraphBatchSizes() : std::vector<int64_t>{};
+    Napi::Array a = Napi::Array::New(info.Env(), sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) a.Set(static_cast<uint32_t>(i), static_cast<double>(sizes[i]));
+    return a;
+  }
+  // Bytes the runner copied (host to device, device to host, device to device) and its runs: a CUDA session's
+  // PCIe traffic, counted at the copies this code issues.
+  Napi::Value CopyStats(Napi::CallbackInfo const& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    if (!core_->device) return o;
+    CopyCounters const& c = core_->device->counters();
+    o.Set("runs", static_cast<double>(c.runs.load()));
+    o.Set("paddedRuns", static_cast<double>(c.paddedRuns.load()));
+    o.Set("hostToDeviceBytes", static_cast<double>(c.hostToDevice.load()));
+    o.Set("deviceToHostBytes", static_cast<double>(c.deviceToHost.load()));
+    o.Set("deviceToDeviceBytes", static_cast<double>(c.deviceToDevice.load()));
+    o.Set("graphCaptures", static_cast<double>(c.graphCaptures.load()));
+    o.Set("graphReplays", static_cast<double>(c.graphReplays.load()));
+    o.Set("graphRefusals", static_cast<double>(c.graphRefusals.load()));
+    o.Set("graphRefused", core_->device->GraphRefused());
+    return o;
+  }
+
+  // A feed in device memory: { ptr: bigint, bytes: number } (a DeviceBuffer, a ring slot, a CUDA IPC region).
+  static Feed DeviceFeed(Napi::Env env, uint32_t index, int type, std::string const& name, Napi::Array dimsJs,
+                         Napi::Object data) {
+    Feed f;
+    f.index = index;
+    f.type = type;
+    f.onDevice = true;
+    size_t count = 1;
+    for (uint32_t d = 0; d < dimsJs.Length(); ++d) {
+      int64_t v = dimsJs.Get(d).As<Napi::Number>().Int64Value();
+      if (v < 0) throw Napi::TypeError::New(env, "Expected non-negative dims for input " + name);
+      f.dims.push_back(v);
+      count *= static_cast<size_t>(v);
+    }
+    Napi::Value ptr = data.Get("ptr");
+    if (!ptr.IsBigInt()) throw Napi::TypeError::New(env, "Expected a TypedArray or { ptr: bigint } for input " + name);
+    bool lossless = false;
+    f.data = reinterpret_cast<void const*>(static_cast<uintptr_t>(ptr.As<Napi::BigInt>().Uint64Value(&lossless)));
+    f.bytes = count * ElementSize(type);
+    Napi::Value size = data.Get("size");
+    if (size.IsNumber() && static_cast<size_t>(size.As<Napi::Number>().Int64Value()) < f.bytes)
+      throw Napi::RangeError::New(env, "Expected at least " + std::to_string(f.bytes) +
+                                           " bytes of device memory for input " + name + " but the buffer holds " +
+                                           std::to_string(size.As<Napi::Number>().Int64Value()));
+    return f;
+  }
 
   Core* core_ = nullptr;
 };
@@ -399,6 +475,11 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
     Napi::Array out = Napi::Array::New(env, job->outputs.size());
     size_t i = 0;
     try {
+      if (core->device) {
+        out = Napi::Array::New(env, job->hostOutputs.size());
+        for (size_t k = 0; k < job->hostOutputs.size(); ++k)
+          out.Set(static_cast<uint32_t>(k), HostOutputToJs(env, job->hostOutputs[k]));
+      }
       for (; i < job->outputs.size(); ++i)
         out.Set(static_cast<uint32_t>(i), OutputToJs(env, core->rt, job->outputs[i], core->outputs[i]));
       // timing: [ms queued for the runner, ms in onnxruntime's Run, ms from Run's end to this callback, the runner
@@ -424,107 +505,13 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
   if (core->wrap != nullptr) core->wrap->Settled(env);
 }
 
-// open(library, model, options) -> Promise<External>: loads the library and the model off the JS thread.
-class OpenWorker final : public Napi::AsyncWorker {
- public:
-  OpenWorker(Napi::Env env, SessionOptions options)
-      : Napi::AsyncWorker(env, "yqp-trt:onnxruntime-open"),
-        options_(std::move(options)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    std::string error;
-    Runtime const* rt = LoadRuntime(options_.library, &error);
-    if (rt == nullptr) return SetError(error);  // code E_BACKEND: the library, not the model
-    Api const& api = rt->api;
-    OrtSessionOptions* so = nullptr;
-    std::string e = api.Take(api.CreateSessionOptions(&so));
-    if (e.empty()) e = api.Take(api.SetIntraOpNumThreads(so, options_.intraOpThreads));
-    if (e.empty()) e = api.Take(api.SetInterOpNumThreads(so, options_.interOpThreads));
-    if (e.empty()) e = api.Take(api.SetSessionGraphOptimizationLevel(so, options_.graphOptimization));
-    if (e.empty()) e = api.Take(api.SetSessionLogSeverityLevel(so, options_.logSeverity));
-    if (e.empty())
-      e = api.Take(api.AddSessionConfigEntry(so, "session.intra_op.allow_spinning", options_.spinning ? "1" : "0"));
-    if (e.empty() && !options_.memoryPattern) e = api.Take(api.DisableMemPattern(so));
-    OrtSession* session = nullptr;
-    if (e.empty()) e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, &session));
-    if (so != nullptr) api.ReleaseSessionOptions(so);
-    if (!e.empty()) {
-      code_ = "E_MODEL_FILE";
-      return SetError("onnxruntime cannot load " + options_.model + ": " + e);
-    }
-    opened_ = std::make_unique<Opened>();
-    opened_->rt = rt;
-    opened_->session = session;
-    // The runner spins between requests when onnxruntime's pool threads do (a context that has the cores).
-    opened_->spinMicroseconds = options_.spinning ? kRunnerSpinMicroseconds : 0;
-    size_t inputs = 0, outputs = 0;
-    e = api.Take(api.SessionGetInputCount(session, &inputs));
-    if (e.empty()) e = api.Take(api.SessionGetOutputCount(session, &outputs));
-    for (size_t i = 0; e.empty() && i < inputs + outputs; ++i) {
-      char* name = nullptr;
-      e = api.Take(i < inputs ? api.SessionGetInputName(session, i, rt->allocator, &name)
-                              : api.SessionGetOutputName(session, i - inputs, rt->allocator, &name));
-      if (!e.empty()) break;
-      (i < inputs ? opened_->inputs : opened_->outputs).push_back(name);
-      api.Take(api.AllocatorFree(rt->allocator, name));
-    }
-    if (!e.empty()) {
-      api.ReleaseSession(session);
-      opened_.reset();
-      SetError("onnxruntime cannot read the inputs and outputs of " + options_.model + ": " + e);
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    // The External owns the Opened until a Session takes the session out of it.
-    auto external = Napi::External<Opened>::New(env, opened_.release(), [](Napi::Env, Opened* o) {
-      if (!o->taken) o->rt->api.ReleaseSession(o->session);
-      delete o;
-    });
-    deferred_.Resolve(external);
-  }
-  void OnError(Napi::Error const& e) override { deferred_.Reject(CodedError(Env(), e.Message(), code_).Value()); }
-
- private:
-  SessionOptions options_;
-  char const* code_ = "E_BACKEND";
-  std::unique_ptr<Opened> opened_;
-  Napi::Promise::Deferred deferred_;
-};
-
-Napi::Value Open(Napi::CallbackInfo const& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsString() || !info[1].IsString() || !info[2].IsObject())
-    throw Napi::TypeError::New(env, "Expected open(libraryPath: string, modelPath: string, options: object)");
-  SessionOptions o;
-  o.library = info[0].As<Napi::String>();
-  o.model = info[1].As<Napi::String>();
-  Napi::Object js = info[2].As<Napi::Object>();
-  auto integer = [&](char const* key, int fallback) {
-    Napi::Value v = js.Get(key);
-    return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : fallback;
-  };
-  o.intraOpThreads = integer("intraOpThreads", 1);
-  o.interOpThreads = integer("interOpThreads", 1);
-  o.graphOptimization = integer("graphOptimization", 99);
-  o.logSeverity = integer("logSeverity", 3);
-  o.spinning = js.Get("spinning").ToBoolean();
-  Napi::Value memoryPattern = js.Get("memoryPattern");
-  o.memoryPattern = memoryPattern.IsBoolean() ? memoryPattern.As<Napi::Boolean>().Value() : true;
-  auto* worker = new OpenWorker(env, std::move(o));
-  Napi::Promise p = worker->Promise();
-  worker->Queue();
-  return p;
-}
-
 }  // namespace
 
 void InitOnnxruntime(Napi::Env env, Napi::Object exports) {
   Napi::Object ort = Napi::Object::New(env);
   ort.Set("open", Napi::Function::New(env, Open, "open"));
+  ort.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  ort.Set("providers", Napi::Function::New(env, Providers, "providers"));
   ort.Set("Session", Session::Define(env));
   exports.Set("onnxruntime", ort);
 }

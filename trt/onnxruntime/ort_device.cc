@@ -1,0 +1,478 @@
+#include "onnxruntime/ort_device.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <exception>
+#include <shared_mutex>
+#include <utility>
+
+#include "core/cuda_check.h"
+
+namespace yqp::ort {
+namespace {
+
+constexpr int kDeviceAllocator = 0, kMemTypeDefault = 0;
+
+std::string CudaReason(std::string const& what, cudaError_t e) {
+  return what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+}
+
+// keys/values for onnxruntime's Update*ProviderOptions.
+struct KeyValues {
+  std::vector<std::string> keys, values;
+  void Add(std::string k, std::string v) {
+    keys.push_back(std::move(k));
+    values.push_back(std::move(v));
+  }
+  std::vector<char const*> Keys() const { return Pointers(keys); }
+  std::vector<char const*> Values() const { return Pointers(values); }
+  static std::vector<char const*> Pointers(std::vector<std::string> const& s) {
+    std::vector<char const*> p;
+    for (auto const& x : s) p.push_back(x.c_str());
+    return p;
+  }
+};
+
+// OrtCUDAProviderOptions and OrtTensorRTProviderOptions, the plain structs of the first provider entries, field by
+// field as onnxruntime's C API documents them (their layout is part of its ABI).
+struct CudaProviderOptionsV1 {
+  int device_id = 0;
+  int cudnn_conv_algo_search = 0;  // 0 exhaustive, 1 heuristic, 2 default
+  size_t gpu_mem_limit = SIZE_MAX;
+  int arena_extend_strategy = 0;
+  int do_copy_in_default_stream = 1;
+  int has_user_compute_stream = 0;
+  void* user_compute_stream = nullptr;
+  void* default_memory_arena_cfg = nullptr;
+  int tunable_op_enable = 0;
+  int tunable_op_tuning_enable = 0;
+  int tunable_op_max_tuning_duration_ms = 0;
+};
+struct TensorrtProviderOptionsV1 {
+  int device_id = 0;
+  int has_user_compute_stream = 0;
+  void* user_compute_stream = nullptr;
+  int trt_max_partition_iterations = 1000;
+  int trt_min_subgraph_size = 1;
+  size_t trt_max_workspace_size = size_t{1} << 30;
+  int trt_fp16_enable = 0;
+  int trt_int8_enable = 0;
+  char const* trt_int8_calibration_table_name = "";
+  int trt_int8_use_native_calibration_table = 0;
+  int trt_dla_enable = 0;
+  int trt_dla_core = 0;
+  int trt_dump_subgraphs = 0;
+  int trt_engine_cache_enable = 0;
+  char const* trt_engine_cache_path = "";
+  int trt_engine_decryption_enable = 0;
+  char const* trt_engine_decryption_lib_path = "";
+  int trt_force_sequential_engine_build = 0;
+};
+
+// The V2 options need a core with the provider compiled in or its interface ("not enabled in this build"
+// otherwise); the npm GPU build loads the providers as libraries, which the first entries still reach.
+bool NotInThisBuild(std::string const& e) { return e.find("not enabled in this build") != std::string::npos; }
+
+std::string AppendTensorrtV1(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+  TensorrtProviderOptionsV1 o;
+  o.device_id = d.deviceId;
+  o.has_user_compute_stream = d.stream != nullptr;
+  o.user_compute_stream = d.stream;
+  o.trt_fp16_enable = d.tensorrt.fp16;
+  o.trt_int8_enable = d.tensorrt.int8;
+  o.trt_int8_calibration_table_name = d.tensorrt.calibrationTable.c_str();
+  o.trt_engine_cache_enable = !d.tensorrt.engineCachePath.empty();
+  o.trt_engine_cache_path = d.tensorrt.engineCachePath.c_str();
+  std::string e = api.Take(api.SessionOptionsAppendExecutionProvider_TensorRT(so, &o));
+  return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
+}
+
+std::string AppendCudaV1(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+  CudaProviderOptionsV1 o;
+  o.device_id = d.deviceId;
+  o.cudnn_conv_algo_search = d.convAlgoSearch == "EXHAUSTIVE" ? 0 : d.convAlgoSearch == "DEFAULT" ? 2 : 1;
+  o.has_user_compute_stream = d.stream != nullptr;
+  o.user_compute_stream = d.stream;
+  std::string e = api.Take(api.SessionOptionsAppendExecutionProvider_CUDA(so, &o));
+  return e.empty() ? e : "the CUDA execution provider cannot be used: " + e;
+}
+
+std::string AppendTensorrt(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+  TensorrtOptions const& t = d.tensorrt;
+  OrtTensorRTProviderOptionsV2* o = nullptr;
+  std::string e = api.Take(api.CreateTensorRTProviderOptions(&o));
+  if (NotInThisBuild(e)) return AppendTensorrtV1(api, so, d);
+  if (!e.empty()) return "the TensorRT provider options cannot be made: " + e;
+  KeyValues kv;
+  kv.Add("device_id", std::to_string(d.deviceId));
+  kv.Add("trt_fp16_enable", t.fp16 ? "1" : "0");
+  kv.Add("trt_int8_enable", t.int8 ? "1" : "0");
+  if (!t.calibrationTable.empty()) kv.Add("trt_int8_calibration_table_name", t.calibrationTable);
+  if (!t.engineCachePath.empty()) {
+    kv.Add("trt_engine_cache_enable", "1");
+    kv.Add("trt_engine_cache_path", t.engineCachePath);
+  }
+  if (!t.timingCachePath.empty()) {
+    kv.Add("trt_timing_cache_enable", "1");
+    kv.Add("trt_timing_cache_path", t.timingCachePath);
+  }
+  if (!t.minShapes.empty()) {
+    kv.Add("trt_profile_min_shapes", t.minShapes);
+    kv.Add("trt_profile_opt_shapes", t.optShapes);
+    kv.Add("trt_profile_max_shapes", t.maxShapes);
+  }
+  auto keys = kv.Keys(), values = kv.Values();
+  e = api.Take(api.UpdateTensorRTProviderOptions(o, keys.data(), values.data(), keys.size()));
+  if (e.empty() && d.stream != nullptr)
+    e = api.Take(api.UpdateTensorRTProviderOptionsWithValue(o, "user_compute_stream", d.stream));
+  if (e.empty()) e = api.Take(api.SessionOptionsAppendExecutionProvider_TensorRT_V2(so, o));
+  api.ReleaseTensorRTProviderOptions(o);
+  return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
+}
+
+std::string AppendCuda(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+  OrtCUDAProviderOptionsV2* o = nullptr;
+  std::string e = api.Take(api.CreateCUDAProviderOptions(&o));
+  if (NotInThisBuild(e)) return AppendCudaV1(api, so, d);
+  if (!e.empty()) return "the CUDA provider options cannot be made: " + e;
+  KeyValues kv;
+  kv.Add("device_id", std::to_string(d.deviceId));
+  kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
+  // Copies on the compute stream: inputs are ordered with the run that reads them.
+  kv.Add("do_copy_in_default_stream", "1");
+  auto keys = kv.Keys(), values = kv.Values();
+  e = api.Take(api.UpdateCUDAProviderOptions(o, keys.data(), values.data(), keys.size()));
+  if (e.empty() && d.stream != nullptr)
+    e = api.Take(api.UpdateCUDAProviderOptionsWithValue(o, "user_compute_stream", d.stream));
+  if (e.empty()) e = api.Take(api.SessionOptionsAppendExecutionProvider_CUDA_V2(so, o));
+  api.ReleaseCUDAProviderOptions(o);
+  return e.empty() ? e : "the CUDA execution provider cannot be used: " + e;
+}
+
+std::string DimsKey(std::vector<int64_t> const& dims) {
+  std::string k;
+  for (int64_t d : dims) k += std::to_string(d) + "x";
+  return k;
+}
+
+}  // namespace
+
+std::string AppendProviders(Api const& api, OrtSessionOptions* so, DeviceOptions const& device) {
+  if (!device.cuda) return {};
+  if (device.tensorrt.enabled) {
+    std::string e = AppendTensorrt(api, so, device);
+    if (!e.empty()) return e;
+  }
+  return AppendCuda(api, so, device);
+}
+
+// Device buffers bound once per (variant, input shapes): a CUDA graph replays on these addresses.
+struct DeviceRunner::Binding {
+  OrtIoBinding* io = nullptr;
+  int64_t batch = 0;  // the batch the session runs (>= the request's when a graph session is padded)
+  std::vector<std::unique_ptr<core::Lease>> memory;
+  std::vector<OrtValue*> values;
+  std::vector<void*> inputPtr;
+  std::vector<void*> outputPtr;  // null where the output's shape is only known after the run
+  std::vector<size_t> outputBytes;
+  std::vector<std::vector<int64_t>> outputDims;
+  std::vector<int> outputTypes;
+  // CUDA graph of the run on these addresses (graph mode, every output bound here).
+  cudaGraphExec_t graph = nullptr;
+  int eagerRuns = 0;
+  bool graphRefused = false;
+};
+
+// Eager runs before a capture: the first sizes onnxruntime's arena and picks cuDNN's algorithms, the second runs
+// with no allocation left to make (an allocation would not belong in a graph).
+constexpr int kEagerRunsBeforeCapture = 2;
+
+// A capture must not overlap another context's run: onnxruntime frees pinned host memory after a run
+// (cudaFreeHost synchronizes the device), which is not permitted while any stream of the process is capturing and
+// which onnxruntime does not survive. Runs hold this shared; a capture holds it alone.
+std::shared_mutex& CaptureLock() {
+  static std::shared_mutex lock;
+  return lock;
+}
+
+DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector<Variant> variants,
+                           std::vector<std::string> inputs, std::vector<std::string> outputs)
+    : rt_(rt),
+      options_(std::move(options)),
+      variants_(std::move(variants)),
+      inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)) {
+  Api const& api = rt_->api;
+  pool_ = core::BufferPool::Device(options_.deviceId);
+  api.Take(api.CreateMemoryInfo("Cuda", kDeviceAllocator, options_.deviceId, kMemTypeDefault, &deviceMemory_));
+  api.Take(api.CreateRunOptions(&runOptions_));
+  api.Take(api.CreateRunOptions(&captureRunOptions_));
+  if (captureRunOptions_ != nullptr)
+    api.Take(api.AddRunConfigEntry(captureRunOptions_, "disable_synchronize_execution_providers", "1"));
+  // Output types and shapes per variant, from the model (symbolic dimensions read as -1).
+  for (auto const& v : variants_) {
+    std::vector<OutputInfo> infos(outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      OrtTypeInfo* type = nullptr;
+      OrtTensorTypeAndShapeInfo const* tensor = nullptr;
+      size_t rank = 0;
+      std::string e = api.Take(api.SessionGetOutputTypeInfo(v.session, i, &type));
+      if (e.empty()) e = api.Take(api.CastTypeInfoToTensorInfo(type, &tensor));
+      if (e.empty() && tensor != nullptr) e = api.Take(api.GetTensorElementType(tensor, &infos[i].type));
+      if (e.empty() && tensor != nullptr) e = api.Take(api.GetDimensionsCount(tensor, &rank));
+      infos[i].dims.assign(rank, -1);
+      if (e.empty() && tensor != nullptr && rank > 0) api.Take(api.GetDimensions(tensor, infos[i].dims.data(), rank));
+      if (type != nullptr) api.ReleaseTypeInfo(type);
+      if (!e.empty() || tensor == nullptr) infos[i] = {};  // unknown: bound to the device after the run
+    }
+    outputInfo_.push_back(std::move(infos));
+  }
+}
+
+DeviceRunner::~DeviceRunner() {
+  ReleaseSessions();
+  if (deviceMemory_ != nullptr) rt_->api.ReleaseMemoryInfo(deviceMemory_);
+  if (runOptions_ != nullptr) rt_->api.ReleaseRunOptions(runOptions_);
+  if (captureRunOptions_ != nullptr) rt_->api.ReleaseRunOptions(captureRunOptions_);
+}
+
+std::string DeviceRunner::GraphRefused() const {
+  std::lock_guard<std::mutex> lock(refusedMutex_);
+  return graphRefused_;
+}
+
+void DeviceRunner::ReleaseSessions() {
+  for (auto& [key, b] : bindings_) {
+    if (b->graph != nullptr) cudaGraphExecDestroy(b->graph);
+    rt_->api.ReleaseIoBinding(b->io);
+    for (OrtValue* v : b->values) rt_->api.ReleaseValue(v);
+  }
+  bindings_.clear();  // the leases go back to the pool
+  for (auto& v : variants_)
+    if (v.session != nullptr) rt_->api.ReleaseSession(v.session);
+  variants_.clear();
+}
+
+std::vector<int64_t> DeviceRunner::GraphBatchSizes() const {
+  std::vector<int64_t> sizes;
+  for (auto const& v : variants_)
+    if (v.batch > 0) sizes.push_back(v.batch);
+  return sizes;
+}
+
+std::string DeviceRunner::BindThread() const {
+  cudaError_t e = cudaSetDevice(options_.deviceId);
+  return e == cudaSuccess ? std::string() : CudaReason("cudaSetDevice", e);
+}
+
+std::string DeviceRunner::Prepare(size_t variant, int64_t batch, std::vector<Feed> const& feeds, Binding** out) {
+  std::string key = std::to_string(variant) + ":";
+  for (auto const& f : feeds) {
+    std::vector<int64_t> dims = f.dims;
+    if (!dims.empty()) dims[0] = batch;
+    key += std::to_string(f.index) + "=" + DimsKey(dims) + ";";
+  }
+  if (auto found = bindings_.find(key); found != bindings_.end()) {
+    *out = found->second.get();
+    return {};
+  }
+  Api const& api = rt_->api;
+  auto b = std::make_unique<Binding>();
+  b->batch = batch;
+  std::string e = api.Take(api.CreateIoBinding(variants_[variant].session, &b->io));
+  auto bindNew = [&](int type, std::vector<int64_t> const& dims, void** ptr, OrtValue** value) -> std::string {
+    size_t count = 1;
+    for (int64_t d : dims) count *= static_cast<size_t>(d);
+    size_t bytes = count * ElementSize(type);
+    try {
+      b->memory.push_back(pool_->Acquire(bytes > 0 ? bytes : 1));
+    } catch (std::exception const& x) {
+      return std::string("device memory for a bound tensor: ") + x.what();
+    }
+    *ptr = b->memory.back()->data();
+    std::string r =
+        api.Take(api.CreateTensorWithDataAsOrtValue(deviceMemory_, *ptr, bytes, dims.data(), dims.size(), type, value));
+    if (r.empty()) b->values.push_back(*value);
+    return r;
+  };
+  b->inputPtr.assign(inputs_.size(), nullptr);
+  for (auto const& f : feeds) {
+    if (!e.empty()) break;
+    std::vector<int64_t> dims = f.dims;
+    if (!dims.empty()) dims[0] = batch;
+    OrtValue* value = nullptr;
+    e = bindNew(f.type, dims, &b->inputPtr[f.index], &value);
+    if (e.empty()) e = api.Take(api.BindInput(b->io, inputs_[f.index].c_str(), value));
+  }
+  auto const& infos = outputInfo_[variant];
+  b->outputPtr.assign(outputs_.size(), nullptr);
+  b->outputBytes.assign(outputs_.size(), 0);
+  b->outputDims.resize(outputs_.size());
+  b->outputTypes.assign(outputs_.size(), 0);
+  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
+    OutputInfo info = infos[i];
+    bool known = info.type != 0 && ElementSize(info.type) > 0 && !info.dims.empty();
+    if (known && info.dims[0] < 0) info.dims[0] = batch;
+    for (size_t d = 1; known && d < info.dims.size(); ++d) known = info.dims[d] >= 0;
+    if (known && info.dims[0] != batch) known = false;  // not batch-first: let onnxruntime size it
+    if (!known) {
+      e = api.Take(api.BindOutputToDevice(b->io, outputs_[i].c_str(), deviceMemory_));
+      continue;
+    }
+    OrtValue* value = nullptr;
+    e = bindNew(info.type, info.dims, &b->outputPtr[i], &value);
+    if (e.empty()) e = api.Take(api.BindOutput(b->io, outputs_[i].c_str(), value));
+    size_t count = 1;
+    for (int64_t d : info.dims) count *= static_cast<size_t>(d);
+    b->outputBytes[i] = count * ElementSize(info.type);
+    b->outputDims[i] = info.dims;
+    b->outputTypes[i] = info.type;
+  }
+  if (!e.empty()) {
+    if (b->io != nullptr) api.ReleaseIoBinding(b->io);
+    for (OrtValue* v : b->values) api.ReleaseValue(v);
+    return "binding device memory: " + e;
+  }
+  *out = b.get();
+  bindings_.emplace(key, std::move(b));
+  return {};
+}
+
+std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandle) {
+  Api const& api = rt_->api;
+  OrtSession* session = variants_[variant].session;
+  auto stream = static_cast<cudaStream_t>(streamHandle);
+  if (b->graph != nullptr) {  // a replay launches kernels only: no lock needed
+    cudaError_t c = cudaGraphLaunch(b->graph, stream);
+    if (c != cudaSuccess) return CudaReason("replaying the CUDA graph", c);
+    counters_.graphReplays++;
+    return {};
+  }
+  bool graphable = options_.cudaGraph && !b->graphRefused;
+  for (void* p : b->outputPtr) graphable = graphable && p != nullptr;
+  if (!graphable || b->eagerRuns < kEagerRunsBeforeCapture) {
+    b->eagerRuns++;
+    std::shared_lock<std::shared_mutex> shared(CaptureLock());
+    return api.Take(api.RunWithBinding(session, runOptions_, b->io));
+  }
+  std::unique_lock<std::shared_mutex> alone(CaptureLock());
+  cudaStreamSynchronize(stream);  // the inputs copied for this run are on the stream before the capture starts
+  // Relaxed: onnxruntime's threads may query the device meanwhile; nothing is allocated (the arena is sized).
+  cudaError_t c = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
+  std::string e = c == cudaSuccess ? api.Take(api.RunWithBinding(session, captureRunOptions_, b->io))
+                                   : CudaReason("cudaStreamBeginCapture", c);
+  cudaGraph_t graph = nullptr;
+  if (c == cudaSuccess) {
+    cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    if (e.empty() && end != cudaSuccess) e = CudaReason("cudaStreamEndCapture", end);
+  }
+  if (e.empty()) {
+    c = cudaGraphInstantiate(&b->graph, graph, 0);
+    if (c != cudaSuccess) e = CudaReason("cudaGraphInstantiate", c);
+  }
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  if (!e.empty()) {
+    cudaGetLastError();  // a failed capture leaves no error behind for the next run
+    b->graph = nullptr;
+    b->graphRefused = true;
+    counters_.graphRefusals++;
+    {
+      std::lock_guard<std::mutex> lock(refusedMutex_);
+      graphRefused_ = e;
+    }
+    return api.Take(api.RunWithBinding(session, runOptions_, b->io));  // this run, eagerly
+  }
+  counters_.graphCaptures++;
+  c = cudaGraphLaunch(b->graph, stream);  // the capture recorded the run; this computes it
+  return c == cudaSuccess ? std::string() : CudaReason("launching the captured CUDA graph", c);
+}
+
+std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs) {
+  Api const& api = rt_->api;
+  auto stream = static_cast<cudaStream_t>(options_.stream);
+  int64_t batch = !feeds.empty() && !feeds[0].dims.empty() ? feeds[0].dims[0] : 1;
+  // The smallest graph session that holds the batch; the dynamic session otherwise.
+  size_t variant = variants_.size();
+  for (size_t v = 0; v < variants_.size(); ++v) {
+    int64_t vb = variants_[v].batch;
+    if (vb == 0 || (vb >= batch && (variant == variants_.size() || vb < variants_[variant].batch))) variant = v;
+    if (vb == 0) break;
+  }
+  if (variant == variants_.size()) {
+    auto sizes = GraphBatchSizes();
+    return "batch " + std::to_string(batch) + " is larger than the largest CUDA graph batch (" +
+           std::to_string(sizes.empty() ? 0 : sizes.back()) + ")";
+  }
+  int64_t runBatch = variants_[variant].batch > 0 ? variants_[variant].batch : batch;
+  Binding* b = nullptr;
+  std::string e = Prepare(variant, runBatch, feeds, &b);
+  if (!e.empty()) return e;
+  // Inputs into the bound buffers: one upload from the host, or a device-to-device copy. Rows past the request's
+  // batch in a padded graph run are left as they are: batch rows are independent and their outputs are dropped.
+  for (auto const& f : feeds) {
+    if (f.bytes == 0) continue;
+    cudaError_t c = cudaMemcpyAsync(b->inputPtr[f.index], f.data, f.bytes,
+                                    f.onDevice ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, stream);
+    if (c != cudaSuccess) return CudaReason("copying input " + inputs_[f.index] + " to the GPU", c);
+    (f.onDevice ? counters_.deviceToDevice : counters_.hostToDevice) += f.bytes;
+  }
+  e = RunBound(variant, b, stream);
+  if (!e.empty()) return e;
+  outputs->assign(outputs_.size(), {});
+  OrtValue** bound = nullptr;
+  size_t boundCount = 0;
+  for (size_t i = 0; i < outputs_.size(); ++i) {
+    HostOutput& o = (*outputs)[i];
+    void const* src = b->outputPtr[i];
+    size_t bytes = 0;
+    if (src != nullptr) {
+      o.type = b->outputTypes[i];
+      o.dims = b->outputDims[i];
+      o.dims[0] = batch;
+      bytes = b->outputBytes[i] / static_cast<size_t>(runBatch) * static_cast<size_t>(batch);
+    } else {
+      // Sized by onnxruntime during the run: read its shape from the bound value.
+      if (bound == nullptr) {
+        e = api.Take(api.GetBoundOutputValues(b->io, rt_->allocator, &bound, &boundCount));
+        if (!e.empty()) return e;
+      }
+      if (i >= boundCount) return "onnxruntime bound fewer outputs than the model has";
+      OrtTensorTypeAndShapeInfo* info = nullptr;
+      size_t rank = 0, count = 0;
+      e = api.Take(api.GetTensorTypeAndShape(bound[i], &info));
+      if (e.empty()) e = api.Take(api.GetTensorElementType(info, &o.type));
+      if (e.empty()) e = api.Take(api.GetDimensionsCount(info, &rank));
+      o.dims.assign(rank, 0);
+      if (e.empty() && rank > 0) e = api.Take(api.GetDimensions(info, o.dims.data(), rank));
+      if (e.empty()) e = api.Take(api.GetTensorShapeElementCount(info, &count));
+      if (info != nullptr) api.ReleaseTensorTypeAndShapeInfo(info);
+      void* data = nullptr;
+      if (e.empty()) e = api.Take(api.GetTensorMutableData(bound[i], &data));
+      if (!e.empty()) break;
+      src = data;
+      bytes = count * ElementSize(o.type);
+    }
+    o.bytes.resize(bytes);
+    if (bytes == 0) continue;
+    cudaError_t c = cudaMemcpyAsync(o.bytes.data(), src, bytes, cudaMemcpyDeviceToHost, stream);
+    if (c != cudaSuccess) {
+      e = CudaReason("copying output " + outputs_[i] + " to the host", c);
+      break;
+    }
+    counters_.deviceToHost += bytes;
+  }
+  if (e.empty()) {
+    cudaError_t c = cudaStreamSynchronize(stream);  // the runner thread waits, never the event loop
+    if (c != cudaSuccess) e = CudaReason("the context's stream", c);
+  }
+  if (bound != nullptr) {
+    for (size_t i = 0; i < boundCount; ++i) api.ReleaseValue(bound[i]);
+    api.Take(api.AllocatorFree(rt_->allocator, bound));
+  }
+  counters_.runs++;
+  if (runBatch != batch) counters_.paddedRuns++;
+  return e;
+}
+
+}  // namespace yqp::ort

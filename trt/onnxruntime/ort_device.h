@@ -1,0 +1,114 @@
+// onnxruntime on a GPU: the CUDA (and TensorRT) execution providers appended to a session's options, and the run
+// path of a CUDA session: IOBinding over device memory from the core's pool, one CUDA stream per context, inputs
+// taken from the host (one upload) or from device memory (ring slots, CUDA shared memory, the preprocessing
+// kernel's output: no host round trip), and only the outputs copied back. With CUDA graphs a context holds one
+// onnxruntime session per graph batch size (the batch fixed by a free-dimension override, so the shape subgraph
+// folds away and every node lands on the CUDA provider) and a batch runs on the smallest one that holds it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/buffer_pool.h"
+#include "onnxruntime/ort_api.h"
+
+namespace yqp::ort {
+
+struct TensorrtOptions {
+  bool enabled = false, fp16 = false, int8 = false;
+  std::string calibrationTable, engineCachePath, timingCachePath;
+  std::string minShapes, optShapes, maxShapes;  // "input:1x128x128x3,..." as the provider reads them
+};
+
+struct DeviceOptions {
+  bool cuda = false;
+  int deviceId = 0;
+  void* stream = nullptr;  // the context's cudaStream_t, from the core's stream pool
+  bool cudaGraph = false;
+  std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
+  std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
+  std::string convAlgoSearch = "HEURISTIC";
+  TensorrtOptions tensorrt;
+};
+
+// Appends the providers `device` asks for to `so` (TensorRT first, CUDA after it for what TensorRT leaves); "" or
+// onnxruntime's reason.
+std::string AppendProviders(Api const& api, OrtSessionOptions* so, DeviceOptions const& device);
+
+// One input of a run: host memory (a TypedArray, read in place) or device memory on the session's GPU.
+struct Feed {
+  size_t index = 0;
+  int type = 0;
+  std::vector<int64_t> dims;
+  void const* data = nullptr;
+  size_t bytes = 0;
+  bool onDevice = false;
+};
+
+// One output, copied to host memory.
+struct HostOutput {
+  int type = 0;
+  std::vector<int64_t> dims;
+  std::vector<char> bytes;
+};
+
+// Bytes each run moved, counted from the copies this code issues (what crosses PCIe is h2d + d2h).
+struct CopyCounters {
+  std::atomic<uint64_t> runs{0}, hostToDevice{0}, deviceToHost{0}, deviceToDevice{0}, paddedRuns{0};
+  std::atomic<uint64_t> graphCaptures{0}, graphReplays{0}, graphRefusals{0};
+};
+
+class DeviceRunner {
+ public:
+  struct Variant {
+    int64_t batch = 0;  // 0: any batch (one dynamic session)
+    OrtSession* session = nullptr;
+  };
+  DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector<Variant> variants, std::vector<std::string> inputs,
+               std::vector<std::string> outputs);
+  ~DeviceRunner();
+  DeviceRunner(DeviceRunner const&) = delete;
+  DeviceRunner& operator=(DeviceRunner const&) = delete;
+
+  // On the runner thread: one run; "" or the reason it failed.
+  std::string Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs);
+  // Binds the runner thread to the session's GPU (once, before its first run).
+  std::string BindThread() const;
+  CopyCounters const& counters() const { return counters_; }
+  // Why the last CUDA graph capture was refused ("" when none was); any thread.
+  std::string GraphRefused() const;
+  std::vector<int64_t> GraphBatchSizes() const;
+  int device() const { return options_.deviceId; }
+  void ReleaseSessions();
+
+ private:
+  struct OutputInfo {
+    int type = 0;
+    std::vector<int64_t> dims;  // -1 where symbolic
+  };
+  struct Binding;
+  std::string Prepare(size_t variant, int64_t batch, std::vector<Feed> const& feeds, Binding** out);
+  // onnxruntime's run on the bound buffers: eager, captured into a CUDA graph, or that graph replayed.
+  std::string RunBound(size_t variant, Binding* b, void* stream);
+
+  Runtime const* rt_;
+  DeviceOptions options_;
+  std::vector<Variant> variants_;
+  std::vector<std::string> inputs_, outputs_;
+  std::vector<std::vector<OutputInfo>> outputInfo_;  // per variant
+  OrtMemoryInfo* deviceMemory_ = nullptr;
+  OrtRunOptions* runOptions_ = nullptr;
+  std::shared_ptr<core::BufferPool> pool_;
+  std::map<std::string, std::unique_ptr<Binding>> bindings_;
+  CopyCounters counters_;
+  OrtRunOptions* captureRunOptions_ = nullptr;  // no stream synchronization inside a captured run
+  mutable std::mutex refusedMutex_;
+  std::string graphRefused_;
+};
+
+}  // namespace yqp::ort
