@@ -37,10 +37,19 @@ export interface BuildOptions {
     dir: string;
     count?: number;
     seed?: number;
-    method?: 'entropy' | 'percentile' | 'max';
+    /** auto (default): a method per tensor class; or one method for every tensor. */
+    method?: 'auto' | 'entropy' | 'percentile' | 'max';
+    /** Per-tensor method overrides by tensor name. */
+    tensorMethods?: Record<string, 'entropy' | 'percentile' | 'max'>;
     percentile?: number;
     batch?: number;
     recalibrate?: boolean;
+    /** Folder of held-out frames (default: every third frame or folder of dir is held out). */
+    validate?: string;
+    /** Measure each tensor's sensitivity even when the target holds. */
+    sensitivity?: boolean;
+    /** Write the model even when it misses the accuracy target (otherwise the build fails, E_ACCURACY). */
+    allowAccuracyLoss?: boolean;
   };
   /** TensorRT builder options, passed through to the TensorRT backend. */
   tensorrt?: Record<string, unknown>;

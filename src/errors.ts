@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'E_BACKEND_UNAVAILABLE'
   | 'E_BACKEND' // the backend failed while running
   | 'E_CALIBRATION'
+  | 'E_ACCURACY' // a built model misses its accuracy target (INT8 validation)
   | 'E_NATIVE' // the native addon or CUDA reported an error
   | 'E_INTERNAL';
 

@@ -9,8 +9,11 @@ import {
   entropyAmax,
   maxAmax,
   percentileAmax,
+  TENSOR_METHODS,
   type CalibrationMethod,
+  type TensorMethod,
 } from './calibrators.js';
+import { chooseMethods, type TensorChoice } from './methods.js';
 import { ActivationCollector, type CollectorStats } from './collect.js';
 import type { HistogramState } from './histogram.js';
 import { frameListHash, prepareFrames, streamBatches, type CalibrationFile } from './loader.js';
@@ -18,11 +21,16 @@ import { frameListHash, prepareFrames, streamBatches, type CalibrationFile } fro
 export interface CalibrateOptions {
   /** Folder of calibration images (and videos, when ffmpeg is on PATH). */
   dir: string;
+  /** The frames to use instead of listing dir (already prepared and sampled: the caller's held-out split). */
+  files?: readonly CalibrationFile[];
   /** Frames sampled (default: all). */
   count?: number;
   /** Sampling seed (default 0). */
   seed?: number;
+  /** One method for every tensor, or auto (default): a method per tensor class (methods.ts). */
   method?: CalibrationMethod;
+  /** Per-tensor overrides, by tensor name (over --calib-method). */
+  tensorMethods?: Readonly<Record<string, TensorMethod>>;
   /** Percentile of |x| for method percentile, in (0, 100] (default 99.99). */
   percentile?: number;
   /** Frames per run (default: the profile's opt batch, or the model's fixed batch). */
@@ -48,7 +56,7 @@ export interface ValidatedCalibrateOptions {
 
 /** Checks the calibration options alone (before any file is read). */
 export function validateCalibrateOptions(o: Partial<CalibrateOptions>): ValidatedCalibrateOptions {
-  const method = expectOneOf('--calib-method', o.method ?? 'entropy', CALIBRATION_METHODS);
+  const method = expectOneOf('--calib-method', o.method ?? 'auto', CALIBRATION_METHODS);
   const percentile = o.percentile ?? DEFAULT_PERCENTILE;
   if (typeof percentile !== 'number' || !(percentile > 0 && percentile <= 100))
     throw invalidParameter('--calib-percentile', 'a number in (0, 100]', percentile);
@@ -57,6 +65,8 @@ export function validateCalibrateOptions(o: Partial<CalibrateOptions>): Validate
     throw invalidParameter('--calib-seed', 'non-negative integer', seed);
   if (o.count !== undefined) expectPositiveInteger('--calib-count', o.count);
   if (o.batch !== undefined) expectPositiveInteger('--calib-batch', o.batch);
+  for (const [name, m] of Object.entries(o.tensorMethods ?? {}))
+    expectOneOf(`--calib-tensor-method ${name}`, m, TENSOR_METHODS);
   return { method, percentile, seed, count: o.count, batch: o.batch };
 }
 
@@ -121,6 +131,8 @@ export interface TensorCalibration {
   residual: boolean;
   amax: { entropy: number; percentile: number; max: number };
   histogram: HistogramState;
+  /** The method this tensor's amax comes from, and why. */
+  choice?: TensorChoice;
 }
 
 export interface CalibrationResult {
@@ -128,7 +140,7 @@ export interface CalibrationResult {
   percentile: number;
   plan: QdqPlan;
   tensors: TensorCalibration[];
-  /** amax of the chosen method per tensor, in plan order. */
+  /** amax of each tensor's chosen method, in plan order. */
   amax: Map<string, number>;
   frames: {
     used: number;
@@ -154,7 +166,9 @@ export async function calibrate(
   const batch = calibrationBatch(input, spec, profileRange, v.batch);
   const plan = planQdq(proto);
   const started = performance.now();
-  const source = await prepareFrames(options.dir, v.count, v.seed);
+  const source = options.files
+    ? { files: [...options.files], videosSkipped: undefined, cleanup: async () => {} }
+    : await prepareFrames(options.dir, v.count, v.seed);
   if (source.videosSkipped)
     options.onWarning?.(
       `${source.videosSkipped.count} video file(s) in ${options.dir} skipped: ${source.videosSkipped.reason}`,
@@ -207,7 +221,9 @@ export async function calibrate(
         histogram: h,
       };
     });
-    const amax = new Map(tensors.map((t) => [t.name, t.amax[v.method]]));
+    const choices = chooseMethods(proto, tensors, v.method, options.tensorMethods);
+    for (const t of tensors) t.choice = choices.get(t.name)!;
+    const amax = new Map(tensors.map((t) => [t.name, t.amax[t.choice!.method]]));
     const now = performance.now();
     return {
       method: v.method,

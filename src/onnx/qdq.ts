@@ -128,6 +128,29 @@ export function planQdq(proto: ModelProto): QdqPlan {
   return { activations, residuals, weights: [...weights.values()], ops, uses, weightUses };
 }
 
+/**
+ * The plan without some activations: no Q/DQ around them, and the weights of the ops that read them stay
+ * float too (a weight is kept quantized while another quantized op still reads it), so those layers stay in
+ * higher precision in TensorRT and onnxruntime.
+ */
+export function excludeFromPlan(plan: QdqPlan, tensors: Iterable<string>): QdqPlan {
+  const out = new Set(tensors);
+  if (out.size === 0) return plan;
+  const dropped = new Set(plan.uses.filter((u) => out.has(u.tensor)).map((u) => u.node));
+  const uses = plan.uses.filter((u) => !out.has(u.tensor));
+  const kept = new Set(uses.map((u) => u.node));
+  const weightUses = plan.weightUses.filter((u) => !dropped.has(u.node) || kept.has(u.node));
+  const weightNames = new Set(weightUses.map((u) => u.weight));
+  return {
+    ...plan,
+    activations: plan.activations.filter((t) => !out.has(t)),
+    residuals: plan.residuals.filter((t) => !out.has(t)),
+    weights: plan.weights.filter((w) => weightNames.has(w.name)),
+    uses,
+    weightUses,
+  };
+}
+
 /** Symmetric int8 quantization of a weight: per channel along `axis` (or per tensor when axis is -1). */
 export function quantizeWeight(
   values: Float32Array,
