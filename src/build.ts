@@ -48,6 +48,8 @@ export interface BuildOptions {
     validate?: string;
     /** Measure each tensor's sensitivity even when the target holds. */
     sensitivity?: boolean;
+    /** At most this many tensors left unquantized by the fallback (default: a quarter; 0 disables it). */
+    maxFallback?: number;
     /** Write the model even when it misses the accuracy target (otherwise the build fails, E_ACCURACY). */
     allowAccuracyLoss?: boolean;
   };

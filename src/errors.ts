@@ -99,6 +99,12 @@ export function expectPositiveInteger(name: string, value: unknown): number {
   return value;
 }
 
+export function expectNonNegativeInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    throw invalidParameter(name, 'non-negative integer', value);
+  return value;
+}
+
 export function expectNonNegativeNumber(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
     throw invalidParameter(name, 'non-negative number', value);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { YqpError } from '../errors.js';
+import { YqpError, expectNonNegativeInteger } from '../errors.js';
 import { encodeOnnx, type ModelProto, type OnnxModel } from '../onnx/model.js';
 import { cloneModel, equalizeConvPairs } from './equalize.js';
 import { planQdq } from '../onnx/qdq.js';
@@ -43,6 +43,8 @@ export interface BuildInt8Context {
     allowAccuracyLoss?: boolean;
     /** Measure every tensor's sensitivity even when the target holds (for the report). */
     sensitivity?: boolean;
+    /** At most this many tensors left unquantized (default: a quarter of them; 0: no fallback). */
+    maxFallback?: number;
     recalibrate?: boolean;
     /** Header version of calibration.cache (NV_TENSORRT_VERSION, default 101600). */
     trtVersion?: number;
@@ -113,6 +115,7 @@ function describeRate(done: number, total: number, started: number): string {
 export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result> {
   const o = ctx.options;
   const v = validateCalibrateOptions(o);
+  if (o.maxFallback !== undefined) expectNonNegativeInteger('--calib-max-fallback', o.maxFallback);
   const progress = ctx.onProgress ?? (() => {});
   const spec = ctx.config.preprocessing;
   if (!spec)
@@ -210,7 +213,11 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
         undefined,
         (f, e) => progress(`validation frame ${f} skipped: ${e.message.split('\n')[0]}`),
       );
-      fb = await fallbackUntilTarget(fp32, amax, probe, { onProgress: progress, sensitivity: o.sensitivity });
+      fb = await fallbackUntilTarget(fp32, amax, probe, {
+        onProgress: progress,
+        sensitivity: o.sensitivity,
+        maxFallback: o.maxFallback,
+      });
       notes.push(
         `validation (${validateFrom}): ${describeAccuracy(fb.final)}${fb.fallback.length ? `; left unquantized: ${fb.fallback.map((f) => f.name).join(', ')}` : ''} (${fb.seconds.toFixed(1)} s)`,
       );

@@ -74,7 +74,8 @@ export async function fallbackUntilTarget(
     sensitivity,
     seconds: (performance.now() - started) / 1000,
   });
-  if (initial.pass && !options.sensitivity) return done(initial, [], []);
+  const limit = options.maxFallback ?? Math.max(1, Math.ceil(tensors.length / 4));
+  if ((initial.pass || limit === 0) && !options.sensitivity) return done(initial, [], []);
   progress(
     `${initial.pass ? 'INT8 meets the target' : 'INT8 misses the target on the validation frames'}; measuring the sensitivity of ${tensors.length} tensors`,
   );
@@ -86,7 +87,6 @@ export async function fallbackUntilTarget(
   }
   // Most damaging first; ties by output cosine, which moves before the face count does.
   sensitivity.sort((a, b) => b.gain - a.gain || b.result.cosine - a.result.cosine);
-  const limit = options.maxFallback ?? Math.max(1, Math.ceil(tensors.length / 4));
   const excluded: string[] = [];
   const fallback: FallbackStep[] = [];
   let final = initial;

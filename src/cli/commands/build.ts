@@ -27,6 +27,7 @@ interface BuildArgs {
   'calib-tensor-method'?: string[];
   'calib-validate'?: string;
   'calib-sensitivity'?: boolean;
+  'calib-max-fallback'?: number;
   'allow-accuracy-loss'?: boolean;
   'calib-percentile'?: number;
   'calib-batch'?: number;
@@ -101,6 +102,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('calib-sensitivity', {
         type: 'boolean',
         describe: "measure every tensor's sensitivity for the report even when the target holds",
+      })
+      .option('calib-max-fallback', {
+        type: 'number',
+        describe: 'at most this many tensors left unquantized by the fallback (default: a quarter; 0: none)',
       })
       .option('allow-accuracy-loss', {
         type: 'boolean',
@@ -185,6 +190,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
             tensorMethods: parseTensorMethods(argv['calib-tensor-method']),
             validate: argv['calib-validate'],
             sensitivity: argv['calib-sensitivity'],
+            maxFallback: argv['calib-max-fallback'],
             allowAccuracyLoss: argv['allow-accuracy-loss'],
           }
         : undefined,
