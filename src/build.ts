@@ -285,6 +285,9 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
           progress({ stage: 'calibrate', message, fraction }),
       });
       onnxForEngine = result.modelPath;
+      // onnxruntime runs the form its CPU provider fuses into integer kernels; TensorRT reads model.onnx.
+      if (backend !== 'tensorrt' && result.onnxruntimeModelFile)
+        config.modelFile = result.onnxruntimeModelFile;
       config.metadata = { ...config.metadata, calibration: result.metadata };
       notes.push(...result.notes);
     }

@@ -443,7 +443,7 @@ describe('calibration errors', () => {
       'folder of corrupt files',
       () => int8({ dir: join(work, 'corrupt') }),
       'E_CALIBRATION',
-      /None of the 3 file/,
+      /None of the 2 file\(s\) left for calibration \(the others are held out for validation\)/,
     ],
     ['unknown method', () => int8({ dir: MEDIA_DIR, method: 'kl' }), 'E_ARGUMENT', /--calib-method.*"kl"/],
     [

@@ -2,12 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../src/build.js';
 import { parseCalibrationCache } from '../src/calibration/cache.js';
 import { splitFrames } from '../src/calibration/split.js';
 import { loadModel } from '../src/model.js';
+import { loadOnnx } from '../src/onnx/model.js';
 import { iou, type Face } from '../src/postprocess/blazeface.js';
 import { BLAZEFACE_ONNX, MEDIA_DIR, ROOT, requireData } from './helpers/data.js';
 
@@ -110,6 +112,34 @@ describe('INT8 on scenes it was not calibrated on (issue 18)', () => {
       await int8.close();
     }
   }, 120_000);
+
+  it('writes an onnxruntime form that the CPU provider fuses into QLinearConv/QLinearAdd; the TensorRT form is unchanged', async () => {
+    const dir = join(repo, 'int8', '1');
+    const config = JSON.parse(readFileSync(join(repo, 'int8', 'config.json'), 'utf8'));
+    expect(config.modelFile).toBe('model.ort.onnx');
+    const fused = async (file: string) => {
+      const out = join(work, `opt-${file}`);
+      const s = await ort.InferenceSession.create(join(dir, file), { optimizedModelFilePath: out });
+      await s.release();
+      const ops: Record<string, number> = {};
+      for (const n of (await loadOnnx(out)).proto.graph!.node ?? [])
+        ops[n.opType ?? ''] = (ops[n.opType ?? ''] ?? 0) + 1;
+      return ops;
+    };
+    const ortForm = await fused('model.ort.onnx');
+    // 37 Convs: the 4 head Convs keep a float output (their logits need more than 8 bits).
+    expect(ortForm.QLinearConv).toBe(33);
+    expect(ortForm.QLinearAdd).toBe(16);
+    const trtForm = await fused('model.onnx');
+    expect(trtForm.QLinearConv ?? 0).toBe(0);
+    // What TensorRT reads: Q/DQ on the Conv inputs and residuals only, float bias, int8.
+    const trt = (await loadOnnx(join(dir, 'model.onnx'))).proto.graph!;
+    const qs = (trt.node ?? []).filter((n) => n.opType === 'QuantizeLinear');
+    expect(qs.length).toBe(45);
+    expect(
+      new Set(qs.map((n) => (trt.initializer ?? []).find((t) => t.name === n.input![2])?.dataType)),
+    ).toEqual(new Set([3]));
+  });
 
   it('entropy everywhere misses on other people; the fallback finds the tensor that does it and leaves it unquantized', async () => {
     const r = await build(BLAZEFACE_ONNX, {

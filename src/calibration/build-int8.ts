@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { YqpError, expectNonNegativeInteger } from '../errors.js';
 import { encodeOnnx, type ModelProto, type OnnxModel } from '../onnx/model.js';
 import { cloneModel, equalizeConvPairs } from './equalize.js';
-import { planQdq } from '../onnx/qdq.js';
+import { excludeFromPlan, planQdq } from '../onnx/qdq.js';
+import { insertOrtQdq, ortExtraTensors } from '../onnx/qdq-ort.js';
 import { AccuracyProbe, describeAccuracy, type AccuracyResult } from './accuracy.js';
 import { fallbackUntilTarget, qdqModel, type FallbackResult } from './fallback.js';
 import { splitFrames } from './split.js';
@@ -56,6 +57,8 @@ export interface BuildInt8Context {
 }
 
 export interface BuildInt8Result {
+  /** The onnxruntime form (model.ort.onnx) when written and within the target: what the onnxruntime backend loads. */
+  onnxruntimeModelFile?: string;
   /** The Q/DQ model written into versionDir (model.onnx). */
   modelPath: string;
   precision: 'int8';
@@ -203,9 +206,10 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
         ? `held out by folder from ${o.dir} (${split.folders!.join(', ')})`
         : `held out by file from ${o.dir} (every third frame)`;
     let fb: FallbackResult | undefined;
+    let probe: AccuracyProbe | undefined;
     if (split.validate.length > 0) {
       progress(`validating on ${split.validate.length} frames (${validateFrom})`);
-      const probe = await AccuracyProbe.open(
+      probe = await AccuracyProbe.open(
         fp32,
         split.validate,
         spec,
@@ -266,6 +270,8 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
     const { proto, qdq } = qdqModel(fp32, amax, excluded);
     const modelPath = join(ctx.versionDir, 'model.onnx');
     await writeFile(modelPath, encodeOnnx(proto));
+    const ort = await writeOrtForm(ctx.versionDir, fp32, json, amax, excluded, probe);
+    if (ort) notes.push(ort.note);
     await writeFile(
       join(ctx.versionDir, 'calibration.cache'),
       formatCalibrationCache(new Map(Object.entries(written)), json.method, trtVersion),
@@ -285,6 +291,7 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
     );
     return {
       modelPath,
+      onnxruntimeModelFile: ort?.usable ? ORT_MODEL_FILE : undefined,
       precision: 'int8',
       metadata: {
         method: json.method,
@@ -297,6 +304,7 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
         picture: 'calibration.html',
         equalizedPairs: equalized.pairs,
         validation: fb ? summaryOf(fb.final, validateFrom) : null,
+        onnxruntimeForm: ort?.metadata ?? null,
         fallback: excluded,
         qdq: {
           opsetFrom: qdq.opsetFrom,
@@ -367,6 +375,7 @@ async function runCalibration(
     seed: o.seed,
     method: o.method,
     tensorMethods: o.tensorMethods,
+    extraTensors: ortExtraTensors(fp32, planQdq(fp32)),
     percentile: o.percentile,
     batch,
     workers: o.workers,
@@ -422,5 +431,51 @@ async function runCalibration(
     },
     cacheFile: 'calibration.cache',
     tensors,
+    ortExtra: Object.fromEntries([...result.extra].map(([n, e]) => [n, { max: e.max, min: e.min }])),
+  };
+}
+
+export const ORT_MODEL_FILE = 'model.ort.onnx';
+
+/**
+ * Writes the onnxruntime form (qdq-ort.ts) beside the TensorRT form and validates it on the same frames; the
+ * onnxruntime backend loads it only when it meets the target too.
+ */
+async function writeOrtForm(
+  versionDir: string,
+  fp32: ModelProto,
+  json: CalibrationJson,
+  amax: ReadonlyMap<string, number>,
+  excluded: readonly string[],
+  probe: AccuracyProbe | undefined,
+): Promise<{ usable: boolean; note: string; metadata: Record<string, unknown> } | undefined> {
+  const extra = json.ortExtra as Record<string, { max: number; min: number }> | undefined;
+  if (!extra) return undefined; // a calibration.json from before the onnxruntime form
+  const all = new Map(amax);
+  for (const [n, e] of Object.entries(extra)) all.set(n, e.max);
+  const mins = new Map<string, number>(json.tensors.map((t) => [t.name, t.histogram.min]));
+  for (const [n, e] of Object.entries(extra)) mins.set(n, e.min);
+  const proto = cloneModel(fp32);
+  const r = insertOrtQdq(
+    proto,
+    excludeFromPlan(planQdq(proto), excluded),
+    all,
+    (t) => (mins.get(t) ?? -1) >= 0,
+  );
+  await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(proto));
+  const result = probe ? await probe.evaluate(proto) : undefined;
+  const usable = !result || result.pass;
+  return {
+    usable,
+    note: `onnxruntime form ${ORT_MODEL_FILE}: ${r.fusedConvs} Convs as DQ -> Conv -> Q groups (QLinearConv on the CPU provider), ${r.floatOutputs.length} with a float output${
+      result ? `; validation: ${describeAccuracy(result)}` : ''
+    }${usable ? '' : ` (misses the target: the onnxruntime backend loads model.onnx instead)`}`,
+    metadata: {
+      file: ORT_MODEL_FILE,
+      fusedConvs: r.fusedConvs,
+      floatOutputs: r.floatOutputs,
+      validation: result ? summaryOf(result, 'the same frames') : null,
+      used: usable,
+    },
   };
 }

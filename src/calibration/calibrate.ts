@@ -29,6 +29,8 @@ export interface CalibrateOptions {
   seed?: number;
   /** One method for every tensor, or auto (default): a method per tensor class (methods.ts). */
   method?: CalibrationMethod;
+  /** Tensors to collect besides the plan's (the onnxruntime form's Conv outputs); max calibration. */
+  extraTensors?: readonly string[];
   /** Per-tensor overrides, by tensor name (over --calib-method). */
   tensorMethods?: Readonly<Record<string, TensorMethod>>;
   /** Percentile of |x| for method percentile, in (0, 100] (default 99.99). */
@@ -140,6 +142,8 @@ export interface CalibrationResult {
   percentile: number;
   plan: QdqPlan;
   tensors: TensorCalibration[];
+  /** The extraTensors' largest |x| and smallest value (scales of the onnxruntime form). */
+  extra: Map<string, { max: number; min: number; histogram: HistogramState }>;
   /** amax of each tensor's chosen method, in plan order. */
   amax: Map<string, number>;
   frames: {
@@ -177,7 +181,8 @@ export async function calibrate(
   const total = source.files.length;
   let collector: ActivationCollector | undefined;
   try {
-    collector = await ActivationCollector.open(proto, input.name, plan.activations, {
+    const extras = (options.extraTensors ?? []).filter((t) => !plan.activations.includes(t));
+    collector = await ActivationCollector.open(proto, input.name, [...plan.activations, ...extras], {
       workers: options.workers,
       threadsPerWorker: options.threadsPerWorker,
       onFrames: (done) => options.onFrames?.(done + skipped.length, total),
@@ -203,7 +208,7 @@ export async function calibrate(
     if (used === 0)
       throw new YqpError(
         'E_CALIBRATION',
-        `None of the ${total} file(s) in ${options.dir} could be decoded as an image (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`,
+        `None of the ${total} file(s)${options.files ? ' left for calibration (the others are held out for validation)' : ''} in ${options.dir} could be decoded as an image (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`,
         {
           argument: '--calib',
           expected: 'readable jpg, png or webp images',
@@ -221,6 +226,12 @@ export async function calibrate(
         histogram: h,
       };
     });
+    const extra = new Map(
+      extras.map((name) => {
+        const h = histograms.get(name)!;
+        return [name, { max: maxAmax(h), min: h.min, histogram: h }] as const;
+      }),
+    );
     const choices = chooseMethods(proto, tensors, v.method, options.tensorMethods);
     for (const t of tensors) t.choice = choices.get(t.name)!;
     const amax = new Map(tensors.map((t) => [t.name, t.amax[t.choice!.method]]));
@@ -231,6 +242,7 @@ export async function calibrate(
       plan,
       tensors,
       amax,
+      extra,
       frames: {
         used,
         sampled: total,

@@ -175,7 +175,7 @@ export function quantizeWeight(
   return { q, scales };
 }
 
-function floatTensor(name: string, values: Float32Array, dims: number[]): TensorProto {
+export function floatTensor(name: string, values: Float32Array, dims: number[]): TensorProto {
   return onnx.TensorProto.create({
     name,
     dataType: 1,
@@ -184,7 +184,7 @@ function floatTensor(name: string, values: Float32Array, dims: number[]): Tensor
   });
 }
 
-function int8Tensor(name: string, values: Int8Array, dims: number[]): TensorProto {
+export function int8Tensor(name: string, values: Int8Array, dims: number[]): TensorProto {
   return onnx.TensorProto.create({
     name,
     dataType: 3,
@@ -209,12 +209,8 @@ export interface QdqResult {
   nodesAdded: number;
 }
 
-/**
- * Rewrites `proto` in place into a Q/DQ model, with activation amax values from calibration. Tensors of the
- * plan missing from `amax` are an internal error; an amax of 0 (a tensor that was always 0) gets scale 1.
- */
-export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<string, number>): QdqResult {
-  const graph = proto.graph!;
+/** Sets the model's opset to 13 when older (per-channel DequantizeLinear needs 13); refuses ops whose meaning changed. */
+export function bumpOpsetTo13(proto: ModelProto): { opsetFrom: number; opsetTo: number } {
   const opsetEntry = (proto.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
   const opsetFrom = opsetEntry ? toNumber(opsetEntry.version) : 0;
   let opsetTo = opsetFrom;
@@ -242,6 +238,16 @@ export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<st
       ];
     if (toNumber(proto.irVersion) < 7) proto.irVersion = 7;
   }
+  return { opsetFrom, opsetTo };
+}
+
+/**
+ * Rewrites `proto` in place into a Q/DQ model, with activation amax values from calibration. Tensors of the
+ * plan missing from `amax` are an internal error; an amax of 0 (a tensor that was always 0) gets scale 1.
+ */
+export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<string, number>): QdqResult {
+  const graph = proto.graph!;
+  const { opsetFrom, opsetTo } = bumpOpsetTo13(proto);
   const nodes = graph.node ?? [];
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const newInits: TensorProto[] = [];
