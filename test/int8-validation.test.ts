@@ -130,6 +130,9 @@ describe('INT8 on scenes it was not calibrated on (issue 18)', () => {
     // 37 Convs: the 4 head Convs keep a float output (their logits need more than 8 bits).
     expect(ortForm.QLinearConv).toBe(33);
     expect(ortForm.QLinearAdd).toBe(16);
+    // The 11 channel pads (Concat with zeros) as QLinearConcat; no float Concat left but the shape arithmetic.
+    expect(ortForm.QLinearConcat).toBe(11);
+    expect(ortForm.QuantizeLinear ?? 0).toBeLessThanOrEqual(1);
     const trtForm = await fused('model.onnx');
     // There only the bias-free depthwise Convs whose output is the next Conv's quantized input fuse (10 of 37).
     expect(trtForm.QLinearConv ?? 0).toBeLessThan(16);

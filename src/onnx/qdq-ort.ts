@@ -15,7 +15,10 @@ import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } 
  * - weights int8 symmetric per output channel, as in the TensorRT form; bias int32 with scale s_in * s_w[c];
  * - a Q/DQ pair after each quantized Conv (after its Relu when the Relu is its only reader), and after each
  *   residual Add's Relu, so every Conv and Add is a DQ -> op -> Q group. Convs whose output reaches a graph
- *   output (a detector's heads) keep a float output: their logits need more than 8 bits.
+ *   output (a detector's heads) keep a float output: their logits need more than 8 bits;
+ * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel padding written as Concat with
+ *   ConstantOfShape zeros gets the zeros as a uint8 zero point behind a DequantizeLinear (QLinearConcat): without
+ *   them each float island cost a DQ, a Q and the layout transposes around it, and the form was no faster than FP32.
  */
 export interface OrtQdqResult {
   /** Convs in a complete DQ -> Conv -> Q group (QLinearConv candidates). */
@@ -108,6 +111,16 @@ export function insertOrtQdq(
     ...plan.activations,
     ...targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.tensor!),
   ]);
+  // Pass-through ops run on uint8 when they sit between a Q/DQ pair of the same parameters (onnxruntime drops the
+  // pair): MaxPool's output takes its input's parameters.
+  const inherit = new Map<string, string>();
+  for (const n of nodes)
+    if (n.opType === 'MaxPool' && (n.output ?? []).length === 1 && quantized.has((n.input ?? [])[0])) {
+      const src = inherit.get(n.input![0]) ?? n.input![0];
+      quantized.add(n.output![0]);
+      inherit.set(n.output![0], src);
+    }
+  const qparams = new Map<string, { s: string; zp: string }>();
   const scaleOf = new Map<string, number>();
   const newInits: TensorProto[] = [];
   const after = new Map<number, NodeProto[]>();
@@ -115,9 +128,11 @@ export function insertOrtQdq(
   const producer = new Map<string, number>();
   nodes.forEach((n, i) => (n.output ?? []).forEach((o) => producer.set(o, i)));
   const dqOf = new Map<string, string>();
+  const before = new Map<number, NodeProto[]>();
   for (const t of quantized) {
-    const a = amax.get(t) ?? 0;
-    const unsigned = nonNegative(t);
+    const from = inherit.get(t) ?? t;
+    const a = amax.get(from) ?? 0;
+    const unsigned = nonNegative(from);
     const scale = a > 0 ? a / (unsigned ? 255 : 127) : 1;
     scaleOf.set(t, Math.fround(scale));
     const s = unique(`${t}_ort_scale`);
@@ -131,6 +146,7 @@ export function insertOrtQdq(
         rawData: Uint8Array.of(unsigned ? 0 : 128),
       }),
     );
+    qparams.set(t, { s, zp });
     const q = unique(`${t}_QuantizeLinear_Output`);
     const dq = unique(`${t}_DequantizeLinear_Output`);
     const pair = [
@@ -154,11 +170,53 @@ export function insertOrtQdq(
   }
   // Every reader of a quantized tensor reads its DequantizeLinear (the Q node itself reads the float tensor).
   for (const n of nodes) n.input = (n.input ?? []).map((x) => dqOf.get(x) ?? x);
+  // A Concat of quantized tensors and ConstantOfShape zeros (channel padding): the zeros become the uint8 zero
+  // point behind a DequantizeLinear, so every Concat input comes from a DQ (QLinearConcat).
+  const readCount = new Map<string, number>();
+  for (const n of nodes) for (const x of n.input ?? []) readCount.set(x, (readCount.get(x) ?? 0) + 1);
+  nodes.forEach((n, ci) => {
+    if (n.opType !== 'Concat') return;
+    const ins = n.input ?? [];
+    const first = ins.map((x) => [...dqOf].find(([, d]) => d === x)?.[0]).find((t) => t !== undefined);
+    if (!first || !quantized.has(n.output![0])) return;
+    for (const x of ins) {
+      if ([...dqOf.values()].includes(x)) continue;
+      const pi = producer.get(x);
+      const p = pi === undefined ? undefined : nodes[pi];
+      if (!p || p.opType !== 'ConstantOfShape' || readCount.get(x) !== 1) return;
+      const value = (p.attribute ?? []).find((a) => a.name === 'value')?.t;
+      if (value && readFloats(value).some((v) => v !== 0)) return;
+    }
+    for (const x of ins) {
+      if ([...dqOf.values()].includes(x)) continue;
+      const p = nodes[producer.get(x)!];
+      const zpValue = nonNegative(inherit.get(first) ?? first) ? 0 : 128;
+      const u8 = unique(`${x}_uint8`);
+      p.attribute = [
+        ...(p.attribute ?? []).filter((a) => a.name !== 'value'),
+        onnx.AttributeProto.create({
+          name: 'value',
+          type: 4,
+          t: onnx.TensorProto.create({ dataType: 2, dims: [1], rawData: Uint8Array.of(zpValue) }),
+        }),
+      ];
+      p.output = [u8];
+      const qp = qparams.get(first)!;
+      before.set(ci, [
+        ...(before.get(ci) ?? []),
+        onnx.NodeProto.create({
+          name: unique(`${x}_DequantizeLinear`),
+          opType: 'DequantizeLinear',
+          input: [u8, qp.s, qp.zp],
+          output: [x],
+        }),
+      ]);
+    }
+  });
   // Weights and int32 biases of the quantized Convs.
   const weightDq = new Map<string, string>();
   let fusedConvs = 0;
   const fusedNodes = new Set(targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.node));
-  const before = new Map<number, NodeProto[]>();
   const weightAxis = new Map(plan.weights.map((w) => [w.name, w.axis]));
   for (const u of plan.weightUses) {
     const n = nodes[u.node];
