@@ -42,10 +42,21 @@ export interface BuildOptions {
     dir: string;
     count?: number;
     seed?: number;
-    method?: 'entropy' | 'percentile' | 'max';
+    /** auto (default): a method per tensor class; or one method for every tensor. */
+    method?: 'auto' | 'entropy' | 'percentile' | 'max';
+    /** Per-tensor method overrides by tensor name. */
+    tensorMethods?: Record<string, 'entropy' | 'percentile' | 'max'>;
     percentile?: number;
     batch?: number;
     recalibrate?: boolean;
+    /** Folder of held-out frames (default: every third frame or folder of dir is held out). */
+    validate?: string;
+    /** Measure each tensor's sensitivity even when the target holds. */
+    sensitivity?: boolean;
+    /** At most this many tensors left unquantized by the fallback (default: a quarter; 0 disables it). */
+    maxFallback?: number;
+    /** Write the model even when it misses the accuracy target (otherwise the build fails, E_ACCURACY). */
+    allowAccuracyLoss?: boolean;
   };
   /**
    * TensorRT builder options, passed through to the TensorRT backend. Any backend's build options live under its
@@ -279,6 +290,9 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
           progress({ stage: 'calibrate', message, fraction }),
       });
       onnxForEngine = result.modelPath;
+      // onnxruntime runs the form its CPU provider fuses into integer kernels; TensorRT reads model.onnx.
+      if (backend !== 'tensorrt' && result.onnxruntimeModelFile)
+        config.modelFile = result.onnxruntimeModelFile;
       config.metadata = { ...config.metadata, calibration: result.metadata };
       notes.push(...result.notes);
     }

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'E_BACKEND_UNAVAILABLE'
   | 'E_BACKEND' // the backend failed while running
   | 'E_CALIBRATION'
+  | 'E_ACCURACY' // a built model misses its accuracy target (INT8 validation)
   | 'E_NATIVE' // the native addon or CUDA reported an error
   | 'E_INTERNAL';
 
@@ -95,6 +96,12 @@ export function isYqpError(e: unknown): e is YqpError {
 export function expectPositiveInteger(name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
     throw invalidParameter(name, 'positive integer', value);
+  return value;
+}
+
+export function expectNonNegativeInteger(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    throw invalidParameter(name, 'non-negative integer', value);
   return value;
 }
 

@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { YqpError } from '../errors.js';
-import { encodeOnnx, type OnnxModel } from '../onnx/model.js';
+import { YqpError, expectNonNegativeInteger } from '../errors.js';
+import { encodeOnnx, type ModelProto, type OnnxModel } from '../onnx/model.js';
 import { cloneModel, equalizeConvPairs } from './equalize.js';
-import { insertQdq, planQdq } from '../onnx/qdq.js';
-import type { ModelConfig } from '../repository/config.js';
+import { excludeFromPlan, planQdq } from '../onnx/qdq.js';
+import { insertOrtQdq, ortExtraTensors } from '../onnx/qdq-ort.js';
+import { AccuracyProbe, describeAccuracy, type AccuracyResult } from './accuracy.js';
+import { fallbackUntilTarget, qdqModel, type FallbackResult } from './fallback.js';
+import { splitFrames } from './split.js';
+import type { ModelConfig, TensorSpec } from '../repository/config.js';
 import { listVersions } from '../repository/repository.js';
 import { DEFAULT_TRT_VERSION, formatCalibrationCache } from './cache.js';
 import {
@@ -17,8 +21,8 @@ import {
   type CalibrationResult,
 } from './calibrate.js';
 import type { CalibrationMethod } from './calibrators.js';
-import { listCalibrationFiles } from './loader.js';
-import { reportHtml, summarize, type ReportTensor } from './report.js';
+import { listCalibrationFiles, prepareFrames, type CalibrationFile } from './loader.js';
+import { clippedShare, reportHtml, summarize, type ReportTensor, type ReportValidation } from './report.js';
 
 /** What src/build.ts hands the INT8 branch. */
 export interface BuildInt8Context {
@@ -32,8 +36,16 @@ export interface BuildInt8Context {
   versionDir: string;
   options: Pick<
     CalibrateOptions,
-    'dir' | 'count' | 'seed' | 'method' | 'percentile' | 'batch' | 'workers'
+    'dir' | 'count' | 'seed' | 'method' | 'tensorMethods' | 'percentile' | 'batch' | 'workers'
   > & {
+    /** Held-out frames to validate on; without it every third frame (or folder) of dir is held out. */
+    validate?: string;
+    /** Write the model even when it misses the accuracy target on the validation frames. */
+    allowAccuracyLoss?: boolean;
+    /** Measure every tensor's sensitivity even when the target holds (for the report). */
+    sensitivity?: boolean;
+    /** At most this many tensors left unquantized (default: a quarter of them; 0: no fallback). */
+    maxFallback?: number;
     recalibrate?: boolean;
     /** Header version of calibration.cache (NV_TENSORRT_VERSION, default 101600). */
     trtVersion?: number;
@@ -45,6 +57,8 @@ export interface BuildInt8Context {
 }
 
 export interface BuildInt8Result {
+  /** The onnxruntime form (model.ort.onnx) when written and within the target: what the onnxruntime backend loads. */
+  onnxruntimeModelFile?: string;
   /** The Q/DQ model written into versionDir (model.onnx). */
   modelPath: string;
   precision: 'int8';
@@ -104,6 +118,7 @@ function describeRate(done: number, total: number, started: number): string {
 export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result> {
   const o = ctx.options;
   const v = validateCalibrateOptions(o);
+  if (o.maxFallback !== undefined) expectNonNegativeInteger('--calib-max-fallback', o.maxFallback);
   const progress = ctx.onProgress ?? (() => {});
   const spec = ctx.config.preprocessing;
   if (!spec)
@@ -138,152 +153,329 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
     count: v.count ?? null,
     seed: v.seed,
     method: v.method,
-    percentile: v.method === 'percentile' ? v.percentile : null,
+    tensorMethods: o.tensorMethods ?? null,
+    percentile: v.percentile,
     batch,
     equalize,
+    // Without --calib-validate a third of the frames is held out, so the calibrated set differs.
+    heldOut: !o.validate,
   };
   const key = calibrationKey(keyInputs);
   const trtVersion = o.trtVersion ?? DEFAULT_TRT_VERSION;
   await mkdir(ctx.versionDir, { recursive: true });
   const notes: string[] = [];
 
-  const reuse = o.recalibrate ? undefined : await findReusable(ctx.versionDir, key);
-  let json: CalibrationJson;
-  if (reuse) {
-    json = reuse.json;
-    notes.push(
-      `calibration reused from ${join(reuse.dir, 'calibration.json')} (same model, preprocessing, frames and method; --recalibrate forces a new one)`,
-    );
-    progress(`skipping calibration: ${join(reuse.dir, 'calibration.json')} has the same key`);
-    if (reuse.dir !== ctx.versionDir)
-      for (const f of ['calibration.json', 'calibration.html'])
-        if (existsSync(join(reuse.dir, f))) await copyFile(join(reuse.dir, f), join(ctx.versionDir, f));
-  } else {
-    const started = performance.now();
-    let last = 0;
-    const result: CalibrationResult = await calibrate(fp32, input, spec, profileRange, {
-      dir: o.dir,
-      count: v.count,
-      seed: v.seed,
-      method: v.method,
-      percentile: v.percentile,
-      batch,
-      workers: o.workers,
-      onFrames: (done, total) => {
-        const now = performance.now();
-        if (now - last < 100 && done < total) return;
-        last = now;
-        progress(describeRate(done, total, started), total > 0 ? done / total : 1);
-      },
-      onWarning: (m) => progress(m),
-    });
-    const tensors: ReportTensor[] = result.tensors.map((t) => ({
-      name: t.name,
-      residual: t.residual,
-      amax: t.amax,
-      chosen: t.amax[result.method],
-      scale: t.amax[result.method] / 127,
-      histogram: summarize(t.histogram),
-    }));
-    json = {
-      format: CALIBRATION_FORMAT,
-      key,
-      keyInputs: { ...keyInputs, frames: { files: keyInputs.frames.length } },
-      method: result.method,
-      percentile: result.percentile,
-      createdAt: new Date().toISOString(),
-      frames: {
-        used: result.frames.used,
-        sampled: result.frames.sampled,
-        skipped: result.frames.skipped,
-        videosSkipped: result.frames.videosSkipped ?? null,
-        listHash: result.frames.listHash,
-        names: result.frames.names,
-      },
-      batch: result.batch,
-      timing: {
-        seconds: result.stats.seconds,
-        framesPerSecond: result.frames.used / result.stats.seconds,
-        onnxruntimeMs: result.stats.runMs,
-        histogramMs: result.stats.histogramMs,
-        calibratorSeconds: result.stats.calibratorSeconds,
-        workers: result.stats.workers,
-        threadsPerWorker: result.stats.threadsPerWorker,
-      },
-      placement: {
-        ops: result.plan.ops,
-        activations: result.plan.activations.length,
-        residuals: result.plan.residuals.length,
-        weights: result.plan.weights.length,
-      },
-      cacheFile: 'calibration.cache',
-      tensors,
+  const source = await prepareFrames(o.dir, v.count, v.seed);
+  const validateSource = o.validate ? await prepareFrames(o.validate, undefined, 0) : undefined;
+  try {
+    if (source.videosSkipped)
+      progress(
+        `${source.videosSkipped.count} video file(s) in ${o.dir} skipped: ${source.videosSkipped.reason}`,
+      );
+    const split = o.validate
+      ? { calibrate: source.files, validate: validateSource!.files, by: 'none' as const, folders: undefined }
+      : splitFrames(source.files);
+    const reuse = o.recalibrate ? undefined : await findReusable(ctx.versionDir, key);
+    let json: CalibrationJson;
+    if (reuse) {
+      json = reuse.json;
+      notes.push(
+        `calibration reused from ${join(reuse.dir, 'calibration.json')} (same model, preprocessing, frames and method; --recalibrate forces a new one)`,
+      );
+      progress(`skipping calibration: ${join(reuse.dir, 'calibration.json')} has the same key`);
+    } else {
+      json = await runCalibration(ctx, fp32, input, profileRange, batch, split.calibrate, key, keyInputs);
+      notes.push(
+        `calibrated ${(json.frames as { used: number }).used} frames (${json.method}) in ${(json.timing as { seconds: number }).seconds.toFixed(1)} s`,
+      );
+    }
+
+    const amax = new Map(json.tensors.map((t) => [t.name, t.chosen]));
+    const plan = planQdq(cloneModel(fp32));
+    const missing = plan.activations.filter((t) => !amax.has(t));
+    if (missing.length > 0)
+      throw new YqpError(
+        'E_INTERNAL',
+        `calibration.json lacks ${missing.length} tensors of the Q/DQ plan (${missing[0]})`,
+      );
+
+    // Validation on frames calibration did not see, and the fallback when the target is missed.
+    const validateFrom = o.validate
+      ? `--calib-validate ${o.validate}`
+      : split.by === 'folder'
+        ? `held out by folder from ${o.dir} (${split.folders!.join(', ')})`
+        : `held out by file from ${o.dir} (every third frame)`;
+    let fb: FallbackResult | undefined;
+    let probe: AccuracyProbe | undefined;
+    if (split.validate.length > 0) {
+      progress(`validating on ${split.validate.length} frames (${validateFrom})`);
+      probe = await AccuracyProbe.open(
+        fp32,
+        split.validate,
+        spec,
+        ctx.config.postprocessing,
+        undefined,
+        (f, e) => progress(`validation frame ${f} skipped: ${e.message.split('\n')[0]}`),
+      );
+      fb = await fallbackUntilTarget(fp32, amax, probe, {
+        onProgress: progress,
+        sensitivity: o.sensitivity,
+        maxFallback: o.maxFallback,
+      });
+      notes.push(
+        `validation (${validateFrom}): ${describeAccuracy(fb.final)}${fb.fallback.length ? `; left unquantized: ${fb.fallback.map((f) => f.name).join(', ')}` : ''} (${fb.seconds.toFixed(1)} s)`,
+      );
+    } else {
+      notes.push(
+        `not validated: ${source.files.length} frame(s) leave none to hold out; give --calib-validate <dir> to check INT8 on other scenes`,
+      );
+    }
+    const excluded = fb?.fallback.map((f) => f.name) ?? [];
+    const validation: ReportValidation | undefined = fb && {
+      source: `${fb.final.frames} frames ${validateFrom}`,
+      initial: describeAccuracy(fb.initial),
+      final: fb.fallback.length > 0 ? describeAccuracy(fb.final) : undefined,
+      pass: fb.final.pass,
+      fallback: fb.fallback.map((f) => ({ name: f.name, cost: f.cost, after: describeAccuracy(f.result) })),
+      sensitivity: fb.sensitivity.map((x) => ({
+        name: x.name,
+        gain: x.gain,
+        result: describeAccuracy(x.result),
+      })),
+      mismatches: fb.final.mismatches ?? [],
     };
+    json.validation = validation
+      ? { ...validation, initialResult: fb!.initial, finalResult: fb!.final }
+      : { skipped: 'no held-out frames' };
+    json.fallback = excluded;
     await writeFile(join(ctx.versionDir, 'calibration.json'), JSON.stringify(json, null, 2) + '\n');
     await writeFile(
       join(ctx.versionDir, 'calibration.html'),
-      reportHtml(`INT8 calibration of ${ctx.config.name}`, result.method, result.percentile, tensors, [
-        `method ${result.method}${result.method === 'percentile' ? ` ${result.percentile}` : ''}, ${result.frames.used} frames from ${o.dir} (batch ${result.batch})`,
-        `model sha256 ${ctx.model.sha256}`,
-        `${tensors.length} activation tensors, ${result.plan.weights.length} weights`,
-      ]),
+      reportHtml(
+        `INT8 calibration of ${ctx.config.name}`,
+        json.percentile,
+        json.tensors,
+        [
+          `method ${json.method}, ${(json.frames as { used: number }).used} frames from ${o.dir} (batch ${batch})`,
+          `model sha256 ${ctx.model.sha256}`,
+          `${json.tensors.length} activation tensors, ${plan.weights.length} weights`,
+        ],
+        validation,
+      ),
     );
-    notes.push(
-      `calibrated ${result.frames.used} frames (${result.method}) in ${result.stats.seconds.toFixed(1)} s, ${(result.frames.used / result.stats.seconds).toFixed(1)} frames/s${
-        result.frames.skipped.length ? `; ${result.frames.skipped.length} unreadable files skipped` : ''
-      }${result.frames.videosSkipped ? `; ${result.frames.videosSkipped.count} videos skipped (${result.frames.videosSkipped.reason})` : ''}`,
-    );
-  }
+    if (fb && !fb.final.pass && !o.allowAccuracyLoss)
+      throw accuracyError(fb.final, validateFrom, join(ctx.versionDir, 'calibration.html'), excluded);
 
-  const amax = new Map(json.tensors.map((t) => [t.name, t.chosen]));
-  const proto = cloneModel(fp32);
-  const plan = planQdq(proto);
-  const missing = plan.activations.filter((t) => !amax.has(t));
-  if (missing.length > 0)
-    throw new YqpError(
-      'E_INTERNAL',
-      `calibration.json lacks ${missing.length} tensors of the Q/DQ plan (${missing[0]})`,
+    const written = Object.fromEntries([...amax].filter(([n]) => !excluded.includes(n)));
+    const { proto, qdq } = qdqModel(fp32, amax, excluded);
+    const modelPath = join(ctx.versionDir, 'model.onnx');
+    await writeFile(modelPath, encodeOnnx(proto));
+    const ort = await writeOrtForm(ctx.versionDir, fp32, json, amax, excluded, probe);
+    if (ort) notes.push(ort.note);
+    await writeFile(
+      join(ctx.versionDir, 'calibration.cache'),
+      formatCalibrationCache(new Map(Object.entries(written)), json.method, trtVersion),
     );
-  const qdq = insertQdq(proto, plan, amax);
-  const modelPath = join(ctx.versionDir, 'model.onnx');
-  await writeFile(modelPath, encodeOnnx(proto));
-  await writeFile(
-    join(ctx.versionDir, 'calibration.cache'),
-    formatCalibrationCache(amax, json.method, trtVersion),
-  );
-  // The cache's scales belong to the equalized FP32 model: keep it beside the cache for TensorRT 10's implicit path.
-  if (equalized.pairs > 0) await writeFile(join(ctx.versionDir, 'calibration.fp32.onnx'), encodeOnnx(fp32));
-  if (equalized.pairs > 0)
+    // The cache's scales belong to the equalized FP32 model: keep it beside the cache for TensorRT 10's implicit path.
+    if (equalized.pairs > 0) await writeFile(join(ctx.versionDir, 'calibration.fp32.onnx'), encodeOnnx(fp32));
+    if (equalized.pairs > 0)
+      notes.push(
+        `cross-layer equalization of ${equalized.pairs} Conv -> Conv pairs (same FP32 function; calibration.fp32.onnx is the model calibration.cache belongs to)`,
+      );
+    if (qdq.opsetFrom !== qdq.opsetTo)
+      notes.push(
+        `Q/DQ model: opset ${qdq.opsetFrom} -> ${qdq.opsetTo} (per-channel DequantizeLinear needs 13; every op of the model keeps its meaning)`,
+      );
     notes.push(
-      `cross-layer equalization of ${equalized.pairs} Conv -> Conv pairs (same FP32 function; calibration.fp32.onnx is the model calibration.cache belongs to)`,
+      `Q/DQ model: ${qdq.activations} activations per tensor, ${qdq.weights} weights per channel; calibration.cache, calibration.json, calibration.html written`,
     );
-  if (qdq.opsetFrom !== qdq.opsetTo)
-    notes.push(
-      `Q/DQ model: opset ${qdq.opsetFrom} -> ${qdq.opsetTo} (per-channel DequantizeLinear needs 13; every op of the model keeps its meaning)`,
-    );
-  notes.push(
-    `Q/DQ model: ${qdq.activations} activations per tensor, ${qdq.weights} weights per channel; calibration.cache, calibration.json, calibration.html written`,
-  );
-  return {
-    modelPath,
-    precision: 'int8',
-    metadata: {
-      method: json.method,
-      ...(json.method === 'percentile' ? { percentile: json.percentile } : {}),
-      key,
-      reused: Boolean(reuse),
-      frames: (json.frames as { used: number } | undefined)?.used,
-      cache: 'calibration.cache',
-      report: 'calibration.json',
-      picture: 'calibration.html',
-      equalizedPairs: equalized.pairs,
-      qdq: {
-        opsetFrom: qdq.opsetFrom,
-        opsetTo: qdq.opsetTo,
-        activations: qdq.activations,
-        weights: qdq.weights,
+    return {
+      modelPath,
+      onnxruntimeModelFile: ort?.usable ? ORT_MODEL_FILE : undefined,
+      precision: 'int8',
+      metadata: {
+        method: json.method,
+        ...(json.method === 'percentile' ? { percentile: json.percentile } : {}),
+        key,
+        reused: Boolean(reuse),
+        frames: (json.frames as { used: number } | undefined)?.used,
+        cache: 'calibration.cache',
+        report: 'calibration.json',
+        picture: 'calibration.html',
+        equalizedPairs: equalized.pairs,
+        validation: fb ? summaryOf(fb.final, validateFrom) : null,
+        onnxruntimeForm: ort?.metadata ?? null,
+        fallback: excluded,
+        qdq: {
+          opsetFrom: qdq.opsetFrom,
+          opsetTo: qdq.opsetTo,
+          activations: qdq.activations,
+          weights: qdq.weights,
+        },
       },
+      notes,
+    };
+  } finally {
+    await source.cleanup();
+    await validateSource?.cleanup();
+  }
+}
+
+function summaryOf(r: AccuracyResult, from: string): Record<string, unknown> {
+  return {
+    from,
+    pass: r.pass,
+    frames: r.frames,
+    metric: r.metric,
+    ...(r.metric === 'faces'
+      ? { facesFp32: r.facesFp32, matched: r.matched, recall: r.recall, falseFaces: r.falseFaces }
+      : {}),
+    cosine: r.cosine,
+  };
+}
+
+function accuracyError(r: AccuracyResult, from: string, report: string, excluded: string[]): YqpError {
+  return new YqpError(
+    'E_ACCURACY',
+    `INT8 misses the accuracy target on the validation frames (${from}): ${describeAccuracy(r)}${
+      excluded.length ? `, even with ${excluded.length} tensors left unquantized` : ''
+    }; see ${report}`,
+    {
+      argument: '--int8',
+      expected: 'INT8 within the target of FP32 on held-out frames',
+      received: describeAccuracy(r),
+      solutions: [
+        'calibrate on frames from more scenes (cameras, rooms, people)',
+        'try --calib-method max, or --calib-tensor-method <tensor>=max for the tensors the report ranks first',
+        '--allow-accuracy-loss writes the model anyway',
+      ],
     },
-    notes,
+  );
+}
+
+/** Calibrates on `files` and builds calibration.json's content (written by the caller with the validation). */
+async function runCalibration(
+  ctx: BuildInt8Context,
+  fp32: ModelProto,
+  input: TensorSpec,
+  profileRange: { min: number[]; opt: number[]; max: number[] } | undefined,
+  batch: number,
+  files: CalibrationFile[],
+  key: string,
+  keyInputs: Record<string, unknown> & { frames: unknown[] },
+): Promise<CalibrationJson> {
+  const o = ctx.options;
+  const progress = ctx.onProgress ?? (() => {});
+  const started = performance.now();
+  let last = 0;
+  const result: CalibrationResult = await calibrate(fp32, input, ctx.config.preprocessing!, profileRange, {
+    dir: o.dir,
+    files,
+    count: o.count,
+    seed: o.seed,
+    method: o.method,
+    tensorMethods: o.tensorMethods,
+    extraTensors: ortExtraTensors(fp32, planQdq(fp32)),
+    percentile: o.percentile,
+    batch,
+    workers: o.workers,
+    onFrames: (done, total) => {
+      const now = performance.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      progress(describeRate(done, total, started), total > 0 ? done / total : 1);
+    },
+    onWarning: (m) => progress(m),
+  });
+  const tensors: ReportTensor[] = result.tensors.map((t) => ({
+    name: t.name,
+    residual: t.residual,
+    amax: t.amax,
+    chosen: result.amax.get(t.name)!,
+    scale: result.amax.get(t.name)! / 127,
+    method: t.choice?.method,
+    reason: t.choice?.reason,
+    clipped: clippedShare(t.histogram, result.amax.get(t.name)!),
+    histogram: summarize(t.histogram),
+  }));
+  return {
+    format: CALIBRATION_FORMAT,
+    key,
+    keyInputs: { ...keyInputs, frames: { files: keyInputs.frames.length } },
+    method: result.method,
+    percentile: result.percentile,
+    createdAt: new Date().toISOString(),
+    frames: {
+      used: result.frames.used,
+      sampled: result.frames.sampled,
+      skipped: result.frames.skipped,
+      videosSkipped: result.frames.videosSkipped ?? null,
+      listHash: result.frames.listHash,
+      names: result.frames.names,
+    },
+    batch: result.batch,
+    timing: {
+      seconds: result.stats.seconds,
+      framesPerSecond: result.frames.used / result.stats.seconds,
+      onnxruntimeMs: result.stats.runMs,
+      histogramMs: result.stats.histogramMs,
+      calibratorSeconds: result.stats.calibratorSeconds,
+      workers: result.stats.workers,
+      threadsPerWorker: result.stats.threadsPerWorker,
+    },
+    placement: {
+      ops: result.plan.ops,
+      activations: result.plan.activations.length,
+      residuals: result.plan.residuals.length,
+      weights: result.plan.weights.length,
+    },
+    cacheFile: 'calibration.cache',
+    tensors,
+    ortExtra: Object.fromEntries([...result.extra].map(([n, e]) => [n, { max: e.max, min: e.min }])),
+  };
+}
+
+export const ORT_MODEL_FILE = 'model.ort.onnx';
+
+/**
+ * Writes the onnxruntime form (qdq-ort.ts) beside the TensorRT form and validates it on the same frames; the
+ * onnxruntime backend loads it only when it meets the target too.
+ */
+async function writeOrtForm(
+  versionDir: string,
+  fp32: ModelProto,
+  json: CalibrationJson,
+  amax: ReadonlyMap<string, number>,
+  excluded: readonly string[],
+  probe: AccuracyProbe | undefined,
+): Promise<{ usable: boolean; note: string; metadata: Record<string, unknown> } | undefined> {
+  const extra = json.ortExtra as Record<string, { max: number; min: number }> | undefined;
+  if (!extra) return undefined; // a calibration.json from before the onnxruntime form
+  const all = new Map(amax);
+  for (const [n, e] of Object.entries(extra)) all.set(n, e.max);
+  const mins = new Map<string, number>(json.tensors.map((t) => [t.name, t.histogram.min]));
+  for (const [n, e] of Object.entries(extra)) mins.set(n, e.min);
+  const proto = cloneModel(fp32);
+  const r = insertOrtQdq(
+    proto,
+    excludeFromPlan(planQdq(proto), excluded),
+    all,
+    (t) => (mins.get(t) ?? -1) >= 0,
+  );
+  await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(proto));
+  const result = probe ? await probe.evaluate(proto) : undefined;
+  const usable = !result || result.pass;
+  return {
+    usable,
+    note: `onnxruntime form ${ORT_MODEL_FILE}: ${r.fusedConvs} Convs as DQ -> Conv -> Q groups (QLinearConv on the CPU provider), ${r.floatOutputs.length} with a float output${
+      result ? `; validation: ${describeAccuracy(result)}` : ''
+    }${usable ? '' : ` (misses the target: the onnxruntime backend loads model.onnx instead)`}`,
+    metadata: {
+      file: ORT_MODEL_FILE,
+      fusedConvs: r.fusedConvs,
+      floatOutputs: r.floatOutputs,
+      validation: result ? summaryOf(result, 'the same frames') : null,
+      used: usable,
+    },
   };
 }

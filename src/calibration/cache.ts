@@ -9,7 +9,8 @@ import type { CalibrationMethod } from './calibrators.js';
 export const DEFAULT_TRT_VERSION = 101600;
 
 export function calibratorName(method: CalibrationMethod): string {
-  // TensorRT has no percentile calibrator; a percentile amax is a clipped max, so it takes the MinMax name.
+  // TensorRT has no percentile calibrator; a percentile amax is a clipped max, so it takes the MinMax name, as
+  // does auto (a per-tensor mix): TensorRT applies the scales as written whatever the header names.
   return method === 'entropy' ? 'EntropyCalibration2' : 'MinMaxCalibration';
 }
 

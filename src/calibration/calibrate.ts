@@ -10,8 +10,11 @@ import {
   entropyAmax,
   maxAmax,
   percentileAmax,
+  TENSOR_METHODS,
   type CalibrationMethod,
+  type TensorMethod,
 } from './calibrators.js';
+import { chooseMethods, type TensorChoice } from './methods.js';
 import { ActivationCollector, type CollectorStats } from './collect.js';
 import type { HistogramState } from './histogram.js';
 import { frameListHash, prepareFrames, streamBatches, type CalibrationFile } from './loader.js';
@@ -19,11 +22,18 @@ import { frameListHash, prepareFrames, streamBatches, type CalibrationFile } fro
 export interface CalibrateOptions {
   /** Folder of calibration images (and videos, when ffmpeg is on PATH). */
   dir: string;
+  /** The frames to use instead of listing dir (already prepared and sampled: the caller's held-out split). */
+  files?: readonly CalibrationFile[];
   /** Frames sampled (default: all). */
   count?: number;
   /** Sampling seed (default 0). */
   seed?: number;
+  /** One method for every tensor, or auto (default): a method per tensor class (methods.ts). */
   method?: CalibrationMethod;
+  /** Tensors to collect besides the plan's (the onnxruntime form's Conv outputs); max calibration. */
+  extraTensors?: readonly string[];
+  /** Per-tensor overrides, by tensor name (over --calib-method). */
+  tensorMethods?: Readonly<Record<string, TensorMethod>>;
   /** Percentile of |x| for method percentile, in (0, 100] (default 99.99). */
   percentile?: number;
   /** Frames per run (default: the profile's opt batch, or the model's fixed batch). */
@@ -49,7 +59,7 @@ export interface ValidatedCalibrateOptions {
 
 /** Checks the calibration options alone (before any file is read). */
 export function validateCalibrateOptions(o: Partial<CalibrateOptions>): ValidatedCalibrateOptions {
-  const method = expectOneOf('--calib-method', o.method ?? 'entropy', CALIBRATION_METHODS);
+  const method = expectOneOf('--calib-method', o.method ?? 'auto', CALIBRATION_METHODS);
   const percentile = o.percentile ?? DEFAULT_PERCENTILE;
   if (typeof percentile !== 'number' || !(percentile > 0 && percentile <= 100))
     throw invalidParameter('--calib-percentile', 'a number in (0, 100]', percentile);
@@ -58,6 +68,8 @@ export function validateCalibrateOptions(o: Partial<CalibrateOptions>): Validate
     throw invalidParameter('--calib-seed', 'non-negative integer', seed);
   if (o.count !== undefined) expectPositiveInteger('--calib-count', o.count);
   if (o.batch !== undefined) expectPositiveInteger('--calib-batch', o.batch);
+  for (const [name, m] of Object.entries(o.tensorMethods ?? {}))
+    expectOneOf(`--calib-tensor-method ${name}`, m, TENSOR_METHODS);
   return { method, percentile, seed, count: o.count, batch: o.batch };
 }
 
@@ -122,6 +134,8 @@ export interface TensorCalibration {
   residual: boolean;
   amax: { entropy: number; percentile: number; max: number };
   histogram: HistogramState;
+  /** The method this tensor's amax comes from, and why. */
+  choice?: TensorChoice;
 }
 
 export interface CalibrationResult {
@@ -129,7 +143,9 @@ export interface CalibrationResult {
   percentile: number;
   plan: QdqPlan;
   tensors: TensorCalibration[];
-  /** amax of the chosen method per tensor, in plan order. */
+  /** The extraTensors' largest |x| and smallest value (scales of the onnxruntime form). */
+  extra: Map<string, { max: number; min: number; histogram: HistogramState }>;
+  /** amax of each tensor's chosen method, in plan order. */
   amax: Map<string, number>;
   frames: {
     used: number;
@@ -155,7 +171,9 @@ export async function calibrate(
   const batch = calibrationBatch(input, spec, profileRange, v.batch);
   const plan = planQdq(proto);
   const started = performance.now();
-  const source = await prepareFrames(options.dir, v.count, v.seed);
+  const source = options.files
+    ? { files: [...options.files], videosSkipped: undefined, cleanup: async () => {} }
+    : await prepareFrames(options.dir, v.count, v.seed);
   if (source.videosSkipped)
     options.onWarning?.(
       `${source.videosSkipped.count} video file(s) in ${options.dir} skipped: ${source.videosSkipped.reason}`,
@@ -164,7 +182,8 @@ export async function calibrate(
   const total = source.files.length;
   let collector: ActivationCollector | undefined;
   try {
-    collector = await ActivationCollector.open(proto, input.name, plan.activations, {
+    const extras = (options.extraTensors ?? []).filter((t) => !plan.activations.includes(t));
+    collector = await ActivationCollector.open(proto, input.name, [...plan.activations, ...extras], {
       workers: options.workers,
       threadsPerWorker: options.threadsPerWorker,
       onFrames: (done) => options.onFrames?.(done + skipped.length, total),
@@ -190,7 +209,7 @@ export async function calibrate(
     if (used === 0)
       throw new YqpError(
         'E_CALIBRATION',
-        `None of the ${total} file(s) in ${options.dir} could be decoded as an image (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`,
+        `None of the ${total} file(s)${options.files ? ' left for calibration (the others are held out for validation)' : ''} in ${options.dir} could be decoded as an image (first: ${skipped[0]?.name}: ${skipped[0]?.reason})`,
         {
           argument: '--calib',
           expected: 'readable jpg, png or webp images',
@@ -208,7 +227,15 @@ export async function calibrate(
         histogram: h,
       };
     });
-    const amax = new Map(tensors.map((t) => [t.name, t.amax[v.method]]));
+    const extra = new Map(
+      extras.map((name) => {
+        const h = histograms.get(name)!;
+        return [name, { max: maxAmax(h), min: h.min, histogram: h }] as const;
+      }),
+    );
+    const choices = chooseMethods(proto, tensors, v.method, options.tensorMethods);
+    for (const t of tensors) t.choice = choices.get(t.name)!;
+    const amax = new Map(tensors.map((t) => [t.name, t.amax[t.choice!.method]]));
     const now = performance.now();
     return {
       method: v.method,
@@ -216,6 +243,7 @@ export async function calibrate(
       plan,
       tensors,
       amax,
+      extra,
       frames: {
         used,
         sampled: total,

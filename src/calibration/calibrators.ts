@@ -1,6 +1,10 @@
 import { binWidth, usedBins, type HistogramState } from './histogram.js';
 
-export const CALIBRATION_METHODS = ['entropy', 'percentile', 'max'] as const;
+/** What one tensor's amax comes from. */
+export const TENSOR_METHODS = ['entropy', 'percentile', 'max'] as const;
+export type TensorMethod = (typeof TENSOR_METHODS)[number];
+/** What --calib-method takes: one method for every tensor, or auto (a method per tensor, see methods.ts). */
+export const CALIBRATION_METHODS = ['auto', ...TENSOR_METHODS] as const;
 export type CalibrationMethod = (typeof CALIBRATION_METHODS)[number];
 export const DEFAULT_PERCENTILE = 99.99;
 
@@ -92,11 +96,7 @@ export function entropyAmax(h: HistogramState): number {
   return Math.min(h.maxAbs, bestI * width);
 }
 
-export function amaxFor(
-  h: HistogramState,
-  method: CalibrationMethod,
-  percentile = DEFAULT_PERCENTILE,
-): number {
+export function amaxFor(h: HistogramState, method: TensorMethod, percentile = DEFAULT_PERCENTILE): number {
   if (method === 'max') return maxAmax(h);
   if (method === 'percentile') return percentileAmax(h, percentile);
   return entropyAmax(h);

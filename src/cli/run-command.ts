@@ -9,6 +9,8 @@ export function exitCodeFor(e: unknown): number {
     case 'E_BACKEND_UNAVAILABLE':
     case 'E_NATIVE':
       return EXIT.unavailable;
+    case 'E_ACCURACY':
+      return EXIT.failed;
     case 'E_INTERNAL':
     case 'E_BACKEND':
       return EXIT.internal;

@@ -128,6 +128,29 @@ export function planQdq(proto: ModelProto): QdqPlan {
   return { activations, residuals, weights: [...weights.values()], ops, uses, weightUses };
 }
 
+/**
+ * The plan without some activations: no Q/DQ around them, and the weights of the ops that read them stay
+ * float too (a weight is kept quantized while another quantized op still reads it), so those layers stay in
+ * higher precision in TensorRT and onnxruntime.
+ */
+export function excludeFromPlan(plan: QdqPlan, tensors: Iterable<string>): QdqPlan {
+  const out = new Set(tensors);
+  if (out.size === 0) return plan;
+  const dropped = new Set(plan.uses.filter((u) => out.has(u.tensor)).map((u) => u.node));
+  const uses = plan.uses.filter((u) => !out.has(u.tensor));
+  const kept = new Set(uses.map((u) => u.node));
+  const weightUses = plan.weightUses.filter((u) => !dropped.has(u.node) || kept.has(u.node));
+  const weightNames = new Set(weightUses.map((u) => u.weight));
+  return {
+    ...plan,
+    activations: plan.activations.filter((t) => !out.has(t)),
+    residuals: plan.residuals.filter((t) => !out.has(t)),
+    weights: plan.weights.filter((w) => weightNames.has(w.name)),
+    uses,
+    weightUses,
+  };
+}
+
 /** Symmetric int8 quantization of a weight: per channel along `axis` (or per tensor when axis is -1). */
 export function quantizeWeight(
   values: Float32Array,
@@ -152,7 +175,7 @@ export function quantizeWeight(
   return { q, scales };
 }
 
-function floatTensor(name: string, values: Float32Array, dims: number[]): TensorProto {
+export function floatTensor(name: string, values: Float32Array, dims: number[]): TensorProto {
   return onnx.TensorProto.create({
     name,
     dataType: 1,
@@ -161,7 +184,7 @@ function floatTensor(name: string, values: Float32Array, dims: number[]): Tensor
   });
 }
 
-function int8Tensor(name: string, values: Int8Array, dims: number[]): TensorProto {
+export function int8Tensor(name: string, values: Int8Array, dims: number[]): TensorProto {
   return onnx.TensorProto.create({
     name,
     dataType: 3,
@@ -186,12 +209,8 @@ export interface QdqResult {
   nodesAdded: number;
 }
 
-/**
- * Rewrites `proto` in place into a Q/DQ model, with activation amax values from calibration. Tensors of the
- * plan missing from `amax` are an internal error; an amax of 0 (a tensor that was always 0) gets scale 1.
- */
-export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<string, number>): QdqResult {
-  const graph = proto.graph!;
+/** Sets the model's opset to 13 when older (per-channel DequantizeLinear needs 13); refuses ops whose meaning changed. */
+export function bumpOpsetTo13(proto: ModelProto): { opsetFrom: number; opsetTo: number } {
   const opsetEntry = (proto.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx');
   const opsetFrom = opsetEntry ? toNumber(opsetEntry.version) : 0;
   let opsetTo = opsetFrom;
@@ -219,6 +238,16 @@ export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<st
       ];
     if (toNumber(proto.irVersion) < 7) proto.irVersion = 7;
   }
+  return { opsetFrom, opsetTo };
+}
+
+/**
+ * Rewrites `proto` in place into a Q/DQ model, with activation amax values from calibration. Tensors of the
+ * plan missing from `amax` are an internal error; an amax of 0 (a tensor that was always 0) gets scale 1.
+ */
+export function insertQdq(proto: ModelProto, plan: QdqPlan, amax: ReadonlyMap<string, number>): QdqResult {
+  const graph = proto.graph!;
+  const { opsetFrom, opsetTo } = bumpOpsetTo13(proto);
   const nodes = graph.node ?? [];
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const newInits: TensorProto[] = [];

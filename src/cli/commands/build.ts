@@ -1,3 +1,4 @@
+import type { TensorMethod } from '../../calibration/calibrators.js';
 import type { Argv, CommandModule } from 'yargs';
 import { backendNames } from '../../backends/index.js';
 import { build, type BuildOptions } from '../../build.js';
@@ -24,7 +25,12 @@ interface BuildArgs {
   calib?: string;
   'calib-count'?: number;
   'calib-seed'?: number;
-  'calib-method': 'entropy' | 'percentile' | 'max';
+  'calib-method': 'auto' | 'entropy' | 'percentile' | 'max';
+  'calib-tensor-method'?: string[];
+  'calib-validate'?: string;
+  'calib-sensitivity'?: boolean;
+  'calib-max-fallback'?: number;
+  'allow-accuracy-loss'?: boolean;
   'calib-percentile'?: number;
   'calib-batch'?: number;
   recalibrate?: boolean;
@@ -80,8 +86,32 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('calib-count', { type: 'number', describe: 'frames sampled for calibration' })
       .option('calib-seed', { type: 'number', describe: 'sampling seed' })
       .option('calib-method', {
-        choices: ['entropy', 'percentile', 'max'] as const,
-        default: 'entropy' as const,
+        choices: ['auto', 'entropy', 'percentile', 'max'] as const,
+        default: 'auto' as const,
+        describe:
+          "auto: max for the model input, the output heads' inputs and heavy-tailed tensors, entropy elsewhere",
+      })
+      .option('calib-tensor-method', {
+        type: 'string',
+        array: true,
+        describe: "<tensor>=<entropy|percentile|max>, repeatable: one tensor's method",
+      })
+      .option('calib-validate', {
+        type: 'string',
+        describe:
+          'folder of held-out frames to validate INT8 on (default: every third calibration frame or folder)',
+      })
+      .option('calib-sensitivity', {
+        type: 'boolean',
+        describe: "measure every tensor's sensitivity for the report even when the target holds",
+      })
+      .option('calib-max-fallback', {
+        type: 'number',
+        describe: 'at most this many tensors left unquantized by the fallback (default: a quarter; 0: none)',
+      })
+      .option('allow-accuracy-loss', {
+        type: 'boolean',
+        describe: 'write the INT8 model even when it misses the accuracy target on the validation frames',
       })
       .option('calib-percentile', {
         type: 'number',
@@ -159,6 +189,11 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
             percentile: argv['calib-percentile'],
             batch: argv['calib-batch'],
             recalibrate: argv.recalibrate,
+            tensorMethods: parseTensorMethods(argv['calib-tensor-method']),
+            validate: argv['calib-validate'],
+            sensitivity: argv['calib-sensitivity'],
+            maxFallback: argv['calib-max-fallback'],
+            allowAccuracyLoss: argv['allow-accuracy-loss'],
           }
         : undefined,
       tensorrt: {
@@ -205,3 +240,24 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
     }
   }),
 };
+
+/** --calib-tensor-method name=method (repeatable) as a record; the method is checked by the calibration options. */
+function parseTensorMethods(list: string[] | undefined): Record<string, TensorMethod> | undefined {
+  if (!list || list.length === 0) return undefined;
+  const out: Record<string, TensorMethod> = {};
+  for (const item of list) {
+    const eq = String(item).lastIndexOf('=');
+    if (eq <= 0)
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Expected <tensor>=<method> for --calib-tensor-method but received "${item}"`,
+        {
+          argument: '--calib-tensor-method',
+          expected: '<tensor>=<entropy|percentile|max>',
+          received: String(item),
+        },
+      );
+    out[item.slice(0, eq)] = item.slice(eq + 1) as TensorMethod;
+  }
+  return out;
+}

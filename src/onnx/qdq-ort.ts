@@ -1,0 +1,300 @@
+import { onnx, readFloats, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
+import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } from './qdq.js';
+
+/**
+ * The Q/DQ form onnxruntime's CPU provider turns into integer kernels (QLinearConv, QLinearAdd). Its QDQ
+ * selectors (onnxruntime/core/optimizer/qdq_transformer/selectors_actions/qdq_selectors.cc) fuse a node only
+ * when every input comes from a DequantizeLinear (the bias too, as int32), its one output goes to a
+ * QuantizeLinear (a Relu between may stay only when the Q's zero point makes it redundant) and the output
+ * type equals the input type. The TensorRT form (qdq.ts: Q/DQ on inputs only, float bias) meets none of the
+ * output rules, so onnxruntime ran it as DequantizeLinear + float Conv, slower than FP32.
+ *
+ * This form, written beside the TensorRT one (model.onnx stays what TensorRT reads):
+ * - activations uint8 (MLAS's fast u8s8 path): a non-negative tensor (ReLU output) zero point 0 and scale
+ *   amax/255, a signed one zero point 128 and scale amax/127 (the TensorRT form's int8 grid, shifted);
+ * - weights int8 symmetric per output channel, as in the TensorRT form; bias int32 with scale s_in * s_w[c];
+ * - a Q/DQ pair after each quantized Conv (after its Relu when the Relu is its only reader), and after each
+ *   residual Add's Relu, so every Conv and Add is a DQ -> op -> Q group. Convs whose output reaches a graph
+ *   output (a detector's heads) keep a float output: their logits need more than 8 bits;
+ * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel padding written as Concat with
+ *   ConstantOfShape zeros gets the zeros as a uint8 zero point behind a DequantizeLinear (QLinearConcat): without
+ *   them each float island cost a DQ, a Q and the layout transposes around it, and the form was no faster than FP32.
+ */
+export interface OrtQdqResult {
+  /** Convs in a complete DQ -> Conv -> Q group (QLinearConv candidates). */
+  fusedConvs: number;
+  /** Quantizable ops left with a float output, and why. */
+  floatOutputs: { node: string; reason: string }[];
+  activations: number;
+}
+
+const LAYOUT_OPS = new Set(['Reshape', 'Transpose', 'Concat', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten']);
+
+/** Tensors besides the plan's activations whose scales the ORT form needs: quantized Convs' outputs without a Relu. */
+export function ortExtraTensors(proto: ModelProto, plan: QdqPlan): string[] {
+  return outputTargets(proto, plan)
+    .filter((t) => t.tensor && !plan.activations.includes(t.tensor))
+    .map((t) => t.tensor!);
+}
+
+/** For each quantized Conv (and residual Add): the tensor its output Q goes on, or why none. */
+function outputTargets(
+  proto: ModelProto,
+  plan: QdqPlan,
+): { node: number; tensor?: string; relu: boolean; reason?: string }[] {
+  const g = proto.graph!;
+  const nodes = g.node ?? [];
+  const outputs = new Set((g.output ?? []).map((o) => o.name ?? ''));
+  const readers = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    for (const x of n.input ?? []) readers.set(x, [...(readers.get(x) ?? []), i]);
+  });
+  const toOutput = (t: string, depth = 0): boolean =>
+    outputs.has(t) ||
+    (depth < 16 &&
+      (readers.get(t) ?? []).some((r) =>
+        LAYOUT_OPS.has(nodes[r].opType ?? '')
+          ? (nodes[r].output ?? []).some((o) => toOutput(o, depth + 1))
+          : false,
+      ));
+  const input0 = new Set(plan.uses.filter((u) => u.input === 0).map((u) => u.node));
+  const weighted = new Set(plan.weightUses.map((u) => u.node));
+  const addNodes = new Set(plan.uses.filter((u) => nodes[u.node].opType === 'Add').map((u) => u.node));
+  const out: { node: number; tensor?: string; relu: boolean; reason?: string }[] = [];
+  nodes.forEach((n, i) => {
+    const isConv = n.opType === 'Conv' && input0.has(i) && weighted.has(i);
+    if (!isConv && !addNodes.has(i)) return;
+    const y = (n.output ?? [])[0];
+    if (outputs.has(y) || toOutput(y)) {
+      out.push({ node: i, relu: false, reason: 'its output reaches a graph output (kept float)' });
+      return;
+    }
+    const r = readers.get(y) ?? [];
+    const relu = r.length === 1 && nodes[r[0]].opType === 'Relu' && !outputs.has(nodes[r[0]].output![0]);
+    out.push({ node: i, tensor: relu ? nodes[r[0]].output![0] : y, relu });
+  });
+  return out;
+}
+
+/**
+ * Rewrites `proto` (the FP32 model) in place into the onnxruntime form. `amax` holds every plan activation and
+ * every ortExtraTensors tensor; `nonNegative` says which tensors never go below 0 (uint8 with zero point 0).
+ */
+export function insertOrtQdq(
+  proto: ModelProto,
+  plan: QdqPlan,
+  amax: ReadonlyMap<string, number>,
+  nonNegative: (tensor: string) => boolean,
+): OrtQdqResult {
+  bumpOpsetTo13(proto);
+  const g = proto.graph!;
+  const nodes = g.node ?? [];
+  const inits = new Map((g.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const taken = new Set<string>([
+    ...nodes.flatMap((n) => [...(n.input ?? []), ...(n.output ?? [])]),
+    ...inits.keys(),
+  ]);
+  const unique = (base: string) => {
+    let name = base;
+    for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+    taken.add(name);
+    return name;
+  };
+  const targets = outputTargets(proto, plan);
+  const floatOutputs = targets
+    .filter((t) => !t.tensor || !amax.has(t.tensor))
+    .map((t) => ({
+      node: nodes[t.node].name ?? '',
+      reason: t.reason ?? 'no calibrated scale for its output',
+    }));
+  const quantized = new Set<string>([
+    ...plan.activations,
+    ...targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.tensor!),
+  ]);
+  // Pass-through ops run on uint8 when they sit between a Q/DQ pair of the same parameters (onnxruntime drops the
+  // pair): MaxPool's output takes its input's parameters.
+  const inherit = new Map<string, string>();
+  for (const n of nodes)
+    if (n.opType === 'MaxPool' && (n.output ?? []).length === 1 && quantized.has((n.input ?? [])[0])) {
+      const src = inherit.get(n.input![0]) ?? n.input![0];
+      quantized.add(n.output![0]);
+      inherit.set(n.output![0], src);
+    }
+  const qparams = new Map<string, { s: string; zp: string }>();
+  const scaleOf = new Map<string, number>();
+  const newInits: TensorProto[] = [];
+  const after = new Map<number, NodeProto[]>();
+  const atStart: NodeProto[] = [];
+  const producer = new Map<string, number>();
+  nodes.forEach((n, i) => (n.output ?? []).forEach((o) => producer.set(o, i)));
+  const dqOf = new Map<string, string>();
+  const before = new Map<number, NodeProto[]>();
+  for (const t of quantized) {
+    const from = inherit.get(t) ?? t;
+    const a = amax.get(from) ?? 0;
+    const unsigned = nonNegative(from);
+    const scale = a > 0 ? a / (unsigned ? 255 : 127) : 1;
+    scaleOf.set(t, Math.fround(scale));
+    const s = unique(`${t}_ort_scale`);
+    const zp = unique(`${t}_ort_zero_point`);
+    newInits.push(floatTensor(s, Float32Array.of(scale), []));
+    newInits.push(
+      onnx.TensorProto.create({
+        name: zp,
+        dataType: 2,
+        dims: [],
+        rawData: Uint8Array.of(unsigned ? 0 : 128),
+      }),
+    );
+    qparams.set(t, { s, zp });
+    const q = unique(`${t}_QuantizeLinear_Output`);
+    const dq = unique(`${t}_DequantizeLinear_Output`);
+    const pair = [
+      onnx.NodeProto.create({
+        name: unique(`${t}_QuantizeLinear`),
+        opType: 'QuantizeLinear',
+        input: [t, s, zp],
+        output: [q],
+      }),
+      onnx.NodeProto.create({
+        name: unique(`${t}_DequantizeLinear`),
+        opType: 'DequantizeLinear',
+        input: [q, s, zp],
+        output: [dq],
+      }),
+    ];
+    const p = producer.get(t);
+    if (p === undefined) atStart.push(...pair);
+    else after.set(p, [...(after.get(p) ?? []), ...pair]);
+    dqOf.set(t, dq);
+  }
+  // Every reader of a quantized tensor reads its DequantizeLinear (the Q node itself reads the float tensor).
+  for (const n of nodes) n.input = (n.input ?? []).map((x) => dqOf.get(x) ?? x);
+  // A Concat of quantized tensors and ConstantOfShape zeros (channel padding): the zeros become the uint8 zero
+  // point behind a DequantizeLinear, so every Concat input comes from a DQ (QLinearConcat).
+  const readCount = new Map<string, number>();
+  for (const n of nodes) for (const x of n.input ?? []) readCount.set(x, (readCount.get(x) ?? 0) + 1);
+  nodes.forEach((n, ci) => {
+    if (n.opType !== 'Concat') return;
+    const ins = n.input ?? [];
+    const first = ins.map((x) => [...dqOf].find(([, d]) => d === x)?.[0]).find((t) => t !== undefined);
+    if (!first || !quantized.has(n.output![0])) return;
+    for (const x of ins) {
+      if ([...dqOf.values()].includes(x)) continue;
+      const pi = producer.get(x);
+      const p = pi === undefined ? undefined : nodes[pi];
+      if (!p || p.opType !== 'ConstantOfShape' || readCount.get(x) !== 1) return;
+      const value = (p.attribute ?? []).find((a) => a.name === 'value')?.t;
+      if (value && readFloats(value).some((v) => v !== 0)) return;
+    }
+    for (const x of ins) {
+      if ([...dqOf.values()].includes(x)) continue;
+      const p = nodes[producer.get(x)!];
+      const zpValue = nonNegative(inherit.get(first) ?? first) ? 0 : 128;
+      const u8 = unique(`${x}_uint8`);
+      p.attribute = [
+        ...(p.attribute ?? []).filter((a) => a.name !== 'value'),
+        onnx.AttributeProto.create({
+          name: 'value',
+          type: 4,
+          t: onnx.TensorProto.create({ dataType: 2, dims: [1], rawData: Uint8Array.of(zpValue) }),
+        }),
+      ];
+      p.output = [u8];
+      const qp = qparams.get(first)!;
+      before.set(ci, [
+        ...(before.get(ci) ?? []),
+        onnx.NodeProto.create({
+          name: unique(`${x}_DequantizeLinear`),
+          opType: 'DequantizeLinear',
+          input: [u8, qp.s, qp.zp],
+          output: [x],
+        }),
+      ]);
+    }
+  });
+  // Weights and int32 biases of the quantized Convs.
+  const weightDq = new Map<string, string>();
+  let fusedConvs = 0;
+  const fusedNodes = new Set(targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.node));
+  const weightAxis = new Map(plan.weights.map((w) => [w.name, w.axis]));
+  for (const u of plan.weightUses) {
+    const n = nodes[u.node];
+    const w = inits.get(u.weight)!;
+    const dims = (w.dims ?? []).map(toNumber);
+    const axis = weightAxis.get(u.weight) ?? 0;
+    const { q, scales } = quantizeWeight(readFloats(w), dims, axis);
+    let wOut = weightDq.get(u.weight);
+    if (!wOut) {
+      const qn = unique(`${u.weight}_ort_quantized`);
+      const sn = unique(`${u.weight}_ort_scale`);
+      const zn = unique(`${u.weight}_ort_zero_point`);
+      const per = axis >= 0;
+      newInits.push(int8Tensor(qn, q, dims), floatTensor(sn, scales, per ? [scales.length] : []));
+      newInits.push(int8Tensor(zn, new Int8Array(scales.length), per ? [scales.length] : []));
+      wOut = unique(`${u.weight}_DequantizeLinear_Output`);
+      before.set(u.node, [
+        ...(before.get(u.node) ?? []),
+        onnx.NodeProto.create({
+          name: unique(`${u.weight}_DequantizeLinear`),
+          opType: 'DequantizeLinear',
+          input: [qn, sn, zn],
+          output: [wOut],
+          attribute: per ? [onnx.AttributeProto.create({ name: 'axis', type: 2, i: axis })] : [],
+        }),
+      ]);
+      weightDq.set(u.weight, wOut);
+    }
+    n.input![u.input] = wOut;
+    // The bias as int32 on the grid s_in * s_w[c] (what QLinearConv adds to its int32 accumulator).
+    const inputTensor = plan.uses.find((x) => x.node === u.node && x.input === 0)?.tensor;
+    const biasName = n.opType === 'Conv' ? (n.input ?? [])[2] : undefined;
+    const bias = biasName ? inits.get(biasName) : undefined;
+    if (bias && inputTensor && scaleOf.has(inputTensor) && bias.dataType === 1) {
+      const b = readFloats(bias);
+      const sIn = scaleOf.get(inputTensor)!;
+      const bScales = Float32Array.from(b, (_, c) => sIn * scales[axis >= 0 ? c : 0]);
+      const bq = Int32Array.from(b, (v, c) =>
+        Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v / bScales[c]))),
+      );
+      const qn = unique(`${biasName}_ort_quantized`);
+      const sn = unique(`${biasName}_ort_scale`);
+      const zn = unique(`${biasName}_ort_zero_point`);
+      newInits.push(
+        onnx.TensorProto.create({
+          name: qn,
+          dataType: 6,
+          dims: [b.length],
+          rawData: new Uint8Array(bq.buffer),
+        }),
+        floatTensor(sn, bScales, [b.length]),
+        onnx.TensorProto.create({
+          name: zn,
+          dataType: 6,
+          dims: [b.length],
+          rawData: new Uint8Array(b.length * 4),
+        }),
+      );
+      const bOut = unique(`${biasName}_DequantizeLinear_Output`);
+      before.set(u.node, [
+        ...(before.get(u.node) ?? []),
+        onnx.NodeProto.create({
+          name: unique(`${biasName}_DequantizeLinear`),
+          opType: 'DequantizeLinear',
+          input: [qn, sn, zn],
+          output: [bOut],
+          attribute: [onnx.AttributeProto.create({ name: 'axis', type: 2, i: 0 })],
+        }),
+      ]);
+      n.input![2] = bOut;
+    }
+    if (n.opType === 'Conv' && fusedNodes.has(u.node)) fusedConvs++;
+  }
+  const out: NodeProto[] = [...atStart];
+  nodes.forEach((n, i) => out.push(...(before.get(i) ?? []), n, ...(after.get(i) ?? [])));
+  g.node = out;
+  const read = new Set(out.flatMap((n) => n.input ?? []));
+  for (const o of g.output ?? []) read.add(o.name ?? '');
+  g.initializer = [...(g.initializer ?? []).filter((t) => read.has(t.name ?? '')), ...newInits];
+  return { fusedConvs, floatOutputs, activations: quantized.size };
+}
