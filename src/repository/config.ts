@@ -95,6 +95,8 @@ export interface ModelConfig {
   profiles: OptimizationProfile[];
   /** Execution contexts (onnxruntime sessions, TensorRT contexts) served round-robin. */
   instances: number;
+  /** Where the contexts run: 'cpu', 'cuda' or 'cuda:N' (as Triton's instance_group kind and gpus). */
+  device?: string;
   dynamicBatching?: DynamicBatchingConfig;
   scheduler?: SchedulerConfig;
   warmup?: WarmupConfig;
