@@ -10,6 +10,12 @@ export interface Fp16Options {
    * false: the inputs and outputs themselves become float16.
    */
   keepIoFloat32?: boolean;
+  /**
+   * Constants holding finite values beyond float16's range (|x| > 65504, e.g. a BatchNormalization running
+   * variance): 'float32' (default) runs the nodes that read them in float32, between Casts, so nothing is
+   * clamped; 'clamp' clamps the values to +-65504 and counts them (the node computes in float16).
+   */
+  outOfRange?: 'float32' | 'clamp';
 }
 
 /** One (op, input) edge left in float32, and why. */
@@ -34,7 +40,9 @@ export interface Fp16Report {
   io: 'float32' | 'float16';
   /** Inputs kept float32 for their op (FLOAT32_INPUTS). */
   keptFloat32: Fp16KeptInput[];
-  /** Finite values beyond float16's range (|x| > 65504), clamped to +-65504. */
+  /** Constants holding finite values beyond float16's range (|x| > 65504), and the largest |x|. */
+  outOfRange: { tensors: string[]; maxAbs: number };
+  /** Values clamped to +-65504 (outOfRange 'clamp', or a constant also read in float16 by a graph output). */
   clamped: { values: number; tensors: string[]; maxAbs: number };
   /** Non-zero values below float16's smallest subnormal (2^-24) that became zero. */
   flushedToZero: number;
@@ -163,10 +171,11 @@ function copyTensor(t: TensorProto, name: string): TensorProto {
 
 /**
  * Converts a model to FP16 in place: float32 initializers, Constant values and Cast-to-FLOAT targets become
- * float16 (IEEE half, round to nearest even; finite values beyond +-65504 are clamped and counted), so the graph
- * computes in float16; inputs FLOAT32_INPUTS names stay float32. Graph inputs and outputs stay float32 behind
- * Cast nodes unless `keepIoFloat32: false`. value_info types are updated. Models with subgraphs (If, Loop, Scan)
- * are refused: their bodies would need the same conversion.
+ * float16 (IEEE half, round to nearest even), so the graph computes in float16; the inputs FLOAT32_INPUTS names
+ * stay float32. Graph inputs and outputs stay float32 behind Cast nodes unless `keepIoFloat32: false`. Constants
+ * beyond float16's range keep their nodes float32, or are clamped to +-65504 and counted (`outOfRange: 'clamp'`).
+ * value_info types are updated. Models with subgraphs (If, Loop, Scan) are refused: their bodies would need the
+ * same conversion.
  */
 export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp16Report {
   const keepIo = options.keepIoFloat32 ?? true;
@@ -190,6 +199,7 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
     castsInserted: 0,
     io: keepIo ? 'float32' : 'float16',
     keptFloat32: [],
+    outOfRange: { tensors: [], maxAbs: 0 },
     clamped: { values: 0, tensors: [], maxAbs: 0 },
     flushedToZero: 0,
   };
@@ -220,11 +230,42 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
     });
   };
 
+  // Constants float16 cannot hold.
+  const beyond = new Map<string, number>();
+  const scan = (name: string, t: TensorProto) => {
+    let max = 0;
+    for (const v of readFloats(t)) if (Number.isFinite(v)) max = Math.max(max, Math.abs(v));
+    if (max > FLOAT16_MAX) beyond.set(name, max);
+  };
+  for (const t of graph.initializer ?? []) if (t.dataType === ELEM.FLOAT) scan(t.name!, t);
+  for (const n of nodes)
+    if (
+      n.opType === 'Constant' &&
+      !(n.domain && n.domain !== 'ai.onnx') &&
+      constantElemType(n) === ELEM.FLOAT
+    ) {
+      const t = floatConstantToTensor(n);
+      if (t) scan(n.output![0], t);
+    }
+  report.outOfRange.tensors = [...beyond.keys()];
+  report.outOfRange.maxAbs = Math.max(0, ...beyond.values());
+  const outOfRangeRule = (node: NodeProto): Float32Rule | undefined => {
+    if (options.outOfRange === 'clamp') return undefined;
+    const name = (node.input ?? []).find((x) => beyond.has(x));
+    if (name === undefined) return undefined;
+    return {
+      op: node.opType!,
+      inputs: 'all',
+      float32Op: true,
+      why: `its constant input ${name} holds values beyond float16's range (max |x| ${beyond.get(name)}): the node runs in float32, its output is cast back`,
+    };
+  };
+
   // Which float edges stay float32 (node index -> input indices), and the nodes that run in float32.
   const kept = new Map<number, Set<number>>();
   const float32Ops = new Set<number>();
   nodes.forEach((node, ni) => {
-    const rule = ruleFor(node);
+    const rule = ruleFor(node) ?? outOfRangeRule(node);
     if (!rule) return;
     if (rule.float32Op) float32Ops.add(ni);
     const idx = rule.inputs === 'all' ? (node.input ?? []).map((_, i) => i) : rule.inputs;
@@ -268,6 +309,8 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
 
   // 1. Constant sources: convert, leave, or split into a float32 and a float16 copy.
   const initializerNames = new Set<string>();
+  // Every constant source's name, copies included: on a kept edge these are float32 already, no Cast needed.
+  const constantNames = new Set<string>();
   const newInitializers: TensorProto[] = [];
   const constantSource = (
     name: string,
@@ -280,6 +323,7 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
     const outWants32 = graphOutputs.has(name) && keepIo;
     const wants16 = to16.length > 0 || (graphOutputs.has(name) && !keepIo);
     const wants32 = to32.length > 0 || outWants32;
+    constantNames.add(name);
     if (!wants16) return false;
     if (!wants32) {
       toHalfTensor(tensor, report);
@@ -290,10 +334,12 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
       const t16 = copyTensor(tensor, name16);
       toHalfTensor(t16, report);
       copy(name16, t16);
+      constantNames.add(name16);
       redirect(to16, name16);
     } else {
       const name32 = fresh(`${name}/fp32`);
       copy(name32, copyTensor(tensor, name32));
+      constantNames.add(name32);
       toHalfTensor(tensor, report);
       redirect(to32, name32);
     }
@@ -345,7 +391,12 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
   for (const [ni, set] of kept)
     for (const i of set) {
       const name = nodes[ni].input![i];
-      if (initializerNames.has(name) || nodes[producer.get(name) ?? -1]?.opType === 'Constant') continue;
+      if (
+        constantNames.has(name) ||
+        initializerNames.has(name) ||
+        nodes[producer.get(name) ?? -1]?.opType === 'Constant'
+      )
+        continue;
       if (graphInputs.has(name) && keepIo) continue;
       if (!keptByTensor.has(name)) keptByTensor.set(name, []);
       keptByTensor.get(name)!.push([ni, i]);
@@ -448,9 +499,12 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
 
 /** One line for build notes. */
 export function describeFp16(report: Fp16Report): string {
+  const beyond = report.outOfRange.tensors.length;
   const clamp = report.clamped.values
     ? `, ${report.clamped.values} values beyond +-${FLOAT16_MAX} clamped (in ${report.clamped.tensors.join(', ')}; max |x| ${report.clamped.maxAbs})`
-    : ', none out of range';
+    : beyond
+      ? `, ${beyond} constants beyond +-${FLOAT16_MAX} (max |x| ${report.outOfRange.maxAbs}) left float32 with their nodes`
+      : ', none out of range';
   return (
     `fp16: ${report.initializers} initializers and ${report.constants} constants to float16${clamp}, ` +
     `${report.flushedToZero} tiny values flushed to zero, ${report.keptFloat32.length} inputs kept float32, ` +
