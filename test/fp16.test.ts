@@ -181,7 +181,8 @@ describe('convertToFp16 on the dynamic-batch BlazeFace', () => {
 /**
  * A small graph with the cases BlazeFace lacks: Resize scales computed in the graph (Shape -> Cast -> Mul) and
  * from an initializer another node also reads, a Range from float Constants, a weight beyond float16's range.
- * X [1,1,2,2] -> out1 = Resize(X, scales) + sc + Resize(X, sc) + Range(0, 4, 1), out2 = Min(X, 1e5).
+ * X [1,1,2,2] -> out1 = Resize(X, scales) + sc + Resize(X, sc) + Range(0, 4, 1), out2 = Min(X, 1e5),
+ * out3 = Resize(X, Range(1, 5, 1)): a float32 op's output on a float32-only input.
  */
 function synthetic(): ModelProto {
   const { TensorProto, NodeProto, AttributeProto, ValueInfoProto, TypeProto, TensorShapeProto } = onnx;
@@ -212,7 +213,11 @@ function synthetic(): ModelProto {
     graph: onnx.GraphProto.create({
       name: 'synthetic',
       input: [vi('X', FLOAT, [1, 1, 2, 2])],
-      output: [vi('out1', FLOAT, [1, 1, 4, 4]), vi('out2', FLOAT, [1, 1, 2, 2])],
+      output: [
+        vi('out1', FLOAT, [1, 1, 4, 4]),
+        vi('out2', FLOAT, [1, 1, 2, 2]),
+        vi('out3', FLOAT, [1, 2, 6, 8]),
+      ],
       valueInfo: [vi('scales', FLOAT), vi('A', FLOAT)],
       initializer: [floats('ones', [1, 1, 1, 1]), floats('sc', [1, 1, 2, 2]), floats('big', [1e5], [1])],
       node: [
@@ -234,6 +239,9 @@ function synthetic(): ModelProto {
         node('Add', ['Y2', 'A'], ['B']),
         node('Add', ['B', 'R'], ['out1']),
         node('Min', ['X', 'big'], ['out2']),
+        scalar('c5', 5),
+        node('Range', ['c1', 'c5', 'c1'], ['S']),
+        node('Resize', ['X', '', 'S'], ['out3'], [nearest]),
       ],
     }),
   });
@@ -259,8 +267,12 @@ describe('convertToFp16: inputs that must stay float32', () => {
       'Min[0] X',
       'Min[1] big',
       'Range[0] c0',
+      'Range[0] c1',
       'Range[1] c4',
+      'Range[1] c5',
       'Range[2] c1',
+      'Range[2] c1',
+      'Resize[2] S',
       'Resize[2] sc',
       'Resize[2] scales',
     ]);
@@ -278,8 +290,11 @@ describe('convertToFp16: inputs that must stay float32', () => {
     expect(add.input![1]).toBe('sc');
     expect(init('sc').dataType).toBe(FLOAT16);
     expect(Array.from(readHalfs(init('sc')))).toEqual([1, 1, 2, 2]);
-    // After X, before the computed scales, after Range, after Min, before out1 and out2.
-    expect(report.castsInserted).toBe(6);
+    // The second Range's float32 output feeds Resize as it is (its float16 Cast goes unread).
+    const resize3 = g.node!.find((n) => n.opType === 'Resize' && n !== resize1 && n !== resize2)!;
+    expect(byOutput(resize3.input![2]).opType).toBe('Range');
+    // After X, before the computed scales, after each Range, after Min, before each output.
+    expect(report.castsInserted).toBe(8);
     // Range runs on its float32 Constants and a Cast brings its output to float16.
     const range = g.node!.find((n) => n.opType === 'Range')!;
     for (const i of range.input!) expect(byOutput(i).attribute![0].t!.dataType).toBe(FLOAT);
@@ -307,6 +322,8 @@ describe('convertToFp16: inputs that must stay float32', () => {
     expect(b.out1.type).toBe('float32');
     expect(Array.from(b.out1.data as Float32Array)).toEqual(Array.from(a.out1.data as Float32Array));
     expect(Array.from(b.out2.data as Float32Array)).toEqual([1, 2, 3, 4]);
+    expect(b.out3.dims).toEqual([1, 2, 6, 8]);
+    expect(Array.from(b.out3.data as Float32Array)).toEqual(Array.from(a.out3.data as Float32Array));
 
     // On request the weight is clamped to 65504 and counted instead; Min(X, 65504) is still X.
     const clamped = clone(source);

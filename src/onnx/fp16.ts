@@ -381,7 +381,21 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
     if (initByName.has(vi.name!) && vi.type?.tensorType)
       vi.type.tensorType.elemType = initByName.get(vi.name!)!.dataType;
 
-  // 2. Computed or fed tensors on a kept edge: one Cast to FLOAT each (graph inputs kept float32 need none).
+  // 2. Ops that run in float32: their float outputs are cast to float16 for what follows (kept edges read the
+  // float32 output itself).
+  const float32Outputs = new Map<string, string>();
+  for (const ni of float32Ops) {
+    const node = nodes[ni];
+    node.output!.forEach((o, k) => {
+      if (!isFloat(o)) return;
+      const o32 = fresh(`${o}/fp32`);
+      node.output![k] = o32;
+      float32Outputs.set(o, o32);
+      addAfter(ni, cast(o32, o, ELEM.FLOAT16));
+    });
+  }
+
+  // 3. Computed or fed tensors on a kept edge: one Cast to FLOAT each (graph inputs kept float32 need none).
   const producer = new Map<string, number>();
   nodes.forEach((n, ni) => (n.output ?? []).forEach((o) => o && producer.set(o, ni)));
   const graphInputs = new Set(
@@ -398,6 +412,10 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
       )
         continue;
       if (graphInputs.has(name) && keepIo) continue;
+      if (float32Outputs.has(name)) {
+        nodes[ni].input![i] = float32Outputs.get(name)!;
+        continue;
+      }
       if (!keptByTensor.has(name)) keptByTensor.set(name, []);
       keptByTensor.get(name)!.push([ni, i]);
     }
@@ -408,17 +426,6 @@ export function convertToFp16(proto: ModelProto, options: Fp16Options = {}): Fp1
     if (p === undefined) head.push(c);
     else addAfter(p, c);
     redirect(edges, name32);
-  }
-
-  // 3. Ops that run in float32: their float outputs are cast to float16 for what follows.
-  for (const ni of float32Ops) {
-    const node = nodes[ni];
-    node.output!.forEach((o, k) => {
-      if (!isFloat(o)) return;
-      const o32 = fresh(`${o}/fp32`);
-      node.output![k] = o32;
-      addAfter(ni, cast(o32, o, ELEM.FLOAT16));
-    });
   }
 
   // 4. The graph's own Cast-to-FLOAT nodes and ConstantOfShape values now make float16.
