@@ -10,7 +10,8 @@ import {
   type BackendName,
 } from './backends/index.js';
 import { makeBatchDynamic, type DynamicBatchReport } from './onnx/dynamic-batch.js';
-import { describeModel, encodeOnnx, loadOnnx, type OnnxModel } from './onnx/model.js';
+import { convertToFp16, describeFp16, type Fp16Report } from './onnx/fp16.js';
+import { describeModel, encodeOnnx, loadOnnx, onnx, type OnnxModel } from './onnx/model.js';
 import { detectPreset, presetFor, presetNames } from './presets.js';
 import { checkProfiles, maxBatchOf, staticProfile } from './profiles.js';
 import type {
@@ -37,6 +38,11 @@ export interface BuildOptions {
   postprocessing?: PostprocessingSpec;
   dynamicBatching?: DynamicBatchingConfig;
   precision?: 'fp32' | 'fp16' | 'bf16' | 'int8';
+  /**
+   * Where the entry runs: 'cpu', 'cuda' or 'cuda:N', written to config.json `device`. precision fp16 on the
+   * onnxruntime backend needs a CUDA device: FP16 runs on onnxruntime's CUDA execution provider.
+   */
+  device?: string;
   /** INT8 calibration options (precision int8). */
   calibration?: {
     dir: string;
@@ -67,7 +73,7 @@ export interface BuildOptions {
 }
 
 export interface BuildProgress {
-  stage: 'read' | 'dynamic-batch' | 'verify' | 'calibrate' | 'engine' | 'write';
+  stage: 'read' | 'dynamic-batch' | 'verify' | 'calibrate' | 'fp16' | 'engine' | 'write';
   message: string;
   fraction?: number;
 }
@@ -149,6 +155,74 @@ export async function verifyDynamicBatch(
 
 export const DYNAMIC_BATCH_TOLERANCE = 1e-5;
 
+/** 'cpu', 'cuda' or 'cuda:N', as config.json's `device` (schemas/config.schema.json) takes it. */
+export function expectDevice(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !/^(cpu|cuda(:[0-9]{1,3})?)$/.test(value))
+    throw invalidParameter(name, "'cpu', 'cuda' or 'cuda:N'", value);
+  return value;
+}
+
+/** FP16 is for onnxruntime's CUDA provider: on its CPU provider it would be slower than FP32, or not run. */
+function checkFp16Device(device: string | undefined): void {
+  if (device?.startsWith('cuda')) return;
+  throw new YqpError(
+    'E_ARGUMENT',
+    `--fp16 needs --device cuda: FP16 runs on onnxruntime's CUDA execution provider; pass --device cuda (or cuda:N). ` +
+      `On the CPU provider (device ${device ?? 'cpu, the default'}) an FP16 model would run slower than FP32 or not at all`,
+    {
+      argument: '--fp16',
+      expected: '--device cuda or cuda:N',
+      received: device ?? 'no --device (cpu)',
+      solutions: [
+        'yqp-trt build <model.onnx> --name <name> --fp16 --device cuda',
+        'or build FP32 (drop --fp16) for the CPU',
+      ],
+    },
+  );
+}
+
+/**
+ * The FP16 model (inputs and outputs stay float32 behind Casts, so config.json's tensors do not change), checked
+ * to load in onnxruntime: a type error in the conversion fails here, not at serve time on the GPU. The CPU
+ * provider runs float16 nodes it has no kernel for through inserted casts, so loading it here proves the graph.
+ */
+async function fp16Model(
+  model: OnnxModel,
+  path: string,
+  config: ModelConfig,
+): Promise<{ bytes: Uint8Array; report: Fp16Report }> {
+  const proto = onnx.ModelProto.decode(model.bytes); // a copy: the FP32 proto stays as it was
+  const report = convertToFp16(proto);
+  const bytes = encodeOnnx(proto);
+  await writeFile(path, bytes);
+  try {
+    const session = await (await embeddedBackend().load()).open(path, config, { contexts: 1 });
+    await session.close();
+  } catch (e) {
+    throw new YqpError(
+      'E_MODEL_FILE',
+      `The FP16 model does not load in onnxruntime: ${(e as Error).message}`,
+      {
+        argument: '--fp16',
+        cause: e,
+      },
+    );
+  }
+  return { bytes, report };
+}
+
+function fp16Metadata(r: Fp16Report): Record<string, unknown> {
+  return {
+    initializers: r.initializers,
+    constants: r.constants,
+    io: r.io,
+    castsInserted: r.castsInserted,
+    keptFloat32: r.keptFloat32.map((k) => `${k.op}[${k.input}] ${k.tensor}`),
+    clamped: r.clamped,
+    flushedToZero: r.flushedToZero,
+  };
+}
+
 /** Builds a repository entry from an ONNX model: checks profiles, optional dynamic batch, calibration, engine. */
 export async function build(onnxPath: string, options: BuildOptions): Promise<BuildResult> {
   if (typeof onnxPath !== 'string' || !onnxPath)
@@ -164,6 +238,9 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
     'bf16',
     'int8',
   ] as const);
+  if (options.device !== undefined) expectDevice('device', options.device);
+  // TensorRT engines take FP16 as a builder precision; the onnxruntime backend needs the converted model on CUDA.
+  if (precision === 'fp16' && backendChoice !== 'tensorrt') checkFp16Device(options.device);
   const progress = options.onProgress ?? (() => {});
   const notes: string[] = [];
 
@@ -254,6 +331,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       outputs: io.outputs,
       profiles,
       instances: options.instances ?? 2,
+      ...(options.device !== undefined ? { device: options.device } : {}),
       ...(options.dynamicBatching ? { dynamicBatching: options.dynamicBatching } : {}),
       scheduler: { maxQueueSize: 1024 },
       ...(preprocessing ? { preprocessing } : {}),
@@ -291,7 +369,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       });
       onnxForEngine = result.modelPath;
       // onnxruntime runs the form its CPU provider fuses into integer kernels; TensorRT reads model.onnx.
-      if (backend !== 'tensorrt' && result.onnxruntimeModelFile)
+      if (!backend.build && result.onnxruntimeModelFile)
         config.modelFile = result.onnxruntimeModelFile;
       config.metadata = { ...config.metadata, calibration: result.metadata };
       notes.push(...result.notes);
@@ -309,6 +387,12 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       files[backend.modelFile] = built.model;
       config.metadata = { ...config.metadata, ...built.metadata };
       notes.push(...(built.notes ?? []));
+    } else if (precision === 'fp16') {
+      progress({ stage: 'fp16', message: 'converting the model to FP16' });
+      const { bytes, report: fp16 } = await fp16Model(model, join(work, 'model-fp16.onnx'), config);
+      files['model.onnx'] = bytes;
+      config.metadata = { ...config.metadata, fp16: fp16Metadata(fp16) };
+      notes.push(describeFp16(fp16));
     } else if (onnxForEngine === fp32Path) {
       files[backend.modelFile] = model.bytes;
     }

@@ -67,6 +67,49 @@ describe('CLI', () => {
     expect(out.notes.join('\n')).toMatch(/batch 16 equals 16 single runs/);
   });
 
+  it('build --fp16 is refused without --device cuda: one line naming --fp16 and the CUDA provider, exit 2', () => {
+    for (const device of [[], ['--device', 'cpu']]) {
+      const r = cli('build', BLAZEFACE_ONNX, '--name', 'face16', '--repo', repo, '--fp16', ...device);
+      expectOneLineError(
+        r,
+        /^yqp-trt build: --fp16 needs --device cuda: FP16 runs on onnxruntime's CUDA execution provider; pass --device cuda .*slower than FP32 or not at all$/,
+        2,
+      );
+      expect(existsSync(join(repo, 'face16'))).toBe(false);
+    }
+    expectOneLineError(
+      cli('build', BLAZEFACE_ONNX, '--name', 'face16', '--repo', repo, '--fp16', '--device', 'gpu'),
+      /Expected 'cpu', 'cuda' or 'cuda:N' for --device but received "gpu" of type string/,
+    );
+  });
+
+  it('build --fp16 --device cuda writes the FP16 model without a GPU', () => {
+    const r = cli(
+      'build',
+      BLAZEFACE_ONNX,
+      '--name',
+      'face16',
+      '--repo',
+      repo,
+      '--dynamic-batch',
+      '--profile',
+      PROFILE,
+      '--fp16',
+      '--device',
+      'cuda',
+      '--json',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect([out.config.precision, out.config.device, out.config.backend]).toEqual([
+      'fp16',
+      'cuda',
+      'onnxruntime',
+    ]);
+    expect(out.notes.join('\n')).toMatch(/fp16: 58 initializers and 11 constants to float16/);
+  });
+
   it('infer prints faces in pixels of the original image, as text and JSON', () => {
     const img = join(MEDIA_DIR, 'franck_02159.jpg');
     const text = cli('infer', join(repo, 'face'), '--image', img);

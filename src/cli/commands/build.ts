@@ -1,7 +1,7 @@
 import type { TensorMethod } from '../../calibration/calibrators.js';
 import type { Argv, CommandModule } from 'yargs';
 import { backendNames } from '../../backends/index.js';
-import { build, type BuildOptions } from '../../build.js';
+import { build, expectDevice, type BuildOptions } from '../../build.js';
 import { YqpError, expectPositiveInteger } from '../../errors.js';
 import { presetNames } from '../../presets.js';
 import { parseProfileFlags } from '../../profiles.js';
@@ -20,6 +20,7 @@ interface BuildArgs {
   'max-queue-delay-us'?: number;
   'preferred-batch'?: number[];
   fp16?: boolean;
+  device?: string;
   bf16?: boolean;
   int8?: boolean;
   calib?: string;
@@ -79,7 +80,16 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         array: true,
         describe: 'preferred batch sizes of the dynamic batcher',
       })
-      .option('fp16', { type: 'boolean', describe: 'FP16 engine (TensorRT)' })
+      .option('fp16', {
+        type: 'boolean',
+        describe:
+          'FP16: converts the model (weights and compute; inputs and outputs stay float32) for the CUDA provider, needs --device cuda; a TensorRT engine builds in FP16',
+      })
+      .option('device', {
+        type: 'string',
+        describe:
+          "where the entry runs, written to config.json: 'cpu', 'cuda' or 'cuda:N' (default: not set, cpu)",
+      })
       .option('bf16', { type: 'boolean', describe: 'BF16 engine (TensorRT)' })
       .option('int8', { type: 'boolean', describe: 'INT8: calibrate and write a Q/DQ model (needs --calib)' })
       .option('calib', { type: 'string', describe: 'folder of calibration images (jpg, png, webp)' })
@@ -153,6 +163,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         },
       );
     for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
+    if (argv.device !== undefined) expectDevice('--device', argv.device);
     // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
     const showProgress = !argv.json && Boolean(process.stderr.isTTY);
     // Ctrl-C cancels an engine build cleanly (TensorRT's progress monitor returns false) instead of killing it.
@@ -173,6 +184,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       version: argv['model-version'],
       preset: argv.preset,
       precision: argv.int8 ? 'int8' : argv.fp16 ? 'fp16' : argv.bf16 ? 'bf16' : 'fp32',
+      device: argv.device,
       dynamicBatching:
         argv['max-queue-delay-us'] !== undefined
           ? {
