@@ -55,7 +55,20 @@ export interface BlazeFacePostprocessing {
   scoreClip?: number;
 }
 
-export type PostprocessingSpec = BlazeFacePostprocessing;
+/** MediaPipe's face landmark model: 468 [x, y, z] in crop pixels plus a face-presence logit. */
+export interface FaceLandmarkPostprocessing {
+  type: 'face-landmarks';
+  /** Output holding 468 x 3 values per face (x, y in input pixels, z in the same scale). */
+  landmarks: string;
+  /** Output holding the face-presence logit. */
+  presence: string;
+  /** Side of the square input the landmarks are given in. */
+  inputSize: number;
+  /** Faces whose presence (sigmoid of the logit) is below this are dropped (MediaPipe: 0.5). */
+  presenceThreshold: number;
+}
+
+export type PostprocessingSpec = BlazeFacePostprocessing | FaceLandmarkPostprocessing;
 
 export interface DynamicBatchingConfig {
   preferredBatchSizes?: number[];
