@@ -83,7 +83,9 @@ export function validateConfig(config: unknown, where = 'config.json'): ModelCon
   const outputNames = new Set(config.outputs.map((o) => o.name));
   const post = config.postprocessing;
   if (post) {
-    for (const name of post.type === 'blazeface' ? [...post.scores, ...post.boxes] : [post.landmarks, post.presence])
+    for (const name of post.type === 'blazeface'
+      ? [...post.scores, ...post.boxes]
+      : [post.landmarks, post.presence])
       if (!outputNames.has(name))
         throw new YqpError('E_CONFIG', `Invalid ${where}: postprocessing names unknown output ${name}`, {
           argument: 'postprocessing',
