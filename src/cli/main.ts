@@ -11,6 +11,7 @@ import { compareCommand } from './commands/compare.js';
 import { serveCommand } from './commands/serve.js';
 import { benchCommand } from './commands/bench.js';
 import { importCommand } from './commands/import.js';
+import { trackCommand } from './commands/track.js';
 import { EXIT } from './run-command.js';
 
 await yargs(hideBin(process.argv))
@@ -23,8 +24,9 @@ await yargs(hideBin(process.argv))
   .command(serveCommand)
   .command(benchCommand)
   .command(importCommand)
+  .command(trackCommand)
   .command(doctorCommand)
-  .demandCommand(1, 'Name a command: build, infer, compare, serve, bench, import, doctor')
+  .demandCommand(1, 'Name a command: build, infer, compare, serve, bench, import, track, doctor')
   .strict()
   .fail((message, error, y) => {
     // yargs' own usage errors (unknown option, missing argument): one line, usage exit code.
