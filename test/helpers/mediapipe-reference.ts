@@ -14,7 +14,8 @@ export const FACE_MESH_DIR = join(DATA_DIR, 'mediapipe-face_mesh-0.4.1633559619'
 
 /** Why the reference cannot run here, or undefined when it can. */
 export function mediapipeUnavailable(): string | undefined {
-  if (!existsSync(CHROMIUM)) return `Chromium is not installed at ${CHROMIUM} (.ci/run installs Debian's chromium)`;
+  if (!existsSync(CHROMIUM))
+    return `Chromium is not installed at ${CHROMIUM} (.ci/run installs Debian's chromium)`;
   if (!existsSync(join(FACE_MESH_DIR, 'face_mesh.js')))
     return `@mediapipe/face_mesh is not in ${FACE_MESH_DIR} (npm run data)`;
   return undefined;
@@ -97,7 +98,10 @@ function serve(images: Map<string, string>): Promise<{ server: Server; url: stri
 }
 
 /** Runs MediaPipe's face mesh (maxNumFaces 1, refineLandmarks off: the face_landmark.tflite model) on image files. */
-export async function mediapipeLandmarks(files: readonly string[], timeoutMs = 120_000): Promise<MediapipeFace[]> {
+export async function mediapipeLandmarks(
+  files: readonly string[],
+  timeoutMs = 120_000,
+): Promise<MediapipeFace[]> {
   const { chromium } = await import('playwright-core');
   const images = new Map(files.map((f) => [basename(f), f]));
   const { server, url } = await serve(images);
