@@ -45,7 +45,7 @@ describe('face pipeline (CPU provider)', () => {
     `tracking keeps the face through franck.mp4 ${FFMPEG ?? ''}`,
     async () => {
       // Every 16th of the video's 4800 frames (300 frames, 16x a real frame step's motion), so the test stays ~a minute
-    // on the shared 2-core VM (~0.1 s a frame there under load).
+      // on the shared 2-core VM (~0.1 s a frame there under load).
       const p = await createFacePipeline({ detector: models.detector, landmarks: models.landmarks });
       try {
         const results: FrameResult[] = [];
