@@ -369,8 +369,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       });
       onnxForEngine = result.modelPath;
       // onnxruntime runs the form its CPU provider fuses into integer kernels; TensorRT reads model.onnx.
-      if (!backend.build && result.onnxruntimeModelFile)
-        config.modelFile = result.onnxruntimeModelFile;
+      if (!backend.build && result.onnxruntimeModelFile) config.modelFile = result.onnxruntimeModelFile;
       config.metadata = { ...config.metadata, calibration: result.metadata };
       notes.push(...result.notes);
     }

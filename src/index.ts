@@ -122,6 +122,19 @@ export {
   type ResizeFilter,
 } from './gpu/preprocess.js';
 export { GpuRoiCropper, faceRoi, roiToFrame, type FaceRoi } from './gpu/roi.js';
+export { landmarksRoi, roiMatrix, cropRois } from './preprocess/rotated-crop.js';
+export { faceLandmarksPostprocessor, type FaceLandmarks } from './postprocess/face-landmarks.js';
+export {
+  createFacePipeline,
+  FacePipeline,
+  type FacePipelineOptions,
+  type FrameResult,
+  type TrackedFace,
+} from './pipeline/face-pipeline.js';
+export { readRawImage, videoFrames, probeVideo } from './pipeline/sources.js';
+export { pumpRing } from './pipeline/ring-source.js';
+export { importTflite, type ImportOptions, type ImportResult } from './tflite/import.js';
+export { parseTflite } from './tflite/schema.js';
 export { FrameRing, type FrameInfo, type HeldFrame } from './gpu/frame-ring.js';
 export { sample as nvmlSample, type NvmlSample, type GpuSample } from './gpu/nvml.js';
 export { place, planPlacement, type Placement, type PlacementOptions } from './gpu/placement.js';

@@ -10,6 +10,8 @@ import { doctorCommand } from './commands/doctor.js';
 import { compareCommand } from './commands/compare.js';
 import { serveCommand } from './commands/serve.js';
 import { benchCommand } from './commands/bench.js';
+import { importCommand } from './commands/import.js';
+import { trackCommand } from './commands/track.js';
 import { EXIT } from './run-command.js';
 
 await yargs(hideBin(process.argv))
@@ -21,8 +23,10 @@ await yargs(hideBin(process.argv))
   .command(compareCommand)
   .command(serveCommand)
   .command(benchCommand)
+  .command(importCommand)
+  .command(trackCommand)
   .command(doctorCommand)
-  .demandCommand(1, 'Name a command: build, infer, compare, serve, bench, doctor')
+  .demandCommand(1, 'Name a command: build, infer, compare, serve, bench, import, track, doctor')
   .strict()
   .fail((message, error, y) => {
     // yargs' own usage errors (unknown option, missing argument): one line, usage exit code.

@@ -1,5 +1,5 @@
 import { YqpError, invalidParameter } from '../errors.js';
-import type { Face } from '../postprocess/blazeface.js';
+import { type FaceRoi, roiMatrix } from '../preprocess/rotated-crop.js';
 import type { PreprocessingSpec } from '../repository/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import {
@@ -22,91 +22,17 @@ import {
   validateSpec,
 } from './preprocess.js';
 
-/**
- * Face-ROI crops (the same sampler as preprocessing, trt/kernels/sampler.cu): a rotated square around each face,
- * MediaPipe's convention (DetectionsToRects + RectTransformation): centre of the box, side = max(w, h) x scale
- * (1.5), rotation that levels the eyes: angle = targetAngle - atan2(-(ly - ry), lx - rx), keypoint 0 the right
- * eye, 1 the left. Output pixel centre (u, v) samples the frame at
- *   centre + R(angle) ((u / W - 0.5) side, (v / H - 0.5) side)
- * bilinear, taps outside the frame read padValue (cv2.warpAffine BORDER_CONSTANT).
- */
-export interface FaceRoi {
-  /** Frame the face was found in (index into the frames array). */
-  frame: number;
-  cx: number;
-  cy: number;
-  /** Side of the square in frame pixels. */
-  size: number;
-  /** Radians, clockwise in image coordinates (y down). */
-  angle: number;
-}
-
-export interface RoiOptions {
-  /** Side = max(box width, box height) x scale; MediaPipe's face landmark uses 1.5. */
-  scale?: number;
-  /** Shift of the centre along the rotated y axis, in sides (MediaPipe: 0 for face landmarks). */
-  shiftY?: number;
-  /** Angle the eye line should have after the crop (radians; default 0 = level). */
-  targetAngle?: number;
-}
-
-/** The ROI of a detected face (box and eye keypoints in frame pixels). */
-export function faceRoi(face: Pick<Face, 'box' | 'keypoints'>, frame = 0, options: RoiOptions = {}): FaceRoi {
-  const [x0, y0, x1, y1] = face.box;
-  if (![x0, y0, x1, y1].every(Number.isFinite) || x1 <= x0 || y1 <= y0)
-    throw invalidParameter('face.box', '[x0, y0, x1, y1] with x1 > x0 and y1 > y0', face.box);
-  const [re, le] = face.keypoints ?? [];
-  if (!re || !le || ![...re, ...le].every(Number.isFinite))
-    throw invalidParameter('face.keypoints', 'right and left eye [x, y] pairs first', face.keypoints);
-  const scale = options.scale ?? 1.5;
-  if (!(scale > 0)) throw invalidParameter('options.scale', 'a positive number', options.scale);
-  const angle = normalizeRadians((options.targetAngle ?? 0) - Math.atan2(-(le[1] - re[1]), le[0] - re[0]));
-  const size = Math.max(x1 - x0, y1 - y0) * scale;
-  const shift = (options.shiftY ?? 0) * size;
-  return {
-    frame,
-    cx: (x0 + x1) / 2 - Math.sin(angle) * shift,
-    cy: (y0 + y1) / 2 + Math.cos(angle) * shift,
-    size,
-    angle,
-  };
-}
-
-export function normalizeRadians(a: number): number {
-  return a - 2 * Math.PI * Math.floor((a + Math.PI) / (2 * Math.PI));
-}
-
-/** cos/sin with multiples of 90 degrees exact, so axis-aligned crops sample pixel centres exactly. */
-function cosSin(angle: number): [number, number] {
-  let c = Math.cos(angle);
-  let s = Math.sin(angle);
-  if (Math.abs(c) < 1e-12) c = 0;
-  if (Math.abs(s) < 1e-12) s = 0;
-  if (Math.abs(Math.abs(c) - 1) < 1e-12) c = Math.sign(c);
-  if (Math.abs(Math.abs(s) - 1) < 1e-12) s = Math.sign(s);
-  return [c, s];
-}
-
-/** Matrix from output pixel centres (u, v) to frame positions, for an outWidth x outHeight crop. */
-export function roiMatrix(roi: FaceRoi, outWidth: number, outHeight: number): number[] {
-  const [c, s] = cosSin(roi.angle);
-  const kx = roi.size / outWidth;
-  const ky = roi.size / outHeight;
-  const h = roi.size / 2;
-  return [kx * c, -ky * s, roi.cx - h * c + h * s, kx * s, ky * c, roi.cy - h * s - h * c];
-}
-
-/** Maps a point of the crop (model-input pixels, e.g. a landmark) back to frame pixels. */
-export function roiToFrame(
-  roi: FaceRoi,
-  outWidth: number,
-  outHeight: number,
-  x: number,
-  y: number,
-): [number, number] {
-  const m = roiMatrix(roi, outWidth, outHeight);
-  return [m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]];
-}
+// The ROI placement (faceRoi, landmarksRoi, roiMatrix) is the preprocessing module's rotated-crop spec, shared with
+// the CPU sampler (src/preprocess/rotated-crop.ts); this file runs it on the GPU (trt/kernels/sampler.cu).
+export {
+  type FaceRoi,
+  type RoiOptions,
+  faceRoi,
+  landmarksRoi,
+  normalizeRadians,
+  roiMatrix,
+  roiToFrame,
+} from '../preprocess/rotated-crop.js';
 
 function roiItems(
   spec: PreprocessingSpec,

@@ -1,8 +1,10 @@
 import { blazefacePostprocessor } from './blazeface.js';
+import { faceLandmarksEntry } from './face-landmarks.js';
 import { registerPostprocessor } from './registry.js';
 
 // The built-in postprocessors. Another registers the same way, from its own file (one entry, one name).
 registerPostprocessor(blazefacePostprocessor);
+registerPostprocessor(faceLandmarksEntry);
 
 export {
   postprocess,

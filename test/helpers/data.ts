@@ -24,3 +24,9 @@ export function requireData(...files: string[]): void {
     if (!existsSync(f)) throw new Error(`test data missing: ${f}; run \`npm run data\` first`);
   }
 }
+
+/** MediaPipe's face_mesh package and the two .tflite models `npm run data` cuts out of its packed assets. */
+export const FACE_MESH_MODELS = join(DATA_DIR, 'mediapipe-face_mesh-0.4.1633559619/package/models');
+export const FACE_LANDMARK_TFLITE = join(FACE_MESH_MODELS, 'face_landmark.tflite');
+export const FACE_DETECTION_TFLITE = join(FACE_MESH_MODELS, 'face_detection_short_range.tflite');
+export const FACE_LANDMARK_ATTENTION_TFLITE = join(FACE_MESH_MODELS, 'face_landmark_with_attention.tflite');
