@@ -169,7 +169,9 @@ describe.skipIf(Boolean(found.reason))(`native onnxruntime runner${SKIP}`, () =>
     for (let i = 0; i < 400; i++) await session.run(0, { 'input:0': { dtype: 'float32', dims, data } });
     const grown = (process.memoryUsage().rss - before) / 2 ** 20;
     expect(grown).toBeLessThan(150);
-  });
+    // 420 batch-16 runs: 107-120 s on the 2-core dev VM at load average 14-22 (many developers at once), past
+    // the default 120 s; the bound on memory is what is tested, not the time.
+  }, 300_000);
 
   it('an idle session does not keep the process alive; a busy one finishes first', () => {
     const script = `
