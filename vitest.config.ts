@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/gpu/**'],
+    exclude: ['test/gpu/**', 'test/image/**'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
