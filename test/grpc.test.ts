@@ -85,6 +85,8 @@ beforeAll(async () => {
     modelRepository: repo,
     port: 0,
     loadOptions: { threadsPerContext: 1 },
+    // Shared memory is opt-in since the hostile-clients fixes (#13).
+    sharedMemory: ['system', 'cuda'],
   });
   httpUrl = await server.listen();
   grpc = new GrpcServer(server.endpoint, { port: 0, maxMessageBytes: LIMIT });
@@ -352,7 +354,7 @@ describe('gRPC: statistics, repository, shared memory', () => {
     async () => {
       const key = `/yqp-grpc-${process.pid}`;
       const file = `/dev/shm${key}`;
-      writeFileSync(file, Buffer.alloc(64));
+      writeFileSync(file, Buffer.alloc(64), { mode: 0o600 }); // owner-only, as the server requires
       try {
         writeFileSync(
           file,

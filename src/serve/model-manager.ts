@@ -101,16 +101,16 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
 
   /** Loads the given names (default: every entry); failures are recorded, never thrown. */
   async loadAll(names?: string[]): Promise<IndexEntry[]> {
-    const list = names ?? listEntries(this.repoDir);
-    // A name asked for at start that the repository lacks is a typo to say, not a ghost to keep.
+    const entries = listEntries(this.repoDir);
+    const list = names ?? entries;
+    // A name asked for at start that the repository lacks is a typo to say, not a ghost to keep. Any folder the
+    // repository lists counts (config.json, Triton's config.pbtxt, or a bare version folder).
     for (const n of list)
-      if (!existsSync(join(entryPath(this.repoDir, n), 'config.json')))
+      if (!entries.includes(n))
         throw new YqpError(
           'E_NOT_FOUND',
           `Unknown model ${JSON.stringify(n)} in --load-model: the repository has ${
-            listEntries(this.repoDir)
-              .map((e) => JSON.stringify(e))
-              .join(', ') || 'no entries'
+            entries.map((e) => JSON.stringify(e)).join(', ') || 'no entries'
           }`,
           { argument: '--load-model', received: n },
         );
@@ -122,7 +122,7 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
   async load(name: string, version?: number): Promise<Model> {
     const dir = entryPath(this.repoDir, name); // refuses names that leave the repository
     // A name with no entry leaves nothing behind (no slot in the index, no metrics series).
-    if (!this.slots.has(name) && !existsSync(join(dir, 'config.json')))
+    if (!this.slots.has(name) && !existsSync(dir))
       throw new YqpError(
         'E_NOT_FOUND',
         `Unknown model: ${JSON.stringify(name)} (no such entry in the model repository)`,
