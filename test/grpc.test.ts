@@ -451,11 +451,13 @@ describe('gRPC: token and drain', () => {
     try {
       expect((await c.rpc.ServerLive({})).live).toBe(true); // connected before the drain begins
       const inflight = Array.from({ length: 8 }, () => c.rpc.ModelInfer(rawRequest('blaze', 16)));
-      // Drain once the server holds all eight (received, queued or running).
+      // Drain while the server holds calls (received, queued or running): on a loaded machine the eight may never
+      // all be held at once (the first batches finish while the last arrive), so the drain starts at the first.
       const held = async () => (await s.metrics.inFlight.get()).values.reduce((n, v) => n + v.value, 0);
-      for (let i = 0; i < 500 && (await held()) < 8; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(await held()).toBe(8);
+      for (let i = 0; i < 500 && (await held()) < 1; i++) await new Promise((r) => setImmediate(r));
+      const heldAtClose = await held();
       const closed = s.close();
+      expect(heldAtClose).toBeGreaterThan(0);
       const answers = await Promise.allSettled(inflight);
       await closed;
       expect(answers.map((a) => a.status)).toEqual(Array(8).fill('fulfilled'));
