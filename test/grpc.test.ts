@@ -454,7 +454,7 @@ describe('gRPC: token and drain', () => {
       // Drain while the server holds calls (received, queued or running): on a loaded machine the eight may never
       // all be held at once (the first batches finish while the last arrive), so the drain starts at the first.
       const held = async () => (await s.metrics.inFlight.get()).values.reduce((n, v) => n + v.value, 0);
-      for (let i = 0; i < 500 && (await held()) < 1; i++) await new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 2500 && (await held()) < 1; i++) await new Promise((r) => setTimeout(r, 2));
       const heldAtClose = await held();
       const closed = s.close();
       expect(heldAtClose).toBeGreaterThan(0);
