@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'E_BACKEND' // the backend failed while running
   | 'E_CALIBRATION'
   | 'E_NATIVE' // the native addon or CUDA reported an error
+  | 'E_UNREACHABLE' // a server the command talks to does not answer (refused, no such host, timed out)
   | 'E_INTERNAL';
 
 export interface YqpErrorDetails {

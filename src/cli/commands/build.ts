@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { build, type BuildOptions } from '../../build.js';
 import { YqpError, expectPositiveInteger } from '../../errors.js';
 import { parseProfileFlags } from '../../profiles.js';
-import { runCommand } from '../run-command.js';
+import { deprecatedAlias, runCommand } from '../run-command.js';
 
 interface BuildArgs {
   model: string;
@@ -11,10 +11,13 @@ interface BuildArgs {
   profile?: string[];
   'dynamic-batch'?: boolean;
   backend: 'auto' | 'onnxruntime' | 'tensorrt';
+  contexts?: number;
   instances?: number;
   'model-version'?: number;
+  force?: boolean;
   preset: 'auto' | 'blazeface' | 'none';
   'max-queue-delay-us'?: number;
+  'preferred-batch-size'?: number[];
   'preferred-batch'?: number[];
   fp16?: boolean;
   bf16?: boolean;
@@ -54,9 +57,25 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         describe:
           'make a fixed batch dimension dynamic (rewrites constant Reshape/ConstantOfShape batch 1), then prove batch 16 == 16 single runs',
       })
-      .option('backend', { choices: ['auto', 'onnxruntime', 'tensorrt'] as const, default: 'auto' as const })
-      .option('instances', { type: 'number', describe: 'execution contexts served round-robin (default 2)' })
-      .option('model-version', { type: 'number', describe: 'version folder to write (default 1)' })
+      .option('backend', {
+        choices: ['auto', 'onnxruntime', 'tensorrt'] as const,
+        default: 'auto' as const,
+        describe:
+          'what runs the entry: tensorrt (a TensorRT plan, needs TensorRT), onnxruntime (model.onnx, runs anywhere), auto (tensorrt where available, else onnxruntime, saying why)',
+      })
+      .option('contexts', {
+        type: 'number',
+        describe: 'execution contexts served round-robin, config.json instances (default 2)',
+      })
+      .option('instances', { type: 'number', deprecated: 'use --contexts', hidden: true })
+      .option('model-version', {
+        type: 'number',
+        describe: 'version folder to write (default: a new one, one above the highest)',
+      })
+      .option('force', {
+        type: 'boolean',
+        describe: 'overwrite the version folder named by --model-version when it exists',
+      })
       .option('preset', {
         choices: ['auto', 'blazeface', 'none'] as const,
         default: 'auto' as const,
@@ -66,10 +85,16 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         type: 'number',
         describe: 'enable dynamic batching with this max queue delay',
       })
+      .option('preferred-batch-size', {
+        type: 'number',
+        array: true,
+        describe: 'preferred batch sizes of the dynamic batcher (with --max-queue-delay-us)',
+      })
       .option('preferred-batch', {
         type: 'number',
         array: true,
-        describe: 'preferred batch sizes of the dynamic batcher',
+        deprecated: 'use --preferred-batch-size',
+        hidden: true,
       })
       .option('fp16', { type: 'boolean', describe: 'FP16 engine (TensorRT)' })
       .option('bf16', { type: 'boolean', describe: 'BF16 engine (TensorRT)' })
@@ -80,6 +105,8 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('calib-method', {
         choices: ['entropy', 'percentile', 'max'] as const,
         default: 'entropy' as const,
+        describe:
+          "how each activation's range is picked from its histogram: entropy (TensorRT's EntropyCalibration2), percentile (--calib-percentile), max",
       })
       .option('calib-percentile', {
         type: 'number',
@@ -96,11 +123,25 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('version-compatible', { type: 'boolean', describe: 'TensorRT version-compatible engine' })
       .option('hardware-compatibility', {
         choices: ['none', 'ampere-plus', 'same-compute-capability'] as const,
+        describe:
+          'TensorRT: which GPUs the plan may run on: none (the building GPU model), ampere-plus (any Ampere or newer), same-compute-capability',
       })
       .option('json', {
         type: 'boolean',
         describe: 'print the result as JSON',
-      }) as unknown as Argv<BuildArgs>,
+      })
+      .example(
+        "$0 build model.onnx --name face --dynamic-batch --profile 'input:0=1x128x128x3,4x128x128x3,16x128x128x3'",
+        'a repository entry models/face with batch 1-16 (a new version when models/face exists)',
+      )
+      .example(
+        '$0 build model.onnx --name face-int8 --int8 --calib frames/calib',
+        'INT8: calibrate on a folder of images, write the Q/DQ model and calibration report',
+      )
+      .example(
+        '$0 build model.onnx --name face --model-version 1 --force',
+        'rebuild version 1 of an existing entry in place',
+      ) as unknown as Argv<BuildArgs>,
   handler: runCommand('build', async (argv: BuildArgs) => {
     if (argv.int8 && !argv.calib)
       throw new YqpError(
@@ -120,7 +161,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
           argument: '--max-queue-delay-us',
         },
       );
-    for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
+    const contexts = deprecatedAlias(argv, 'instances', 'contexts');
+    const preferred = deprecatedAlias(argv, 'preferred-batch', 'preferred-batch-size');
+    for (const b of preferred ?? []) expectPositiveInteger('--preferred-batch-size', b);
+    if (contexts !== undefined) expectPositiveInteger('--contexts', contexts);
     // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
     const showProgress = !argv.json && Boolean(process.stderr.isTTY);
     // Ctrl-C cancels an engine build cleanly (TensorRT's progress monitor returns false) instead of killing it.
@@ -137,15 +181,16 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       profiles: argv.profile ? parseProfileFlags(argv.profile) : undefined,
       dynamicBatch: argv['dynamic-batch'],
       backend: argv.backend,
-      instances: argv.instances,
+      instances: contexts,
       version: argv['model-version'],
+      force: argv.force,
       preset: argv.preset,
       precision: argv.int8 ? 'int8' : argv.fp16 ? 'fp16' : argv.bf16 ? 'bf16' : 'fp32',
       dynamicBatching:
         argv['max-queue-delay-us'] !== undefined
           ? {
               maxQueueDelayMicroseconds: Math.round(argv['max-queue-delay-us']),
-              preferredBatchSizes: argv['preferred-batch'],
+              preferredBatchSizes: preferred,
             }
           : undefined,
       calibration: argv.calib
