@@ -5,7 +5,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { YqpError } from '../errors.js';
 import { loadModel, type LoadModelOptions, type Model } from '../model.js';
@@ -102,9 +101,10 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
   /** Loads the given names (default: every entry); failures are recorded, never thrown. */
   async loadAll(names?: string[]): Promise<IndexEntry[]> {
     const list = names ?? listEntries(this.repoDir);
-    // A name asked for at start that the repository lacks is a typo to say, not a ghost to keep.
+    // A name asked for at start that the repository lacks is a typo to say, not a ghost to keep. A folder without
+    // config.json is still an entry (Triton's config.pbtxt, or auto-complete from its model): its load says why not.
     for (const n of list)
-      if (!existsSync(join(entryPath(this.repoDir, n), 'config.json')))
+      if (!existsSync(entryPath(this.repoDir, n)))
         throw new YqpError(
           'E_NOT_FOUND',
           `Unknown model ${JSON.stringify(n)} in --load-model: the repository has ${
@@ -122,7 +122,8 @@ export class ModelManager extends EventEmitter<ModelManagerEvents> {
   async load(name: string, version?: number): Promise<Model> {
     const dir = entryPath(this.repoDir, name); // refuses names that leave the repository
     // A name with no entry leaves nothing behind (no slot in the index, no metrics series).
-    if (!this.slots.has(name) && !existsSync(join(dir, 'config.json')))
+    // (A folder is an entry: config.json, Triton's config.pbtxt, or auto-complete; its load says what is missing.)
+    if (!this.slots.has(name) && !existsSync(dir))
       throw new YqpError(
         'E_NOT_FOUND',
         `Unknown model: ${JSON.stringify(name)} (no such entry in the model repository)`,
