@@ -186,7 +186,6 @@ export interface NativeSession {
 }
 
 import { onnxruntimeLibraryPath } from './onnxruntime-library.js';
-import { openCudaContexts } from './onnxruntime-cuda.js';
 
 export { onnxruntimeLibraryPath };
 
@@ -445,7 +444,10 @@ export const onnxruntimeBackend: Backend = {
     }
   },
   async open(modelPath: string, config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
-    if (options.deviceKind === 'cuda') return openCudaContexts(modelPath, config, options);
+    // Imported here, not at the top: onnxruntime-cuda.ts builds on this module's runner (a static import both ways
+    // is a load-time cycle, which npm run lint refuses).
+    if (options.deviceKind === 'cuda')
+      return (await import('./onnxruntime-cuda.js')).openCudaContexts(modelPath, config, options);
     const threads =
       options.threadsPerContext ?? Math.max(1, Math.floor(availableParallelism() / options.contexts));
     // Spinning threads that fill every core starve the event loop (and each other): spin only with a core to spare.
