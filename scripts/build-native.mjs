@@ -21,7 +21,9 @@ if (missing.length) {
   process.exit(strict ? 3 : 0);
 }
 const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-const args = [cmakeJs, 'compile', '--out', 'build', '--config', 'Release', '--CDCMAKE_CUDA_COMPILER=' + nvcc];
+// cmake-js at warn (its INFO lines dump every command as an array) and CMake's STATUS lines hidden (the CUDA
+// toolkit probe's "Unable to find cublas_v2.h" among them: we never use cuBLAS); our own notes are NOTICE.
+const args = [cmakeJs, 'compile', '--out', 'build', '--config', 'Release', '--log-level', 'warn', '--CDCMAKE_CUDA_COMPILER=' + nvcc, '--CDCMAKE_MESSAGE_LOG_LEVEL=NOTICE'];
 if (process.env.TENSORRT_ROOT) args.push(`--CDTENSORRT_ROOT=${process.env.TENSORRT_ROOT}`);
 if (process.env.YQP_CUDA_ARCHITECTURES) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.YQP_CUDA_ARCHITECTURES}`);
 const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL ?? '2' } });

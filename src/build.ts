@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { YqpError, expectOneOf, expectPositiveInteger, invalidParameter } from './errors.js';
 import {
+  backendAvailability,
+  backendEntries,
   backendEntry,
   backendNames,
   embeddedBackend,
@@ -21,7 +23,7 @@ import type {
   PostprocessingSpec,
   PreprocessingSpec,
 } from './repository/config.js';
-import { entryPath, writeEntry, type RepositoryEntry } from './repository/repository.js';
+import { entryPath, listVersions, writeEntry, type RepositoryEntry } from './repository/repository.js';
 import { DTYPE_ARRAY, elementCount, type TensorMap } from './tensor.js';
 
 export interface BuildOptions {
@@ -31,7 +33,10 @@ export interface BuildOptions {
   dynamicBatch?: boolean;
   backend?: 'auto' | BackendName;
   instances?: number;
+  /** Version folder to write; default: one above the highest there (1 for a new entry). */
   version?: number;
+  /** Overwrite an existing version folder named by `version` (without it, that is refused). */
+  force?: boolean;
   /** auto: recognize known models (presetNames(): BlazeFace); none: no pre/postprocessing. */
   preset?: string;
   preprocessing?: PreprocessingSpec;
@@ -227,9 +232,20 @@ function fp16Metadata(r: Fp16Report): Record<string, unknown> {
 export async function build(onnxPath: string, options: BuildOptions): Promise<BuildResult> {
   if (typeof onnxPath !== 'string' || !onnxPath)
     throw invalidParameter('model', 'a path to an .onnx file', onnxPath);
-  entryPath(options.repo, options.name); // validates the name before any work
+  const entryDir = entryPath(options.repo, options.name); // validates the name before any work
   if (options.instances !== undefined) expectPositiveInteger('instances', options.instances);
   if (options.version !== undefined) expectPositiveInteger('version', options.version);
+  // An existing entry gets a new version (Triton's way: the old one stays, serve and infer load the highest);
+  // an existing version is overwritten only when asked, checked before any work.
+  const existingVersions = listVersions(entryDir);
+  const version =
+    options.version ?? (existingVersions.length > 0 ? existingVersions[existingVersions.length - 1] + 1 : 1);
+  if (options.version !== undefined && existingVersions.includes(version) && !options.force)
+    throw new YqpError(
+      'E_ARGUMENT',
+      `Expected a new version for --model-version but ${join(entryDir, String(version))} exists: pass --force to overwrite it, or leave --model-version out to write version ${existingVersions[existingVersions.length - 1] + 1}`,
+      { argument: '--model-version', expected: 'a version not in the entry', received: String(version) },
+    );
   const backendChoice = expectOneOf('backend', options.backend ?? 'auto', ['auto', ...backendNames()]);
   const presetName = expectOneOf('preset', options.preset ?? 'auto', ['auto', ...presetNames(), 'none']);
   const precision = expectOneOf('precision', options.precision ?? 'fp32', [
@@ -314,13 +330,20 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
           ? undefined
           : presetName;
     if (preset) {
-      const p = presetFor(preset, io.inputs);
+      const p = presetFor(preset, io.inputs, io.outputs);
       preprocessing ??= p.preprocessing;
       postprocessing ??= p.postprocessing;
       notes.push(`preset ${preset}: preprocessing and postprocessing set`);
     }
 
     const backend = backendEntry(await resolveBackend(backendChoice));
+    if (backendChoice === 'auto' && backend.embedded) {
+      // Say why auto did not pick a GPU backend, in one line (the reason's first line: dlopen errors run long).
+      for (const e of backendEntries().filter((x) => !x.embedded)) {
+        const why = (await backendAvailability(e.name)).reason?.split('\n')[0] ?? 'unavailable';
+        notes.push(`backend auto: ${backend.name}, since ${e.displayName} is unavailable (${why})`);
+      }
+    }
     const config: ModelConfig = {
       name: options.name,
       backend: backend.name,
@@ -346,8 +369,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       },
     };
 
-    const version = options.version ?? 1;
-    const versionDir = join(entryPath(options.repo, options.name), String(version));
+    const versionDir = join(entryDir, String(version));
     const files: Record<string, Uint8Array> = {};
     let onnxForEngine = fp32Path;
     if (precision === 'int8') {
@@ -397,6 +419,11 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
     }
     progress({ stage: 'write', message: `writing ${versionDir}` });
     const entry = await writeEntry(options.repo, config, files, version);
+    if (existingVersions.length > 0 && !existingVersions.includes(version))
+      notes.push(
+        `${entryDir} had version ${existingVersions.join(', ')}: wrote version ${version} (infer and serve load the highest; --model-version N --force overwrites one)`,
+      );
+    else if (existingVersions.includes(version)) notes.push(`overwrote ${versionDir} (--force)`);
     return { entry, dynamicBatch: verified, notes };
   } finally {
     await rm(work, { recursive: true, force: true });

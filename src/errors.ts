@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'E_CALIBRATION'
   | 'E_ACCURACY' // a built model misses its accuracy target (INT8 validation)
   | 'E_NATIVE' // the native addon or CUDA reported an error
+  | 'E_UNREACHABLE' // a server the command talks to does not answer (refused, no such host, timed out)
   | 'E_INTERNAL';
 
 export interface YqpErrorDetails {

@@ -2,7 +2,7 @@ import { YqpError } from './errors.js';
 import { blazefacePresetEntry } from './postprocess/blazeface-preset.js';
 import type { PostprocessingSpec, PreprocessingSpec, TensorSpec } from './repository/config.js';
 
-export { blazefacePreset } from './postprocess/blazeface-preset.js';
+export { blazefaceAnchors, blazefacePreset } from './postprocess/blazeface-preset.js';
 
 /** What `build --preset` writes into config.json for a known model. */
 export interface Preset {
@@ -14,7 +14,7 @@ export interface Preset {
 export interface PresetEntry {
   name: string;
   detect(inputs: readonly TensorSpec[], outputs: readonly TensorSpec[]): boolean;
-  make(inputs: readonly TensorSpec[]): Preset;
+  make(inputs: readonly TensorSpec[], outputs?: readonly TensorSpec[]): Preset;
 }
 
 const presets = new Map<string, PresetEntry>();
@@ -40,7 +40,11 @@ export function detectPreset(
   return undefined;
 }
 
-export function presetFor(name: string, inputs: readonly TensorSpec[]): Preset {
+export function presetFor(
+  name: string,
+  inputs: readonly TensorSpec[],
+  outputs: readonly TensorSpec[] = [],
+): Preset {
   const p = presets.get(name);
   if (!p)
     throw new YqpError(
@@ -52,5 +56,5 @@ export function presetFor(name: string, inputs: readonly TensorSpec[]): Preset {
         received: name,
       },
     );
-  return p.make(inputs);
+  return p.make(inputs, outputs);
 }

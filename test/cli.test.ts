@@ -214,7 +214,7 @@ describe('CLI', () => {
     it('an unknown option is a usage error', () =>
       expectOneLineError(
         cli('build', BLAZEFACE_ONNX, '--nme', 'x'),
-        /yqp-trt: Unknown argument|yqp-trt: Missing required argument/,
+        /^yqp-trt: Unknown option --nme: did you mean --name\?$/,
       ));
   });
 

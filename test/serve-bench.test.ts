@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseConcurrency } from '../src/cli/commands/bench.js';
 import { HttpClient, resolveShapes, syntheticInputs, type BenchClient } from '../src/bench/client.js';
 import { plotHtml, plotSvg } from '../src/bench/plot.js';
-import { percentile, runConcurrency, runRate } from '../src/bench/runner.js';
+import { percentile, runConcurrency, runRate, type LoadPoint } from '../src/bench/runner.js';
 
 /** A test double for the load generator: answers after `delayMs`, counting calls in flight. */
 class DelayClient implements BenchClient {
@@ -82,7 +82,9 @@ describe('bench inputs, ranges and plots', () => {
     expect(parseConcurrency(['1:16:x2'])).toEqual([1, 2, 4, 8, 16]);
     expect(parseConcurrency(['2:8:3'])).toEqual([2, 5, 8]);
     expect(parseConcurrency([3])).toEqual([3]);
-    expect(() => parseConcurrency(['0'])).toThrow(/positive integer for --concurrency/);
+    expect(() => parseConcurrency(['0'])).toThrow(
+      /Expected a positive integer, .* for --concurrency but received "0"/,
+    );
     expect(() => parseConcurrency(['8:2'])).toThrow(/start:end/);
   });
 
@@ -116,6 +118,36 @@ describe('bench inputs, ranges and plots', () => {
     expect(html.match(/<tr><td>a<\/td>/g)).toHaveLength(2);
     const data = /<script type="application\/json" id="data">(.*)<\/script>/s.exec(html)![1];
     expect(JSON.parse(data)[0].points).toHaveLength(2);
+  });
+});
+
+describe('bench plot order and labels', () => {
+  const point = (concurrency: number, throughput: number, p99: number): LoadPoint => ({
+    concurrency,
+    requests: 100,
+    errors: 0,
+    durationS: 1,
+    throughput,
+    latencyMs: { mean: p99 / 2, p50: p99 / 2, p90: p99, p95: p99, p99, min: 0, max: p99 },
+  });
+
+  it('draws past saturation in concurrency order (throughput falls back) and labels each point', () => {
+    // Saturated at 4: concurrency 8 gives less throughput than 4, so throughput order would put it between 2 and 4.
+    const points = [point(1, 100, 2), point(2, 180, 3), point(4, 260, 5), point(8, 220, 12)];
+    const svg = plotSvg([{ label: 'a', points: [points[3], points[0], points[2], points[1]] }], 'face');
+    const p99 = [...svg.matchAll(/<polyline points="([^"]+)"[^>]*stroke-dasharray/g)][0][1].split(' ');
+    const xs = p99.map((xy) => Number(xy.split(',')[0]));
+    const [x1, x2, x4, x8] = xs;
+    expect(x1).toBeLessThan(x2);
+    expect(x2).toBeLessThan(x4);
+    expect(x8).toBeLessThan(x4); // drawn last, back left of concurrency 4
+    expect(x8).toBeGreaterThan(x2);
+    const labels = [...svg.matchAll(/<text [^>]*font-size="10"[^>]*>([^<]+)<\/text>/g)].map((m) => m[1]);
+    expect(labels).toEqual(['c1', 'c2', 'c4', 'c8']);
+    const rate = plotSvg([
+      { label: 'r', points: [{ ...point(1, 50, 2), concurrency: undefined, requestRate: 50 }] },
+    ]);
+    expect(rate).toMatch(/>50\/s<\/text>/);
   });
 });
 

@@ -22,7 +22,7 @@ async function run(
   bytes: Uint8Array,
   feeds: Record<string, ort.Tensor>,
 ): Promise<Record<string, Float32Array>> {
-  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, logSeverityLevel: 3 });
   try {
     const out = await session.run(feeds);
     return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));

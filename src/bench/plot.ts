@@ -19,6 +19,16 @@ function niceMax(v: number): number {
   return 10 * p;
 }
 
+/** The load level a point was measured at: its concurrency (closed loop) or request rate (open loop). */
+function loadOf(p: LoadPoint): number {
+  return p.concurrency ?? p.requestRate ?? 0;
+}
+
+/** A point's label on the plot: `c4` for concurrency 4, `200/s` for a request rate. */
+export function loadLabel(p: LoadPoint): string {
+  return p.concurrency !== undefined ? `c${p.concurrency}` : `${p.requestRate}/s`;
+}
+
 /** x: throughput (inferences/s), y: latency (ms); p50 solid, p99 dashed, one color per series. */
 export function plotSvg(series: Series[], title = 'Throughput vs latency', batch = 1): string {
   const W = 720;
@@ -56,7 +66,9 @@ export function plotSvg(series: Series[], title = 'Throughput vs latency', batch
   );
   series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
-    const pts = s.points.filter((p) => p.requests > 0).sort((a, b) => a.throughput - b.throughput);
+    // In load order (concurrency, else rate): past saturation throughput falls back while latency grows, and
+    // a curve drawn in throughput order would zigzag between load levels.
+    const pts = s.points.filter((p) => p.requests > 0).sort((a, b) => loadOf(a) - loadOf(b));
     for (const [key, dash] of [
       ['p50', ''],
       ['p99', ' stroke-dasharray="6 4"'],
@@ -72,6 +84,11 @@ export function plotSvg(series: Series[], title = 'Throughput vs latency', batch
           )}</title></circle>`,
         );
     }
+    // Each point's load level beside its p99 marker (c4: concurrency 4, 200/s: request rate).
+    for (const p of pts)
+      parts.push(
+        `<text x="${(x(p.throughput * batch) + 5).toFixed(1)}" y="${(y(p.latencyMs.p99) - 5).toFixed(1)}" font-size="10" fill="${color}">${esc(loadLabel(p))}</text>`,
+      );
     const ly = T + 10 + i * 36;
     parts.push(
       `<line x1="${W - R + 12}" y1="${ly}" x2="${W - R + 36}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,

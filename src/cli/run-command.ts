@@ -8,6 +8,7 @@ export function exitCodeFor(e: unknown): number {
   switch (e.code) {
     case 'E_BACKEND_UNAVAILABLE':
     case 'E_NATIVE':
+    case 'E_UNREACHABLE':
       return EXIT.unavailable;
     case 'E_ACCURACY':
       return EXIT.failed;
@@ -42,4 +43,23 @@ export function runCommand<A extends { verbose?: boolean }>(
       process.exitCode = reportError(command, e, Boolean(argv.verbose));
     }
   };
+}
+
+/**
+ * One name per concept: an old flag name keeps working, says once on stderr which name to use, and may not be
+ * given together with the new one.
+ */
+export function deprecatedAlias<A extends object, O extends keyof A & string, N extends keyof A & string>(
+  argv: A,
+  old: O,
+  current: N,
+): A[N] | undefined {
+  const was = argv[old] as unknown as A[N] | undefined;
+  if (was === undefined) return argv[current];
+  if (argv[current] !== undefined)
+    throw new YqpError('E_ARGUMENT', `Expected one of --${current} and --${old} but received both`, {
+      argument: `--${current}`,
+    });
+  process.stderr.write(`yqp-trt: --${old} is deprecated, use --${current}\n`);
+  return was;
 }

@@ -14,7 +14,7 @@ import { GrpcClient, fetchModelInputsGrpc } from '../../bench/grpc-client.js';
 import { plotHtml, plotSvg } from '../../bench/plot.js';
 import { sweep, type LoadPoint } from '../../bench/runner.js';
 import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
-import { runCommand } from '../run-command.js';
+import { EXIT, runCommand } from '../run-command.js';
 
 interface BenchArgs extends DeviceArgs {
   target: string;
@@ -22,6 +22,7 @@ interface BenchArgs extends DeviceArgs {
   'model-version'?: string;
   protocol: 'json' | 'binary' | 'grpc';
   concurrency?: (number | string)[];
+  'concurrency-range'?: string;
   'request-rate'?: number[];
   clients?: number;
   duration: number;
@@ -39,25 +40,50 @@ interface BenchArgs extends DeviceArgs {
   verbose?: boolean;
 }
 
-/** "1,2,4" or "1:16:2" (start:end:step, step doubling when written x2) or plain numbers. */
-export function parseConcurrency(values: (number | string)[]): number[] {
+const CONCURRENCY_FORMS =
+  'a positive integer, a list (1 2 4, or 1,2,4) or a range start:end[:step] (1:8, 1:8:2, 1:16:x2, 1-8)';
+
+/**
+ * Concurrency levels: numbers, comma lists, ranges start:end[:step] (perf_analyzer's --concurrency-range; step
+ * doubling when written x2) and start-end. Each malformed value is named as given.
+ */
+export function parseConcurrency(values: (number | string)[], flag = '--concurrency'): number[] {
   const out: number[] = [];
   for (const v of values.flatMap((x) => String(x).split(','))) {
-    const range = /^(\d+):(\d+)(?::(x?)(\d+))?$/.exec(v.trim());
-    if (range) {
-      const [start, end] = [Number(range[1]), Number(range[2])];
+    const text = v.trim();
+    const range = /^(\d+)(?::(\d+)(?::(x?)(\d+))?|-(\d+))$/.exec(text);
+    if (range && (range[2] !== undefined || range[5] !== undefined)) {
+      const [start, end] = [Number(range[1]), Number(range[2] ?? range[5])];
       const mul = range[3] === 'x';
       const step = Number(range[4] ?? (mul ? 2 : 1));
       if (start < 1 || end < start || step < 1 || (mul && step < 2))
-        throw invalidParameter('--concurrency', 'start:end[:step] with 1 <= start <= end', v);
+        throw invalidParameter(flag, 'start:end[:step] with 1 <= start <= end and step >= 1', text);
       for (let c = start; c <= end; c = mul ? c * step : c + step) out.push(c);
       continue;
     }
-    const n = Number(v);
-    expectPositiveInteger('--concurrency', n);
+    const n = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(Number.isInteger(n) && n >= 1)) throw invalidParameter(flag, CONCURRENCY_FORMS, text);
     out.push(n);
   }
   return out;
+}
+
+/** A fetch that failed before any answer, as one line naming the URL and why (refused, unknown host, ...). */
+export function unreachable(url: string, e: unknown): YqpError | undefined {
+  if (!(e instanceof TypeError) || e.message !== 'fetch failed') return undefined;
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  const why =
+    cause?.code === 'ECONNREFUSED'
+      ? 'connection refused'
+      : cause?.code === 'ENOTFOUND'
+        ? 'no such host'
+        : (cause?.code ?? cause?.message ?? 'no answer');
+  return new YqpError('E_UNREACHABLE', `Cannot reach the server at ${url}: ${why}`, {
+    argument: 'target',
+    expected: 'a running server (yqp-trt serve, Triton)',
+    received: url,
+    solutions: [`start one: yqp-trt serve --model-repository models --port ${new URL(url).port || '80'}`],
+  });
 }
 
 function parseShapes(list: string[] = []): Record<string, number[]> {
@@ -106,7 +132,13 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('concurrency', {
         type: 'string',
         array: true,
-        describe: 'requests in flight: list (1 2 4), comma list, or range start:end[:step] / start:end:x2',
+        describe:
+          'requests in flight: list (1 2 4), comma list, or range start:end[:step] / start:end:x2 / start-end',
+      })
+      .option('concurrency-range', {
+        type: 'string',
+        describe: "perf_analyzer's form of --concurrency: start:end:step (1:8:1)",
+        conflicts: 'concurrency',
       })
       .option('request-rate', {
         type: 'number',
@@ -149,7 +181,16 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .option('plot', {
         type: 'string',
         describe: 'write a throughput-vs-latency plot (.svg or .html)',
-      }) as unknown as Argv<BenchArgs>,
+      })
+      .example('$0 bench models/face --concurrency 1:16:x2', 'in process: concurrency 1, 2, 4, 8, 16')
+      .example(
+        '$0 bench http://127.0.0.1:8000 --model face --concurrency-range 1:8:1 --plot report.html',
+        'a running server over HTTP binary, plot and table in report.html',
+      )
+      .example(
+        '$0 bench http://127.0.0.1:8000 --model face --request-rate 100 200 400 --json rate.json',
+        'open loop at fixed request rates, results as JSON',
+      ) as unknown as Argv<BenchArgs>,
   handler: runCommand('bench', async (argv: BenchArgs) => {
     expectPositiveInteger('--batch', argv.batch);
     if (!(argv.duration > 0))
@@ -162,11 +203,13 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     if (argv.clients !== undefined) expectPositiveInteger('--clients', argv.clients);
     for (const r of rates)
       if (!(r > 0)) throw invalidParameter('--request-rate', 'positive requests per second', r);
-    const concurrency = argv.concurrency
-      ? parseConcurrency(argv.concurrency)
-      : rates.length > 0
-        ? []
-        : [1, 2, 4, 8, 16];
+    const concurrency = argv['concurrency-range']
+      ? parseConcurrency([argv['concurrency-range']], '--concurrency-range')
+      : argv.concurrency
+        ? parseConcurrency(argv.concurrency)
+        : rates.length > 0
+          ? []
+          : [1, 2, 4, 8, 16];
     const shapes = parseShapes(argv.shape);
     const grpc = argv.protocol === 'grpc';
     const http = grpc || /^https?:\/\//.test(argv.target);
@@ -181,7 +224,9 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         });
       const inputs = grpc
         ? await fetchModelInputsGrpc(argv.target, argv.model, token)
-        : await fetchModelInputs(argv.target, argv.model, token);
+        : await fetchModelInputs(argv.target, argv.model, token).catch((e: unknown) => {
+            throw unreachable(argv.target, e) ?? e;
+          });
       const feeds = syntheticInputs(resolveShapes(inputs, argv.batch, shapes));
       client = grpc
         ? new GrpcClient({
@@ -256,6 +301,14 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       );
       say(`plot written to ${argv.plot}`);
     }
-    return points.some((p) => p.requests === 0) ? 1 : 0;
+    // Failed requests fail the run (a sweep of socket hang-ups is no measurement), as does a point that
+    // completed nothing.
+    const failed = points.reduce((a, p) => a + p.errors, 0);
+    const sent = points.reduce((a, p) => a + p.requests + p.errors, 0);
+    if (failed > 0) {
+      const first = points.find((p) => p.errors > 0)?.firstError;
+      process.stderr.write(`yqp-trt bench: ${failed} of ${sent} requests failed (first: ${first})\n`);
+    }
+    return failed > 0 || points.some((p) => p.requests === 0) ? EXIT.failed : EXIT.ok;
   }),
 };

@@ -5,7 +5,7 @@ import { build, expectDevice, type BuildOptions } from '../../build.js';
 import { YqpError, expectPositiveInteger } from '../../errors.js';
 import { presetNames } from '../../presets.js';
 import { parseProfileFlags } from '../../profiles.js';
-import { runCommand } from '../run-command.js';
+import { deprecatedAlias, runCommand } from '../run-command.js';
 
 interface BuildArgs {
   model: string;
@@ -14,10 +14,13 @@ interface BuildArgs {
   profile?: string[];
   'dynamic-batch'?: boolean;
   backend: string;
+  contexts?: number;
   instances?: number;
   'model-version'?: number;
+  force?: boolean;
   preset: string;
   'max-queue-delay-us'?: number;
+  'preferred-batch-size'?: number[];
   'preferred-batch'?: number[];
   fp16?: boolean;
   device?: string;
@@ -63,9 +66,25 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         describe:
           'make a fixed batch dimension dynamic (rewrites constant Reshape/ConstantOfShape batch 1), then prove batch 16 == 16 single runs',
       })
-      .option('backend', { choices: ['auto', ...backendNames()], default: 'auto' })
-      .option('instances', { type: 'number', describe: 'execution contexts served round-robin (default 2)' })
-      .option('model-version', { type: 'number', describe: 'version folder to write (default 1)' })
+      .option('backend', {
+        choices: ['auto', ...backendNames()],
+        default: 'auto',
+        describe:
+          'what runs the entry: tensorrt (a TensorRT plan, needs TensorRT), onnxruntime (model.onnx, runs anywhere), auto (tensorrt where available, else onnxruntime, saying why)',
+      })
+      .option('contexts', {
+        type: 'number',
+        describe: 'execution contexts served round-robin, config.json instances (default 2)',
+      })
+      .option('instances', { type: 'number', deprecated: 'use --contexts', hidden: true })
+      .option('model-version', {
+        type: 'number',
+        describe: 'version folder to write (default: a new one, one above the highest)',
+      })
+      .option('force', {
+        type: 'boolean',
+        describe: 'overwrite the version folder named by --model-version when it exists',
+      })
       .option('preset', {
         choices: ['auto', ...presetNames(), 'none'],
         default: 'auto',
@@ -75,10 +94,16 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         type: 'number',
         describe: 'enable dynamic batching with this max queue delay',
       })
+      .option('preferred-batch-size', {
+        type: 'number',
+        array: true,
+        describe: 'preferred batch sizes of the dynamic batcher (with --max-queue-delay-us)',
+      })
       .option('preferred-batch', {
         type: 'number',
         array: true,
-        describe: 'preferred batch sizes of the dynamic batcher',
+        deprecated: 'use --preferred-batch-size',
+        hidden: true,
       })
       .option('fp16', {
         type: 'boolean',
@@ -99,7 +124,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         choices: ['auto', 'entropy', 'percentile', 'max'] as const,
         default: 'auto' as const,
         describe:
-          "auto: max for the model input, the output heads' inputs and heavy-tailed tensors, entropy elsewhere",
+          "how each activation's range is picked from its histogram: entropy (TensorRT's EntropyCalibration2), percentile (--calib-percentile), max; auto: max for the model input, the output heads' inputs and heavy-tailed tensors, entropy elsewhere",
       })
       .option('calib-tensor-method', {
         type: 'string',
@@ -138,11 +163,25 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       .option('version-compatible', { type: 'boolean', describe: 'TensorRT version-compatible engine' })
       .option('hardware-compatibility', {
         choices: ['none', 'ampere-plus', 'same-compute-capability'] as const,
+        describe:
+          'TensorRT: which GPUs the plan may run on: none (the building GPU model), ampere-plus (any Ampere or newer), same-compute-capability',
       })
       .option('json', {
         type: 'boolean',
         describe: 'print the result as JSON',
-      }) as unknown as Argv<BuildArgs>,
+      })
+      .example(
+        "$0 build model.onnx --name face --dynamic-batch --profile 'input:0=1x128x128x3,4x128x128x3,16x128x128x3'",
+        'a repository entry models/face with batch 1-16 (a new version when models/face exists)',
+      )
+      .example(
+        '$0 build model.onnx --name face-int8 --int8 --calib frames/calib',
+        'INT8: calibrate on a folder of images, write the Q/DQ model and calibration report',
+      )
+      .example(
+        '$0 build model.onnx --name face --model-version 1 --force',
+        'rebuild version 1 of an existing entry in place',
+      ) as unknown as Argv<BuildArgs>,
   handler: runCommand('build', async (argv: BuildArgs) => {
     if (argv.int8 && !argv.calib)
       throw new YqpError(
@@ -162,7 +201,10 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
           argument: '--max-queue-delay-us',
         },
       );
-    for (const b of argv['preferred-batch'] ?? []) expectPositiveInteger('--preferred-batch', b);
+    const contexts = deprecatedAlias(argv, 'instances', 'contexts');
+    const preferred = deprecatedAlias(argv, 'preferred-batch', 'preferred-batch-size');
+    for (const b of preferred ?? []) expectPositiveInteger('--preferred-batch-size', b);
+    if (contexts !== undefined) expectPositiveInteger('--contexts', contexts);
     if (argv.device !== undefined) expectDevice('--device', argv.device);
     // Stage lines only for a person at a terminal: scripts get one result (or one error line) and no noise.
     const showProgress = !argv.json && Boolean(process.stderr.isTTY);
@@ -180,8 +222,9 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
       profiles: argv.profile ? parseProfileFlags(argv.profile) : undefined,
       dynamicBatch: argv['dynamic-batch'],
       backend: argv.backend,
-      instances: argv.instances,
+      instances: contexts,
       version: argv['model-version'],
+      force: argv.force,
       preset: argv.preset,
       precision: argv.int8 ? 'int8' : argv.fp16 ? 'fp16' : argv.bf16 ? 'bf16' : 'fp32',
       device: argv.device,
@@ -189,7 +232,7 @@ export const buildCommand: CommandModule<object, BuildArgs> = {
         argv['max-queue-delay-us'] !== undefined
           ? {
               maxQueueDelayMicroseconds: Math.round(argv['max-queue-delay-us']),
-              preferredBatchSizes: argv['preferred-batch'],
+              preferredBatchSizes: preferred,
             }
           : undefined,
       calibration: argv.calib

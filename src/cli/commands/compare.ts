@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { compareModels, type CompareReport } from '../../calibration/compare.js';
+import { expectFolder } from '../image-args.js';
 import { EXIT, runCommand } from '../run-command.js';
 
 interface CompareArgs {
@@ -64,8 +65,17 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       .option('min-recall', {
         type: 'number',
         describe: 'face recall and precision of b against a must reach this (default 0.95)',
-      }) as unknown as Argv<CompareArgs>,
+      })
+      .example(
+        '$0 compare models/face models/face-int8 --images frames/held --min-iou 0.85',
+        'an INT8 entry against its FP32 reference on held-out photos',
+      )
+      .example(
+        '$0 compare models/a models/b --images frames --atol 1e-4 --rtol 1e-3 --json',
+        'raw outputs within tolerances, the report as JSON',
+      ) as unknown as Argv<CompareArgs>,
   handler: runCommand('compare', async (argv: CompareArgs) => {
+    await expectFolder('--images', argv.images);
     const report = await compareModels(argv.a, argv.b, argv.images, {
       atol: argv.atol,
       rtol: argv.rtol,

@@ -20,7 +20,10 @@ export const doctorCommand: CommandModule<object, DoctorArgs> = {
   command: 'doctor',
   describe: 'Inspect this machine: Node, native addon, CUDA, GPUs, TensorRT, onnxruntime',
   builder: (y: Argv) =>
-    y.option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<DoctorArgs>,
+    y
+      .option('json', { type: 'boolean', describe: 'print JSON' })
+      .example('$0 doctor', 'what this machine has (addon, onnxruntime, CUDA, GPUs, TensorRT) and why not')
+      .example('$0 doctor --json', 'the same as JSON') as unknown as Argv<DoctorArgs>,
   handler: runCommand('doctor', async (argv: DoctorArgs) => {
     const report = await doctorReport();
     if (argv.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

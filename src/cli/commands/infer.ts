@@ -2,6 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { loadModel } from '../../model.js';
 import { postprocessorFor } from '../../postprocess/index.js';
 import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
+import { expandImageArgs } from '../image-args.js';
 import { runCommand } from '../run-command.js';
 
 interface InferArgs extends DeviceArgs {
@@ -23,11 +24,22 @@ export const inferCommand: CommandModule<object, InferArgs> = {
         describe: 'repository entry, e.g. models/face',
         demandOption: true,
       })
-      .option('image', { type: 'string', array: true, demandOption: true, describe: 'image files' })
-      .option('contexts', { type: 'number', describe: 'execution contexts' })
+      .option('image', {
+        type: 'string',
+        array: true,
+        demandOption: true,
+        describe: 'image files (jpg, png, webp) or folders of them (read recursively, in name order)',
+      })
+      .option('contexts', { type: 'number', describe: 'execution contexts (default: config.json instances)' })
       .option('model-version', { type: 'number', describe: 'version to load (default: highest)' })
-      .option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<InferArgs>,
+      .option('json', { type: 'boolean', describe: 'print JSON' })
+      .example('$0 infer models/face --image photo.jpg', 'faces in one photo: box, keypoints, score')
+      .example(
+        '$0 infer models/face --image frames/ --json',
+        'every image of a folder, as JSON',
+      ) as unknown as Argv<InferArgs>,
   handler: runCommand('infer', async (argv: InferArgs) => {
+    const files = await expandImageArgs('--image', argv.image);
     const model = await loadModel(argv.entry, {
       contexts: argv.contexts,
       version: argv['model-version'],
@@ -35,15 +47,15 @@ export const inferCommand: CommandModule<object, InferArgs> = {
     });
     try {
       const started = performance.now();
-      const result = await model.inferImages(argv.image);
+      const result = await model.inferImages(files);
       const ms = performance.now() - started;
       // The postprocessor says how its results print (src/postprocess/); without one, the raw output shapes.
       const post = result.postprocessed;
       const entry = post ? postprocessorFor(post.type) : undefined;
-      const presented = argv.image.map((_, i) =>
+      const presented = files.map((_, i) =>
         post && entry?.present ? entry.present(post.images[i] as never) : undefined,
       );
-      const images = argv.image.map((file, i) => ({
+      const images = files.map((file, i) => ({
         image: file,
         width: result.transforms[i].width,
         height: result.transforms[i].height,

@@ -6,13 +6,16 @@ import { serveCluster } from '../../serve/cluster.js';
 import type { ModelLoadOptions } from '../../serve/model-manager.js';
 import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { runCommand } from '../run-command.js';
+import { checkPortFree, stopWithNpm, writePidFile } from '../serve-process.js';
+import { formatBytes, parseBytes } from '../sizes.js';
 
 interface ServeArgs extends DeviceArgs {
   'model-repository': string;
   host: string;
   port: number;
   'auth-token'?: string;
-  'max-body-bytes': number;
+  'max-body-bytes': number | string;
+  'pid-file'?: string;
   'load-model'?: string[];
   contexts?: number;
   'threads-per-context'?: number;
@@ -58,7 +61,16 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         type: 'string',
         describe: 'read the bearer token from this file (first line)',
       })
-      .option('max-body-bytes', { type: 'number', default: 64 * 1024 * 1024, describe: 'request body limit' })
+      .option('max-body-bytes', {
+        type: 'string',
+        default: 64 * 1024 * 1024,
+        defaultDescription: formatBytes(64 * 1024 * 1024),
+        describe: 'request body limit: bytes, or with a unit (512KiB, 64MiB, 1GiB)',
+      })
+      .option('pid-file', {
+        type: 'string',
+        describe: "write the server's pid here (removed at exit): `kill $(cat <file>)` drains and stops it",
+      })
       .option('load-model', {
         type: 'string',
         array: true,
@@ -162,9 +174,21 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('grpc-port', {
         type: 'number',
         describe: 'serve gRPC on this port (implies --grpc; 0: any free one)',
-      }) as unknown as Argv<ServeArgs>,
+      })
+      .example(
+        '$0 serve --model-repository models',
+        'every entry on 127.0.0.1:8000; Ctrl-C or SIGTERM drains and exits',
+      )
+      .example(
+        '$0 serve --model-repository models --port 8080 --contexts 4 --max-queue-delay-us 500 --preferred-batch-size 4',
+        'four contexts per model, dynamic batching',
+      )
+      .example(
+        '$0 serve --model-repository models --host 0.0.0.0 --auth-token "$TOKEN" --pid-file serve.pid',
+        'all interfaces, bearer token required, pid in serve.pid',
+      ) as unknown as Argv<ServeArgs>,
   handler: runCommand('serve', async (argv: ServeArgs) => {
-    expectPositiveInteger('--max-body-bytes', argv['max-body-bytes']);
+    const bodyLimit = parseBytes('--max-body-bytes', argv['max-body-bytes']);
     expectPositiveInteger('--http-workers', argv['http-workers']);
     for (const flag of [
       'shared-memory-max-regions',
@@ -245,7 +269,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       host: argv.host,
       port: argv.port,
       authToken: authTokenOf(argv),
-      bodyLimit: argv['max-body-bytes'],
+      bodyLimit,
       models: argv['load-model'],
       loadOptions,
       sharedMemory: sharedMemory as ('system' | 'cuda')[],
@@ -261,6 +285,10 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       retryAfterSeconds: argv['retry-after'],
       grpcPort,
     };
+    // Before any model loads (that takes seconds to minutes): a port in use is one line and exit 2.
+    await checkPortFree(argv.host, argv.port);
+    if (argv['pid-file']) writePidFile(argv['pid-file']);
+    stopWithNpm(() => process.kill(process.pid, 'SIGTERM'), log);
     if (argv['http-workers'] > 1) await serveCluster(options, argv['http-workers'], log);
     else await serve(options, log);
     // The server keeps the process alive; SIGTERM drains it and exits 0.
