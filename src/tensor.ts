@@ -17,6 +17,11 @@ export interface DeviceMemory {
   readonly ptr: bigint;
   /** Bytes available from ptr, when known (checked against the tensor's size). */
   readonly size?: number;
+  /**
+   * The CUDA stream (cudaStream_t) whose enqueued work writes this memory, e.g. the preprocessing kernel's: the run
+   * waits for that work on the device, so the producer hands the memory over without waiting on the host first.
+   */
+  readonly after?: bigint;
 }
 
 export interface Tensor {
@@ -71,7 +76,11 @@ export function deviceTensor(dtype: DType, memory: DeviceMemory, dims: readonly 
     dtype,
     data: new DTYPE_ARRAY[dtype](0),
     dims: [...dims],
-    device: { ptr: memory.ptr, size: memory.size },
+    device: {
+      ptr: memory.ptr,
+      size: memory.size,
+      ...(memory.after !== undefined ? { after: memory.after } : {}),
+    },
   };
 }
 

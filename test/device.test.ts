@@ -38,20 +38,7 @@ describe('device', () => {
     expect(() => parseDevice(-1)).toThrow(/for device but received -1 of type number/);
   });
 
-  it('refuses CUDA graphs unless the experimental switch is on, naming why', () => {
-    const saved = process.env.YQP_EXPERIMENTAL_CUDA_GRAPH;
-    delete process.env.YQP_EXPERIMENTAL_CUDA_GRAPH;
-    try {
-      expect(() => graphBatchSizes({ maxBatchSize: 16 } as ModelConfig, true)).toThrow(
-        /cudaFreeHost during the capture/,
-      );
-    } finally {
-      if (saved !== undefined) process.env.YQP_EXPERIMENTAL_CUDA_GRAPH = saved;
-    }
-  });
-
   it('picks CUDA graph batch sizes from the profiles, and checks given ones', () => {
-    process.env.YQP_EXPERIMENTAL_CUDA_GRAPH = '1';
     const config = { maxBatchSize: 16 } as ModelConfig;
     expect(graphBatchSizes(config, true)).toEqual([1, 2, 4, 8, 16]);
     expect(graphBatchSizes({ maxBatchSize: 12 } as ModelConfig, true)).toEqual([1, 2, 4, 8, 12]);

@@ -30,15 +30,6 @@ export function graphBatchSizes(
   asked: boolean | number[] | undefined,
 ): number[] | undefined {
   if (!asked) return undefined;
-  if (process.env.YQP_EXPERIMENTAL_CUDA_GRAPH !== '1')
-    throw new YqpError(
-      'E_BACKEND_UNAVAILABLE',
-      "CUDA graphs of onnxruntime runs are experimental: onnxruntime 1.29's CUDA provider can free pinned host memory inside a captured run (cudaFreeHost during the capture), which aborts the process (seen with 2 contexts on the H200). Set YQP_EXPERIMENTAL_CUDA_GRAPH=1 to capture anyway (docs/gpu.md)",
-      {
-        argument: 'cudaGraph',
-        solutions: ['leave cudaGraph off (eager runs)', 'YQP_EXPERIMENTAL_CUDA_GRAPH=1'],
-      },
-    );
   const max = config.maxBatchSize;
   if (max <= 0) return []; // no batch dimension: one graph of the model's fixed shape
   if (Array.isArray(asked)) {

@@ -22,7 +22,7 @@ export interface DeviceFrameResults {
 /**
  * Frames already in GPU memory (ring slots, CUDA IPC regions, DeviceBuffers) to results, with no host round trip:
  * the preprocessing kernel writes the model input into pooled device memory on its own stream, the model (device
- * cuda) reads it on the context's stream, and only the model's outputs come back to decode. Bytes over PCIe per
+ * cuda) reads it on the context's stream once that stream has waited for the kernel on the device, and only the model's outputs come back to decode. Bytes over PCIe per
  * frame: the outputs alone (BlazeFace 128: 61,440), against the frame itself plus the input tensor and outputs on
  * the host path.
  */
@@ -58,12 +58,15 @@ export class DeviceFrameInference {
     const spec = this.preprocessor.spec;
     const bytes = outputElements(spec, frames.length) * DTYPE_BYTES[spec.dtype];
     const input = allocDevice(bytes, this.streams.device);
+    const stream = this.streams.handle(0);
+    let settled = false;
     try {
-      const stream = this.streams.handle(0);
       const transforms = this.preprocessor.enqueue(frames, input, stream);
-      await this.preprocessor.done(stream);
-      const feed = deviceTensor(spec.dtype, input, outputDims(spec, frames.length));
+      // No host wait here: the run waits for the kernel on the device (`after`), one hop instead of two.
+      const memory = { ptr: input.ptr, size: input.size, after: stream };
+      const feed = deviceTensor(spec.dtype, memory, outputDims(spec, frames.length));
       const outputs = await this.model.infer({ [spec.input]: feed });
+      settled = true; // the run's stream synchronized after the kernel: input is no longer written
       const post = this.model.config.postprocessing;
       return {
         faces: post?.type === 'blazeface' ? decodeBlazeFace(outputs, post, transforms) : undefined,
@@ -71,6 +74,8 @@ export class DeviceFrameInference {
         transforms,
       };
     } finally {
+      // A run refused before it started leaves the kernel writing: wait for it before the memory goes back.
+      if (!settled) await this.preprocessor.done(stream).catch(() => undefined);
       input.dispose();
     }
   }

@@ -2,8 +2,9 @@
 # One call on the GPU machine for onnxruntime's CUDA provider (issue 20), after the staged providers' own call:
 #   call 1: bash .devbundle-ort/recv.sh                 (../shared/device/stage-ort-gpu.sh made .devbundle-ort/)
 #   call 2: bash .devbundle/run.sh bash test/gpu/device-run-ort.sh
-# doctor, the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions, the gpu-inference
-# benchmark beside its PyTorch peer; logs under $OUT.
+# the route to the CUDA provider, doctor, the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it),
+# the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
+# within DEADLINE seconds (560); logs under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/yqp-out}
 mkdir -p "$OUT"
@@ -11,19 +12,27 @@ if [[ ! -f /tmp/ort-gpu/env.sh ]]; then echo "no /tmp/ort-gpu: run .devbundle-or
 source /tmp/ort-gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1 | tail -1
+start=$SECONDS
+left() { local t=$(( ${DEADLINE:-560} - (SECONDS - start) )); (( t > $1 )) && t=$1; (( t < 5 )) && t=5; echo $t; }
+echo "== route to the CUDA provider (default, then the option structs)"
+timeout 90 node test/gpu/probe-route.mjs 2>&1 | tail -3 | tee "$OUT/route.log"
+if ! grep -q '"ok":true' "$OUT/route.log"; then
+  YQP_ORT_CUDA_ROUTE=options timeout 60 node test/gpu/probe-route.mjs 2>&1 | tail -3 | tee -a "$OUT/route.log"
+  grep -q '"ok":true' "$OUT/route.log" && export YQP_ORT_CUDA_ROUTE=options && echo "falling back: YQP_ORT_CUDA_ROUTE=options"
+fi
 echo "== doctor"
 node dist/cli/main.js doctor 2>&1 | grep -E "onnxruntime|CUDA|GPU" | head -12
+if [[ ${BENCH:-1} == 1 ]]; then
+  echo "== bench gpu-inference"
+  timeout $(left 200) node scripts/bench.mjs gpu-inference --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gpu-inference.log"
+fi
 echo "== GPU suite (${SUITE:-all})"
-timeout ${SUITE_TIMEOUT:-300} npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
+timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
 tests=$?
 grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files" "$OUT/tests.log" | grep -v "^npm warn" | head -80
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
-  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
+  timeout $(left 150) compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
   echo "memcheck (onnxruntime CUDA): rc=$? $(grep -E 'ERROR SUMMARY|sanitize-ort' "$OUT/sanitize-ort.log" | tr '\n' ' ' | cut -c1-300)"
-fi
-if [[ ${BENCH:-1} == 1 ]]; then
-  echo "== bench gpu-inference"
-  timeout 200 node scripts/bench.mjs gpu-inference --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gpu-inference.log"
 fi
 echo "tests rc=$tests"

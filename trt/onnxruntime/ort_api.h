@@ -25,6 +25,7 @@ struct OrtIoBinding;
 struct OrtTypeInfo;
 struct OrtCUDAProviderOptionsV2;
 struct OrtTensorRTProviderOptionsV2;
+struct OrtEpDevice;
 
 // ONNXTensorElementDataType values (ONNX's TensorProto.DataType).
 enum ElementType : int {
@@ -115,6 +116,15 @@ struct Api {
   // only loads the providers as libraries (no CUDA compiled into the core) still serves.
   OrtStatus* (*SessionOptionsAppendExecutionProvider_CUDA)(OrtSessionOptions*, void const* cudaOptions);
   OrtStatus* (*SessionOptionsAppendExecutionProvider_TensorRT)(OrtSessionOptions*, void const* tensorrtOptions);
+  // The EP-device entries (onnxruntime 1.22 and later; null before): a provider library registered with the
+  // environment and appended by device with string options. A core without CUDA compiled in (the npm GPU build)
+  // takes every CUDA option this way, enable_cuda_graph among them, which the first entries' struct lacks.
+  OrtStatus* (*RegisterExecutionProviderLibrary)(OrtEnv*, char const* registrationName, char const* path) = nullptr;
+  OrtStatus* (*GetEpDevices)(OrtEnv const*, OrtEpDevice const* const** devices, size_t* count) = nullptr;
+  OrtStatus* (*SessionOptionsAppendExecutionProvider_V2)(OrtSessionOptions*, OrtEnv*, OrtEpDevice const* const* devices,
+                                                         size_t deviceCount, char const* const* keys,
+                                                         char const* const* values, size_t optionCount) = nullptr;
+  char const* (*EpDevice_EpName)(OrtEpDevice const*) = nullptr;
 
   // The message of status (released here) or "" when it is null (success).
   std::string Take(OrtStatus* status) const;
@@ -125,6 +135,7 @@ struct Api {
 // YQP_ORT_GPU_DIR); each keeps its own environment, and a session runs on the library that opened it.
 struct Runtime {
   Api api;
+  std::string directory;  // the core's folder, where its provider libraries are
   OrtEnv* env = nullptr;
   OrtMemoryInfo* cpu = nullptr;
   OrtAllocator* allocator = nullptr;

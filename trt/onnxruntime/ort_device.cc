@@ -3,11 +3,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <shared_mutex>
 #include <utility>
 
 #include "core/cuda_check.h"
+#include "onnxruntime/ort_ep_devices.h"
 
 namespace yqp::ort {
 namespace {
@@ -131,23 +133,64 @@ std::string AppendTensorrt(Api const& api, OrtSessionOptions* so, DeviceOptions 
   return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
 }
 
-std::string AppendCuda(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+std::string AppendCudaOptions(Api const& api, OrtSessionOptions* so, DeviceOptions const& d, bool graphSession,
+                              AppendResult* result) {
   OrtCUDAProviderOptionsV2* o = nullptr;
   std::string e = api.Take(api.CreateCUDAProviderOptions(&o));
-  if (NotInThisBuild(e)) return AppendCudaV1(api, so, d);
+  if (NotInThisBuild(e)) {
+    result->route = "options-v1";
+    return AppendCudaV1(api, so, d);
+  }
   if (!e.empty()) return "the CUDA provider options cannot be made: " + e;
+  result->route = "options-v2";
   KeyValues kv;
   kv.Add("device_id", std::to_string(d.deviceId));
   kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
   // Copies on the compute stream: inputs are ordered with the run that reads them.
   kv.Add("do_copy_in_default_stream", "1");
+  if (graphSession) kv.Add("enable_cuda_graph", "1");
   auto keys = kv.Keys(), values = kv.Values();
   e = api.Take(api.UpdateCUDAProviderOptions(o, keys.data(), values.data(), keys.size()));
   if (e.empty() && d.stream != nullptr)
     e = api.Take(api.UpdateCUDAProviderOptionsWithValue(o, "user_compute_stream", d.stream));
   if (e.empty()) e = api.Take(api.SessionOptionsAppendExecutionProvider_CUDA_V2(so, o));
   api.ReleaseCUDAProviderOptions(o);
+  result->onnxruntimeGraph = e.empty() && graphSession;
   return e.empty() ? e : "the CUDA execution provider cannot be used: " + e;
+}
+
+// YQP_ORT_CUDA_ROUTE: "ep-device" (that route or an error), "options" (the option structs only), else the EP-device
+// route where this onnxruntime has it and the option structs otherwise.
+std::string CudaRoute() {
+  char const* v = std::getenv("YQP_ORT_CUDA_ROUTE");
+  return v != nullptr ? v : "";
+}
+
+std::string AppendCuda(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& d, bool graphSession,
+                       AppendResult* result) {
+  std::string route = CudaRoute();
+  if (route != "options") {
+    std::string closed;
+    CudaEpDevices(rt, &closed);
+    if (closed.empty()) {
+      KeyValues kv;
+      kv.Add("device_id", std::to_string(d.deviceId));
+      kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
+      kv.Add("do_copy_in_default_stream", "1");
+      if (d.stream != nullptr) {
+        kv.Add("has_user_compute_stream", "1");
+        kv.Add("user_compute_stream", std::to_string(reinterpret_cast<uintptr_t>(d.stream)));
+      }
+      if (graphSession) kv.Add("enable_cuda_graph", "1");
+      std::string e = AppendCudaByDevice(rt, so, d.deviceId, kv.keys, kv.values);
+      if (!e.empty()) return "the CUDA execution provider cannot be used (EP-device route): " + e;
+      result->route = "ep-device";
+      result->onnxruntimeGraph = graphSession;
+      return {};
+    }
+    if (route == "ep-device") return "the EP-device route to the CUDA provider is closed: " + closed;
+  }
+  return AppendCudaOptions(rt->api, so, d, graphSession, result);
 }
 
 std::string DimsKey(std::vector<int64_t> const& dims) {
@@ -158,13 +201,14 @@ std::string DimsKey(std::vector<int64_t> const& dims) {
 
 }  // namespace
 
-std::string AppendProviders(Api const& api, OrtSessionOptions* so, DeviceOptions const& device) {
+std::string AppendProviders(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& device, bool graphSession,
+                            AppendResult* result) {
   if (!device.cuda) return {};
   if (device.tensorrt.enabled) {
-    std::string e = AppendTensorrt(api, so, device);
+    std::string e = AppendTensorrt(rt->api, so, device);
     if (!e.empty()) return e;
   }
-  return AppendCuda(api, so, device);
+  return AppendCuda(rt, so, device, graphSession, result);
 }
 
 // Device buffers bound once per (variant, input shapes): a CUDA graph replays on these addresses.
@@ -206,6 +250,7 @@ DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector
   Api const& api = rt_->api;
   pool_ = core::BufferPool::Device(options_.deviceId);
   api.Take(api.CreateMemoryInfo("Cuda", kDeviceAllocator, options_.deviceId, kMemTypeDefault, &deviceMemory_));
+  cudaEventCreateWithFlags(&producerDone_, cudaEventDisableTiming);
   api.Take(api.CreateRunOptions(&runOptions_));
   api.Take(api.CreateRunOptions(&captureRunOptions_));
   if (captureRunOptions_ != nullptr)
@@ -235,6 +280,7 @@ DeviceRunner::~DeviceRunner() {
   if (deviceMemory_ != nullptr) rt_->api.ReleaseMemoryInfo(deviceMemory_);
   if (runOptions_ != nullptr) rt_->api.ReleaseRunOptions(runOptions_);
   if (captureRunOptions_ != nullptr) rt_->api.ReleaseRunOptions(captureRunOptions_);
+  if (producerDone_ != nullptr) cudaEventDestroy(producerDone_);
 }
 
 std::string DeviceRunner::GraphRefused() const {
@@ -349,6 +395,7 @@ std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandl
     counters_.graphReplays++;
     return {};
   }
+  if (options_.onnxruntimeGraphs && variants_[variant].batch > 0) return RunOnnxruntimeGraph(session, b);
   bool graphable = options_.cudaGraph && !b->graphRefused;
   for (void* p : b->outputPtr) graphable = graphable && p != nullptr;
   if (!graphable || b->eagerRuns < kEagerRunsBeforeCapture) {
@@ -388,6 +435,33 @@ std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandl
   return c == cudaSuccess ? std::string() : CudaReason("launching the captured CUDA graph", c);
 }
 
+// onnxruntime's own graph (enable_cuda_graph): its first run on these buffers is eager and sizes the arena, its
+// second captures (and replays, to compute), every later one replays. A capture is made in the process-wide
+// capture mode, which no other context's run may overlap (an allocation or cudaFreeHost elsewhere would end it):
+// the runs that may capture hold the capture lock alone, the replays share it.
+constexpr int kOnnxruntimeRunsToCapture = 2;
+
+std::string DeviceRunner::RunOnnxruntimeGraph(OrtSession* session, Binding* b) {
+  Api const& api = rt_->api;
+  if (b->eagerRuns < kOnnxruntimeRunsToCapture) {
+    std::unique_lock<std::shared_mutex> alone(CaptureLock());
+    b->eagerRuns++;
+    std::string e = api.Take(api.RunWithBinding(session, captureRunOptions_, b->io));
+    if (!e.empty()) {
+      std::lock_guard<std::mutex> lock(refusedMutex_);
+      graphRefused_ = e;
+      counters_.graphRefusals++;
+    } else if (b->eagerRuns == kOnnxruntimeRunsToCapture) {
+      counters_.graphCaptures++;
+    }
+    return e;
+  }
+  std::shared_lock<std::shared_mutex> shared(CaptureLock());
+  std::string e = api.Take(api.RunWithBinding(session, captureRunOptions_, b->io));
+  if (e.empty()) counters_.graphReplays++;
+  return e;
+}
+
 std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs) {
   Api const& api = rt_->api;
   auto stream = static_cast<cudaStream_t>(options_.stream);
@@ -406,8 +480,19 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
   }
   int64_t runBatch = variants_[variant].batch > 0 ? variants_[variant].batch : batch;
   Binding* b = nullptr;
-  std::string e = Prepare(variant, runBatch, feeds, &b);
+  std::string e;
+  {
+    // Binding allocates (device memory, onnxruntime values): never while another context captures.
+    std::shared_lock<std::shared_mutex> shared(CaptureLock());
+    e = Prepare(variant, runBatch, feeds, &b);
+  }
   if (!e.empty()) return e;
+  for (auto const& f : feeds) {
+    if (!f.onDevice || f.after == nullptr || f.after == options_.stream) continue;
+    cudaError_t c = cudaEventRecord(producerDone_, static_cast<cudaStream_t>(f.after));
+    if (c == cudaSuccess) c = cudaStreamWaitEvent(stream, producerDone_, 0);
+    if (c != cudaSuccess) return CudaReason("waiting for the stream that writes input " + inputs_[f.index], c);
+  }
   // Inputs into the bound buffers: one upload from the host, or a device-to-device copy. Rows past the request's
   // batch in a padded graph run are left as they are: batch rows are independent and their outputs are dropped.
   for (auto const& f : feeds) {

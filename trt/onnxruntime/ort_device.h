@@ -6,6 +6,8 @@
 // folds away and every node lands on the CUDA provider) and a batch runs on the smallest one that holds it.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -30,15 +32,26 @@ struct DeviceOptions {
   int deviceId = 0;
   void* stream = nullptr;  // the context's cudaStream_t, from the core's stream pool
   bool cudaGraph = false;
+  // Set at open: onnxruntime captures and replays the graph sessions itself (enable_cuda_graph through the
+  // EP-device route); otherwise they are captured here around its run (experimental, see ort_device.cc).
+  bool onnxruntimeGraphs = false;
+  std::string route;                     // how the CUDA provider was appended (AppendResult::route), for copyStats
   std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
   std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
   std::string convAlgoSearch = "HEURISTIC";
   TensorrtOptions tensorrt;
 };
 
+// How a session's CUDA provider was appended and what its graph session gets.
+struct AppendResult {
+  std::string route;              // "ep-device", "options-v2" or "options-v1"
+  bool onnxruntimeGraph = false;  // enable_cuda_graph was set (a graph session on a route that takes it)
+};
+
 // Appends the providers `device` asks for to `so` (TensorRT first, CUDA after it for what TensorRT leaves); "" or
-// onnxruntime's reason.
-std::string AppendProviders(Api const& api, OrtSessionOptions* so, DeviceOptions const& device);
+// onnxruntime's reason. graphSession: a session of fixed batch that CUDA graphs run.
+std::string AppendProviders(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& device, bool graphSession,
+                            AppendResult* result);
 
 // One input of a run: host memory (a TypedArray, read in place) or device memory on the session's GPU.
 struct Feed {
@@ -48,6 +61,7 @@ struct Feed {
   void const* data = nullptr;
   size_t bytes = 0;
   bool onDevice = false;
+  void* after = nullptr;  // device memory: the stream that writes it, waited for on the device before the copy
 };
 
 // One output, copied to host memory.
@@ -84,6 +98,11 @@ class DeviceRunner {
   std::string GraphRefused() const;
   std::vector<int64_t> GraphBatchSizes() const;
   int device() const { return options_.deviceId; }
+  std::string const& route() const { return options_.route; }
+  // "onnxruntime" (its own capture), "captured" (ours, experimental) or "none".
+  char const* graphMode() const {
+    return !options_.cudaGraph ? "none" : options_.onnxruntimeGraphs ? "onnxruntime" : "captured";
+  }
   void ReleaseSessions();
 
  private:
@@ -95,6 +114,7 @@ class DeviceRunner {
   std::string Prepare(size_t variant, int64_t batch, std::vector<Feed> const& feeds, Binding** out);
   // onnxruntime's run on the bound buffers: eager, captured into a CUDA graph, or that graph replayed.
   std::string RunBound(size_t variant, Binding* b, void* stream);
+  std::string RunOnnxruntimeGraph(OrtSession* session, Binding* b);
 
   Runtime const* rt_;
   DeviceOptions options_;
@@ -106,6 +126,7 @@ class DeviceRunner {
   std::shared_ptr<core::BufferPool> pool_;
   std::map<std::string, std::unique_ptr<Binding>> bindings_;
   CopyCounters counters_;
+  cudaEvent_t producerDone_ = nullptr;          // recorded on a feed's producer stream, waited for on the context's
   OrtRunOptions* captureRunOptions_ = nullptr;  // no stream synchronization inside a captured run
   mutable std::mutex refusedMutex_;
   std::string graphRefused_;

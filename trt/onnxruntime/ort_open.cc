@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+
 #include "core/coded_error.h"
 
 namespace yqp::ort {
@@ -110,10 +112,12 @@ class OpenWorker final : public Napi::AsyncWorker {
       opened_.reset();
       return SetError("onnxruntime cannot read the inputs and outputs of " + options_.model + ": " + e);
     }
-    if (device.cuda)
-      opened_->device =
-          std::make_unique<DeviceRunner>(rt, device, std::move(variants), opened_->inputs, opened_->outputs);
-    else
+    if (device.cuda) {
+      DeviceOptions d = device;
+      d.onnxruntimeGraphs = onnxruntimeGraphs_;
+      d.route = route_;
+      opened_->device = std::make_unique<DeviceRunner>(rt, d, std::move(variants), opened_->inputs, opened_->outputs);
+    } else
       opened_->session = session;
   }
 
@@ -135,9 +139,23 @@ class OpenWorker final : public Napi::AsyncWorker {
     // a model is refused here (E_CUDA_GRAPH) and the context runs eagerly instead.
     if (e.empty() && options_.device.cuda && options_.device.cudaGraph)
       e = api.Take(api.AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"));
+    bool graphSession = options_.device.cuda && options_.device.cudaGraph && batch > 0;
+    AppendResult appended;
     if (e.empty()) {
-      e = AppendProviders(api, so, options_.device);
+      e = AppendProviders(rt, so, options_.device, graphSession, &appended);
       if (!e.empty()) code_ = "E_DEVICE_UNAVAILABLE";
+    }
+    if (e.empty() && options_.device.cuda) route_ = appended.route;
+    if (e.empty() && graphSession) {
+      char const* experimental = std::getenv("YQP_EXPERIMENTAL_CUDA_GRAPH");
+      if (appended.onnxruntimeGraph) {
+        onnxruntimeGraphs_ = true;
+      } else if (experimental == nullptr || std::string(experimental) != "1") {
+        code_ = "E_CUDA_GRAPH";
+        e = "CUDA graphs need onnxruntime's own capture (enable_cuda_graph), which the " + appended.route +
+            " route to this onnxruntime's CUDA provider does not take; capturing around its run instead is "
+            "experimental (cudaFreeHost inside a capture aborted the process): YQP_EXPERIMENTAL_CUDA_GRAPH=1";
+      }
     }
     if (e.empty()) {
       e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, session));
@@ -167,6 +185,8 @@ class OpenWorker final : public Napi::AsyncWorker {
  private:
   SessionOptions options_;
   char const* code_ = "E_BACKEND";
+  std::string route_;
+  bool onnxruntimeGraphs_ = false;
   std::unique_ptr<Opened> opened_;
   Napi::Promise::Deferred deferred_;
 };

@@ -418,10 +418,13 @@ class Session final : public Napi::ObjectWrap<Session> {
     o.Set("graphReplays", static_cast<double>(c.graphReplays.load()));
     o.Set("graphRefusals", static_cast<double>(c.graphRefusals.load()));
     o.Set("graphRefused", core_->device->GraphRefused());
+    o.Set("route", core_->device->route());
+    o.Set("graphMode", core_->device->graphMode());
     return o;
   }
 
-  // A feed in device memory: { ptr: bigint, bytes: number } (a DeviceBuffer, a ring slot, a CUDA IPC region).
+  // A feed in device memory: { ptr: bigint, size: number, after?: bigint } (a DeviceBuffer, a ring slot, a CUDA IPC
+  // region; after: the cudaStream_t that writes it).
   static Feed DeviceFeed(Napi::Env env, uint32_t index, int type, std::string const& name, Napi::Array dimsJs,
                          Napi::Object data) {
     Feed f;
@@ -440,6 +443,11 @@ class Session final : public Napi::ObjectWrap<Session> {
     bool lossless = false;
     f.data = reinterpret_cast<void const*>(static_cast<uintptr_t>(ptr.As<Napi::BigInt>().Uint64Value(&lossless)));
     f.bytes = count * ElementSize(type);
+    // The stream that writes this memory (the preprocessing kernel's): the run waits for it on the device, so the
+    // producer needs no host round trip before handing the memory over.
+    Napi::Value after = data.Get("after");
+    if (after.IsBigInt())
+      f.after = reinterpret_cast<void*>(static_cast<uintptr_t>(after.As<Napi::BigInt>().Uint64Value(&lossless)));
     Napi::Value size = data.Get("size");
     if (size.IsNumber() && static_cast<size_t>(size.As<Napi::Number>().Int64Value()) < f.bytes)
       throw Napi::RangeError::New(env, "Expected at least " + std::to_string(f.bytes) +
