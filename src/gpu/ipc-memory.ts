@@ -37,6 +37,9 @@ function guarded<T extends IpcRegion>(region: T): T {
     get byteSize() {
       return region.byteSize;
     },
+    get ptr() {
+      return region.ptr;
+    },
     read: wrap(region.read),
     write: wrap(region.write),
     close: wrap(region.close),

@@ -112,6 +112,8 @@ export interface NativeRuntime {
 /** CUDA IPC regions (trt/core/ipc_memory.cc), on `runtime` where the addon was built with them. */
 export interface NativeIpcRegion {
   readonly byteSize: number;
+  /** The region's device pointer in this process (on its GPU). */
+  readonly ptr?: bigint;
   read(offset: number, length: number): Uint8Array;
   write(offset: number, bytes: Uint8Array): void;
   close(): void;

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { YqpError, describeValue } from '../errors.js';
 import type { Model } from '../model.js';
 import type { TensorMap } from '../tensor.js';
-import { DTYPE_BYTES, elementCount } from '../tensor.js';
+import { DTYPE_BYTES, deviceTensor, elementCount } from '../tensor.js';
 import type { ClusterMember, ReportKind, SharedOp } from './cluster-messages.js';
 import { statusOf } from './http-status.js';
 import {
@@ -226,6 +226,7 @@ export class InferenceEndpoint implements ClusterMember {
     this.metrics.inFlight.inc({ model: label });
     let status = 200;
     let code: string | undefined;
+    const holds: (() => void)[] = []; // CUDA regions the run reads in place, held until it settles
     try {
       model = this.manager.get(name, call.version);
       const owner = call.owner ?? '';
@@ -238,7 +239,7 @@ export class InferenceEndpoint implements ClusterMember {
           `Expected a non-negative number of microseconds for parameters.timeout but received ${describeValue(timeoutUs)}`,
           { argument: 'timeout' },
         );
-      const feeds = await this.feedsOf(model, request.inputs, owner);
+      const feeds = await this.feedsOf(model, request.inputs, owner, holds);
       // Past Node's timer range a timeout would fire at once; a stated maximum keeps its meaning.
       const maxUs = this.options.maxTimeoutUs ?? DEFAULT_MAX_TIMEOUT_US;
       const outputs = await model.infer(feeds, {
@@ -259,6 +260,7 @@ export class InferenceEndpoint implements ClusterMember {
       code = (e as { code?: string }).code;
       throw e;
     } finally {
+      for (const release of holds) release();
       const seconds = (performance.now() - started) / 1000;
       this.metrics.inFlight.dec({ model: label });
       this.metrics.requests.inc({ model: label, outcome: outcomeOf(status, code) });
@@ -275,7 +277,12 @@ export class InferenceEndpoint implements ClusterMember {
    * count within its profiles) before shared memory is read or images decoded; images a bounded number of
    * requests at a time.
    */
-  private async feedsOf(model: Model, inputs: RequestInput[], owner: string): Promise<TensorMap> {
+  private async feedsOf(
+    model: Model,
+    inputs: RequestInput[],
+    owner: string,
+    holds: (() => void)[],
+  ): Promise<TensorMap> {
     const feeds: TensorMap = {};
     for (const input of inputs) checkInput(model.config, input);
     for (const input of inputs) {
@@ -297,6 +304,15 @@ export class InferenceEndpoint implements ClusterMember {
               received: String(ref.byteSize),
             },
           );
+        // A CUDA region on the model's own GPU is read by the run in place: no copy through the host.
+        const view =
+          expected !== undefined ? this.shm.deviceView(ref, owner, model.device) : undefined;
+        if (view) {
+          holds.push(view.release);
+          const dtype = DATATYPE_TO_DTYPE[input.datatype];
+          feeds[input.name] = deviceTensor(dtype, view, input.shape);
+          continue;
+        }
         fillFromBytes(input, this.shm.read(ref, owner), count);
       }
       if (input.bytes) {

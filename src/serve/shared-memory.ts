@@ -34,6 +34,8 @@ export interface CudaRegionStatus {
 
 /** What the GPU core's IPC support must give for a CUDA region (an opened cudaIpcMemHandle_t). */
 export interface CudaIpcMapping {
+  /** The region's first byte in this process's address space on its GPU (a run reads it there in place). */
+  readonly ptr?: bigint;
   read(offset: number, length: number): Uint8Array;
   write(offset: number, bytes: Uint8Array): void;
   close(): void;
@@ -72,6 +74,8 @@ interface CudaRegion {
   deviceId: number;
   byteSize: number;
   mapping: CudaIpcMapping;
+  /** Runs reading the region in place; an unregistered region is closed when the last one settles. */
+  inUse: number;
 }
 
 type Region = SystemRegion | CudaRegion;
@@ -219,7 +223,7 @@ export class SharedMemoryRegistry {
     const deviceId = nonNegative(b.device_id ?? 0, 'device_id');
     const byteSize = nonNegative(b.byte_size, 'byte_size');
     const mapping = this.cuda.open(handle, deviceId, byteSize);
-    this.regions.set(name, { kind: 'cuda', owner, name, deviceId, byteSize, mapping });
+    this.regions.set(name, { kind: 'cuda', owner, name, deviceId, byteSize, mapping, inUse: 0 });
   }
 
   /** Unregisters one region or every region of the kind; only the owner's (Triton: an unknown one succeeds). */
@@ -278,6 +282,30 @@ export class SharedMemoryRegistry {
     return out;
   }
 
+  /**
+   * The device memory of `ref` when it lies in one of the owner's CUDA regions on `device` ('cuda:N'), held
+   * until `release`; undefined for system regions, another GPU, or an opener that gives no pointer (then `read`).
+   */
+  deviceView(
+    ref: SharedMemoryRef,
+    owner: string,
+    device: string,
+  ): { ptr: bigint; size: number; release: () => void } | undefined {
+    const r = this.bounded(ref, ref.byteSize, owner);
+    if (r.kind !== 'cuda' || r.mapping.ptr === undefined || device !== `cuda:${r.deviceId}`) return undefined;
+    r.inUse++;
+    let released = false;
+    return {
+      ptr: r.mapping.ptr + BigInt(ref.offset),
+      size: ref.byteSize,
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--r.inUse === 0 && this.regions.get(r.name) !== r) r.mapping.close();
+      },
+    };
+  }
+
   /** Writes an output into a region; it must fit the byte size the request gave. */
   write(ref: SharedMemoryRef, bytes: Uint8Array, owner = ''): void {
     if (bytes.byteLength > ref.byteSize)
@@ -319,7 +347,7 @@ export class SharedMemoryRegistry {
   private release(r: Region): void {
     this.regions.delete(r.name);
     if (r.kind === 'system') closeSync(r.fd);
-    else r.mapping.close();
+    else if (r.inUse === 0) r.mapping.close(); // else the last run reading it in place closes it
   }
 
   private checkRegistration(kind: SharedMemoryKind, name: string): void {

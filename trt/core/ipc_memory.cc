@@ -21,7 +21,8 @@ class IpcMemory : public Napi::ObjectWrap<IpcMemory> {
     return DefineClass(
         env, "IpcMemory",
         {InstanceMethod("read", &IpcMemory::Read), InstanceMethod("write", &IpcMemory::Write),
-         InstanceMethod("close", &IpcMemory::Close), InstanceAccessor("byteSize", &IpcMemory::ByteSize, nullptr)});
+         InstanceMethod("close", &IpcMemory::Close), InstanceAccessor("byteSize", &IpcMemory::ByteSize, nullptr),
+         InstanceAccessor("ptr", &IpcMemory::Ptr, nullptr)});
   }
 
   explicit IpcMemory(Napi::CallbackInfo const& info) : Napi::ObjectWrap<IpcMemory>(info) {}
@@ -93,6 +94,11 @@ class IpcMemory : public Napi::ObjectWrap<IpcMemory> {
   }
 
   Napi::Value ByteSize(Napi::CallbackInfo const& info) { return Napi::Number::New(info.Env(), size_); }
+  // The device pointer (a closed region has none): a CUDA session on this GPU reads the region in place.
+  Napi::Value Ptr(Napi::CallbackInfo const& info) {
+    if (!ptr_) return info.Env().Undefined();
+    return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr_)));
+  }
 
   void* ptr_ = nullptr;
   size_t size_ = 0;
