@@ -255,8 +255,10 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
     'int8',
   ] as const);
   if (options.device !== undefined) expectDevice('device', options.device);
-  // TensorRT engines take FP16 as a builder precision; the onnxruntime backend needs the converted model on CUDA.
-  if (precision === 'fp16' && backendChoice !== 'tensorrt') checkFp16Device(options.device);
+  // A backend with a build step takes FP16 as a build precision (TensorRT engines); one without runs the converted
+  // FP16 model, which the embedded backend does on CUDA only. Under auto the device is checked before resolving.
+  if (precision === 'fp16' && (backendChoice === 'auto' || !backendEntry(backendChoice).build))
+    checkFp16Device(options.device);
   const progress = options.onProgress ?? (() => {});
   const notes: string[] = [];
 
@@ -411,7 +413,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
     } else if (precision === 'fp16') {
       progress({ stage: 'fp16', message: 'converting the model to FP16' });
       const { bytes, report: fp16 } = await fp16Model(model, join(work, 'model-fp16.onnx'), config);
-      files['model.onnx'] = bytes;
+      files[backend.modelFile] = bytes;
       config.metadata = { ...config.metadata, fp16: fp16Metadata(fp16) };
       notes.push(describeFp16(fp16));
     } else if (onnxForEngine === fp32Path) {

@@ -101,6 +101,7 @@ export {
   type BackendBuildContext,
   type BackendBuildResult,
   type BackendDoctor,
+  type BackendTriton,
 } from './backends/index.js';
 export { doctorReport, type DoctorReport } from './doctor.js';
 

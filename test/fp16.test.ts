@@ -414,6 +414,25 @@ describe('build --fp16', () => {
     expect(readdirSync(repo)).not.toContain('refused');
   });
 
+  it('leaves FP16 to the build step of a backend that has one (TensorRT), and checks the device under auto', async () => {
+    const auto = await build(BLAZEFACE_ONNX, { name: 'auto16', repo, precision: 'fp16' }).catch((e) => e);
+    expect((auto as YqpError).argument).toBe('--fp16');
+    // TensorRT takes FP16 as a builder flag: no --device needed. Where TensorRT is missing, it is what stops the
+    // build; where it is installed, the engine is built.
+    const trt = await build(BLAZEFACE_ONNX, {
+      name: 'trt16',
+      repo,
+      precision: 'fp16',
+      backend: 'tensorrt',
+    }).then(
+      (r) => r.entry.config,
+      (e: YqpError) => e,
+    );
+    if (trt instanceof YqpError)
+      expect([trt.code, trt.argument]).toEqual(['E_BACKEND_UNAVAILABLE', 'backend']);
+    else expect([trt.backend, trt.precision]).toEqual(['tensorrt', 'fp16']);
+  });
+
   it('writes the FP16 model, precision fp16 and device cuda with --device cuda (no GPU needed)', async () => {
     const { entry, notes } = await build(BLAZEFACE_ONNX, {
       name: 'face16',

@@ -10,6 +10,9 @@ export {
   backendAvailability,
   backendEntries,
   backendEntry,
+  backendForModelFile,
+  backendForTritonBackend,
+  backendForTritonPlatform,
   backendNames,
   embeddedBackend,
   getBackend,
@@ -20,4 +23,5 @@ export {
   type BackendDoctor,
   type BackendEntry,
   type BackendName,
+  type BackendTriton,
 } from './registry.js';

@@ -10,6 +10,8 @@ export const onnxruntimeEntry: BackendEntry = {
   displayName: 'onnxruntime',
   modelFile: 'model.onnx',
   platform: 'onnxruntime_onnx',
+  // A Triton folder names no device: it runs on the CPU provider here (config.json's device picks CUDA).
+  triton: { backend: 'onnxruntime', instanceKind: 'cpu' },
   embedded: true,
   autoPriority: 0,
   async load() {
@@ -17,6 +19,10 @@ export const onnxruntimeEntry: BackendEntry = {
   },
   async availability() {
     return (await import('./onnxruntime.js')).onnxruntimeBackend.availability();
+  },
+  async modelIo(modelPath) {
+    const { inputs, outputs } = await (await import('../onnx/model.js')).loadOnnx(modelPath);
+    return { inputs, outputs };
   },
   async doctor() {
     return (await import('./onnxruntime-doctor.js')).onnxruntimeDoctor();

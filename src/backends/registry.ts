@@ -1,6 +1,6 @@
 import { YqpError, expectOneOf } from '../errors.js';
 import type { DoctorCheck } from '../doctor-check.js';
-import type { ModelConfig } from '../repository/config.js';
+import type { ModelConfig, TensorSpec } from '../repository/config.js';
 import type { Backend, BackendAvailability } from './backend.js';
 
 /** Backend names are the registry's keys; the registry, not a union type, says which exist. */
@@ -34,6 +34,25 @@ export interface BackendDoctor {
   summary: string;
 }
 
+/** What a backend is in Triton's model configuration (config.pbtxt read in, and derived from config.json). */
+export interface BackendTriton {
+  /** Triton's `backend` field (onnxruntime, tensorrt); its `platform` is BackendEntry.platform. */
+  readonly backend: string;
+  /**
+   * Where Triton's instance groups put it. 'gpu': only on a GPU (KIND_CPU is refused, KIND_AUTO is KIND_GPU on
+   * the entry's GPU, instance_group gpus choose that GPU). 'cpu': a Triton folder runs on the CPU here (KIND_GPU is
+   * warned about, gpus are ignored).
+   */
+  readonly instanceKind: 'gpu' | 'cpu';
+  /**
+   * Present when it captures CUDA graphs (config.metadata.runtime.cudaGraphs, which optimization.cuda.graphs maps
+   * onto); the value is what it does when the entry does not say.
+   */
+  readonly cudaGraphsDefault?: boolean;
+  /** Triton execution accelerators (optimization.execution_accelerators) this backend is the way to here. */
+  readonly replacesAccelerators?: readonly string[];
+}
+
 /**
  * One backend, one entry. Everything outside src/backends/ that needs to know about backends (build, doctor, the
  * repository, loadModel, serve) asks these fields instead of comparing names.
@@ -44,8 +63,11 @@ export interface BackendEntry {
   readonly displayName: string;
   /** The file inside each version folder this backend runs (model.onnx, model.plan). */
   readonly modelFile: string;
-  /** Triton's platform string for the model metadata endpoint (onnxruntime_onnx, tensorrt_plan). */
+  /** Triton's platform string for the model metadata endpoint and config.pbtxt (onnxruntime_onnx, tensorrt_plan). */
   readonly platform: string;
+  readonly triton: BackendTriton;
+  /** What its build step writes, as hints name it ("a TensorRT engine"); absent without a build step. */
+  readonly builtModel?: string;
   /**
    * The embedded backend: works wherever the package installs, runs the build's own proofs (dynamic batch) and is
    * what `auto` falls back to. Exactly one entry has it.
@@ -61,6 +83,11 @@ export interface BackendEntry {
   load(): Promise<Backend>;
   /** Never throws: unavailable with a reason instead. */
   availability(): Promise<BackendAvailability>;
+  /**
+   * The model file's own inputs and outputs, where the file can be read without the backend's hardware (ONNX);
+   * absent when it cannot (a TensorRT plan needs TensorRT). Triton's auto-complete fills configs from it.
+   */
+  modelIo?(modelPath: string): Promise<{ inputs: TensorSpec[]; outputs: TensorSpec[] }>;
   /** ONNX to this backend's model file; absent when the backend runs the ONNX model itself. */
   build?(context: BackendBuildContext): Promise<BackendBuildResult>;
   doctor?(): Promise<BackendDoctor>;
@@ -92,6 +119,22 @@ export function backendEntries(): BackendEntry[] {
 export function backendEntry(name: unknown, argument = 'backend'): BackendEntry {
   const known = expectOneOf(argument, name, backendNames());
   return entries.get(known)!;
+}
+
+/** The entry of Triton's `platform` string (onnxruntime_onnx), if one is registered. */
+export function backendForTritonPlatform(platform: string): BackendEntry | undefined {
+  return [...entries.values()].find((e) => e.platform === platform);
+}
+
+/** The entry of Triton's `backend` field (onnxruntime), if one is registered. */
+export function backendForTritonBackend(backend: string): BackendEntry | undefined {
+  return [...entries.values()].find((e) => e.triton.backend === backend);
+}
+
+/** The entry whose model file has this file's extension (face.plan: the one running model.plan), if any. */
+export function backendForModelFile(file: string): BackendEntry | undefined {
+  const extension = (name: string) => name.slice(name.indexOf('.'));
+  return [...entries.values()].find((e) => file.endsWith(extension(e.modelFile)));
 }
 
 export function embeddedBackend(): BackendEntry {

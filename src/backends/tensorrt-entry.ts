@@ -9,6 +9,14 @@ export const tensorrtEntry: BackendEntry = {
   displayName: 'TensorRT',
   modelFile: 'model.plan',
   platform: 'tensorrt_plan',
+  // Engines run on a GPU only; their runs are captured as CUDA graphs unless the entry says not to (tensorrt.ts).
+  triton: {
+    backend: 'tensorrt',
+    instanceKind: 'gpu',
+    cudaGraphsDefault: true,
+    replacesAccelerators: ['tensorrt'],
+  },
+  builtModel: 'a TensorRT engine',
   autoPriority: 10,
   requires: 'a machine with TensorRT and an NVIDIA driver',
   perProcessNote: 'holds its own engine and CUDA context (GPU serving wants --http-workers 1, or MPS)',

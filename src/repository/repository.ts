@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv, { type ErrorObject } from 'ajv';
-import { backendNames } from '../backends/index.js';
+import { backendEntries, backendNames } from '../backends/index.js';
 import { YqpError } from '../errors.js';
 import { postprocessorFor } from '../postprocess/index.js';
 import type { ModelConfig } from './config.js';
@@ -43,7 +43,7 @@ export interface RepositoryEntry {
   config: ModelConfig;
   version: number;
   versionDir: string;
-  /** The model file of that version (model.onnx or model.plan). */
+  /** The model file of that version (its backend's BackendEntry.modelFile, or config.pbtxt's default_model_filename). */
   modelPath: string;
   versions: number[];
   /** Which file configured it: yqp-trt's config.json, or Triton's config.pbtxt (or none: Triton's auto-complete). */
@@ -197,21 +197,21 @@ export async function readEntry(entryDir: string, version?: number): Promise<Rep
 
 /**
  * A Triton model folder: config.pbtxt mapped onto the entry (triton-import.ts); without one, Triton's
- * auto-complete from the version folder's model.onnx. A folder with neither a config nor a model is E_NOT_FOUND.
+ * auto-complete from the version folder's model file (a backend's modelFile). A folder with neither a config nor a
+ * model is E_NOT_FOUND.
  */
 async function readTritonEntry(entryDir: string, version?: number): Promise<RepositoryEntry> {
   const dir = resolve(entryDir);
   const pbtxtPath = join(dir, 'config.pbtxt');
   const hasPbtxt = existsSync(pbtxtPath);
   const versions = listVersions(dir);
-  const autoModel = versions.some((v) =>
-    ['model.onnx', 'model.plan'].some((f) => existsSync(join(dir, String(v), f))),
-  );
+  const modelFiles = backendEntries().map((b) => b.modelFile);
+  const autoModel = versions.some((v) => modelFiles.some((f) => existsSync(join(dir, String(v), f))));
   if (!hasPbtxt && !autoModel)
     throw new YqpError(
       'E_NOT_FOUND',
       existsSync(dir)
-        ? `Repository entry ${entryDir} has no config.json or config.pbtxt (and no version folder holding model.onnx or model.plan to auto-complete one from)`
+        ? `Repository entry ${entryDir} has no config.json or config.pbtxt (and no version folder holding ${modelFiles.join(' or ')} to auto-complete one from)`
         : `Repository entry ${entryDir} not found`,
       { argument: 'model', expected: '<repo>/<name> with config.json or config.pbtxt', received: entryDir },
     );

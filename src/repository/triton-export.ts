@@ -3,10 +3,11 @@
  * Triton would have for a yqp-trt config.json entry. Served by the HTTP config endpoint (as Triton's JSON) and the
  * gRPC ModelConfig RPC (as the message).
  */
+import { backendEntry } from '../backends/index.js';
 import type { ModelConfig, TensorSpec } from './config.js';
 import type { RepositoryEntry } from './repository.js';
 import { tritonConfigJson, type TritonModelConfig } from './triton-config.js';
-import { DTYPE_TO_TRITON, TRITON_BACKENDS } from './triton-import.js';
+import { DTYPE_TO_TRITON } from './triton-import.js';
 
 /** Whether a config.json entry batches on dimension 0 the way Triton's max_batch_size means. */
 function hasBatchDim(config: ModelConfig): boolean {
@@ -16,7 +17,9 @@ function hasBatchDim(config: ModelConfig): boolean {
 /** The Triton configuration a yqp-trt config.json describes. */
 export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
   const batch = hasBatchDim(config);
-  const names = TRITON_BACKENDS[config.backend as keyof typeof TRITON_BACKENDS];
+  const backend = backendEntry(config.backend);
+  const onGpu = backend.triton.instanceKind === 'gpu';
+  const cudaGraphsDefault = backend.triton.cudaGraphsDefault;
   const tensor = (t: TensorSpec) => ({
     name: t.name,
     data_type: DTYPE_TO_TRITON[t.dtype],
@@ -26,8 +29,8 @@ export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
   const runtime = config.metadata?.runtime as { cudaGraphs?: boolean } | undefined;
   return {
     name: config.name,
-    platform: names.platform,
-    backend: names.backend,
+    platform: backend.platform,
+    backend: backend.triton.backend,
     version_policy: { latest: { num_versions: 1 } },
     max_batch_size: batch ? config.maxBatchSize : 0,
     input: config.inputs.map(tensor),
@@ -51,14 +54,14 @@ export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
     instance_group: [
       {
         name: config.name,
-        kind: config.backend === 'tensorrt' ? 'KIND_GPU' : 'KIND_CPU',
+        kind: onGpu ? 'KIND_GPU' : 'KIND_CPU',
         count: config.instances,
-        ...(config.backend === 'tensorrt' ? { gpus: [device] } : {}),
+        ...(onGpu ? { gpus: [device] } : {}),
       },
     ],
     default_model_filename: config.modelFile,
-    ...(config.backend === 'tensorrt'
-      ? { optimization: { cuda: { graphs: runtime?.cudaGraphs ?? true } } }
+    ...(cudaGraphsDefault !== undefined
+      ? { optimization: { cuda: { graphs: runtime?.cudaGraphs ?? cudaGraphsDefault } } }
       : {}),
     ...(typeof warm === 'object' && warm.batchSizes
       ? {

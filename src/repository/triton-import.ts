@@ -5,8 +5,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import {
+  backendEntries,
+  backendForModelFile,
+  backendForTritonBackend,
+  backendForTritonPlatform,
+  type BackendEntry,
+} from '../backends/index.js';
 import { YqpError } from '../errors.js';
-import { loadOnnx } from '../onnx/model.js';
 import type { DType } from '../tensor.js';
 import type { ModelConfig, OptimizationProfile, TensorSpec } from './config.js';
 import type { TritonModelConfig, TritonTensor } from './triton-config.js';
@@ -26,13 +32,6 @@ export const DTYPE_TO_TRITON = Object.fromEntries(
   Object.entries(TRITON_TO_DTYPE).map(([k, v]) => [v, k]),
 ) as Record<DType, string>;
 
-/** Triton's platform and backend names for the two backends here. */
-export const TRITON_BACKENDS = {
-  onnxruntime: { platform: 'onnxruntime_onnx', backend: 'onnxruntime', file: 'model.onnx' },
-  tensorrt: { platform: 'tensorrt_plan', backend: 'tensorrt', file: 'model.plan' },
-} as const;
-type BackendName = keyof typeof TRITON_BACKENDS;
-
 /** Triton's --backend-config=default-max-batch-size: what auto-complete gives a batchable model. */
 const DEFAULT_MAX_BATCH_SIZE = 4;
 /** The upper end of a dimension Triton leaves open (-1). */
@@ -44,7 +43,7 @@ export interface TritonEntry {
   triton: TritonModelConfig;
   warnings: string[];
   version: number;
-  /** GPU of the first GPU instance group (tensorrt_plan). */
+  /** GPU of the first GPU instance group (a backend whose Triton instances run on a GPU only). */
   device?: number;
 }
 
@@ -124,29 +123,38 @@ export function chooseTritonVersion(
   return requested;
 }
 
-function backendOf(f: Findings, triton: TritonModelConfig, versionDir: string): BackendName {
-  const byPlatform = Object.entries(TRITON_BACKENDS).find(([, b]) => b.platform === triton.platform)?.[0];
-  const byBackend = Object.entries(TRITON_BACKENDS).find(([, b]) => b.backend === triton.backend)?.[0];
-  const platforms = Object.values(TRITON_BACKENDS).map((b) => b.platform);
-  const backends = Object.values(TRITON_BACKENDS).map((b) => b.backend);
+/** The backend a Triton configuration names (platform, backend), or its model file names when it names none. */
+function backendOf(f: Findings, triton: TritonModelConfig, versionDir: string): BackendEntry {
+  const byPlatform = triton.platform ? backendForTritonPlatform(triton.platform) : undefined;
+  const byBackend = triton.backend ? backendForTritonBackend(triton.backend) : undefined;
+  const entries = backendEntries();
+  const platforms = entries.map((b) => b.platform);
+  const backends = entries.map((b) => b.triton.backend);
   if (triton.platform && !byPlatform)
     f.refuse('platform', `${JSON.stringify(triton.platform)} is not served here`, platforms.join(', '));
   if (triton.backend && !byBackend)
     f.refuse('backend', `${JSON.stringify(triton.backend)} is not served here`, backends.join(', '));
   if (byPlatform && byBackend && byPlatform !== byBackend)
     f.refuse('backend', `${triton.backend} does not run platform ${triton.platform}`);
-  const chosen = (byPlatform ?? byBackend) as BackendName | undefined;
+  const chosen = byPlatform ?? byBackend;
   if (chosen) return chosen;
   // Neither given: Triton's auto-complete goes by the model file.
   const file = triton.default_model_filename;
-  for (const [name, b] of Object.entries(TRITON_BACKENDS))
-    if (file ? file.endsWith(b.file.slice(b.file.indexOf('.'))) : existsSync(join(versionDir, b.file)))
-      return name as BackendName;
+  const byFile = file
+    ? backendForModelFile(file)
+    : entries.find((b) => existsSync(join(versionDir, b.modelFile)));
+  if (byFile) return byFile;
   return f.refuse(
     'platform',
-    `neither platform nor backend is set, and ${file ? `default_model_filename ${JSON.stringify(file)}` : `the version folder holds neither model.onnx nor model.plan`} names no backend`,
+    `neither platform nor backend is set, and ${file ? `default_model_filename ${JSON.stringify(file)}` : `the version folder holds neither ${entries.map((b) => b.modelFile).join(' nor ')}`} names no backend`,
     platforms.join(', '),
   );
+}
+
+/** What to build for the GPU, as a hint ("build a TensorRT engine for the GPU"), where a GPU backend builds one. */
+function gpuBuildHint(): string | undefined {
+  const gpu = backendEntries().find((b) => b.triton.instanceKind === 'gpu' && b.builtModel);
+  return gpu && `build ${gpu.builtModel} for the GPU`;
 }
 
 const show = (d: readonly number[]) => `[${d.join(',')}]`;
@@ -267,8 +275,8 @@ export async function fromTriton(
     f.refuse('model_transaction_policy.decoupled', 'decoupled models are not supported here');
 
   const backend = backendOf(f, raw, versionDir);
-  const names = TRITON_BACKENDS[backend];
-  const modelFile = raw.default_model_filename || names.file;
+  const onGpu = backend.triton.instanceKind === 'gpu';
+  const modelFile = raw.default_model_filename || backend.modelFile;
   const modelPath = join(versionDir, modelFile);
   if (!existsSync(modelPath))
     throw new YqpError(
@@ -279,7 +287,7 @@ export async function fromTriton(
       },
     );
   // The model's own inputs and outputs, where they can be read without a GPU (ONNX).
-  const io = backend === 'onnxruntime' ? await loadOnnx(modelPath) : undefined;
+  const io = backend.modelIo ? await backend.modelIo(modelPath) : undefined;
   const batchable = io ? [...io.inputs, ...io.outputs].every((t) => t.dims[0] === -1) : false;
 
   let maxBatch: number;
@@ -301,7 +309,7 @@ export async function fromTriton(
       if (!model)
         f.refuse(
           kind,
-          `a ${names.platform} model must declare its ${kind}s (they are read from ONNX models only)`,
+          `a ${backend.platform} model must declare its ${kind}s (they are read from ONNX models only)`,
         );
       return model!.map((m) => tensorSpec(f, { name: m.name }, kind, 0, model, maxBatch, name));
     }
@@ -411,16 +419,18 @@ export async function fromTriton(
   for (const [i, g] of (raw.instance_group ?? []).entries()) {
     const path = `instance_group[${i}]`;
     const kind = g.kind ?? 'KIND_AUTO';
-    if (kind === 'KIND_CPU' && backend === 'tensorrt')
-      f.refuse(`${path}.kind`, 'a tensorrt_plan model runs on a GPU, not KIND_CPU');
-    if (kind === 'KIND_GPU' && backend === 'onnxruntime')
+    if (kind === 'KIND_CPU' && onGpu)
+      f.refuse(`${path}.kind`, `a ${backend.platform} model runs on a GPU, not KIND_CPU`);
+    if (kind === 'KIND_GPU' && !onGpu) {
+      const hint = gpuBuildHint();
       f.warn(
         `${path}.kind`,
-        'KIND_GPU: the onnxruntime backend here runs on the CPU (build a TensorRT engine for the GPU)',
+        `KIND_GPU: the ${backend.name} backend here runs on the CPU${hint ? ` (${hint})` : ''}`,
       );
+    }
     if (kind === 'KIND_MODEL') f.warn(`${path}.kind`, 'KIND_MODEL is served as KIND_AUTO here');
     const gpus = g.gpus ?? [];
-    if (gpus.length && backend === 'tensorrt') {
+    if (gpus.length && onGpu) {
       if (device === undefined) device = gpus[0];
       if (gpus.length > 1 || gpus[0] !== device)
         f.warn(
@@ -434,23 +444,32 @@ export async function fromTriton(
     warnOthers(f, g, ['name', 'kind', 'count', 'gpus'], path, NOT_SUPPORTED);
   }
 
-  // Optimization: what the TensorRT backend can honour; the rest is named.
+  // Optimization: what the backend can honour (CUDA graphs where it captures them); the rest is named.
   const opt = raw.optimization ?? {};
   const metadata: NonNullable<ModelConfig['metadata']> = { createdBy: 'config.pbtxt' };
   if (opt.cuda) {
-    if (backend === 'tensorrt' && opt.cuda.graphs !== undefined)
+    if (backend.triton.cudaGraphsDefault !== undefined && opt.cuda.graphs !== undefined)
       metadata.runtime = { cudaGraphs: opt.cuda.graphs };
-    else if (opt.cuda.graphs)
-      f.warn('optimization.cuda.graphs', 'CUDA graphs are for tensorrt_plan models here (ignored)');
+    else if (opt.cuda.graphs) {
+      const capturing = backendEntries().filter((b) => b.triton.cudaGraphsDefault !== undefined);
+      f.warn(
+        'optimization.cuda.graphs',
+        capturing.length
+          ? `CUDA graphs are for ${capturing.map((b) => b.platform).join(' and ')} models here (ignored)`
+          : 'CUDA graphs are not captured here (ignored)',
+      );
+    }
     warnOthers(f, opt.cuda, ['graphs'], 'optimization.cuda', NOT_SUPPORTED);
   }
   const acc = opt.execution_accelerators;
   for (const [kind, list] of Object.entries(acc ?? {}))
-    for (const a of (list as { name?: string }[]) ?? [])
+    for (const a of (list as { name?: string }[]) ?? []) {
+      const instead = backendEntries().find((b) => a.name && b.triton.replacesAccelerators?.includes(a.name));
       f.warn(
         `optimization.execution_accelerators.${kind}`,
-        `${a.name ?? '?'} is not supported here (ignored)${a.name === 'tensorrt' ? '; build a TensorRT engine instead: yqp-trt build --backend tensorrt' : ''}`,
+        `${a.name ?? '?'} is not supported here (ignored)${instead ? `; build ${instead.builtModel ?? `for the ${instead.name} backend`} instead: yqp-trt build --backend ${instead.name}` : ''}`,
       );
+    }
   for (const pinned of ['input_pinned_memory', 'output_pinned_memory'] as const)
     if (opt[pinned] && opt[pinned]!.enable === false)
       f.warn(`optimization.${pinned}`, 'tensors are always staged through pinned memory here');
@@ -487,7 +506,7 @@ export async function fromTriton(
 
   const config: ModelConfig = {
     name,
-    backend,
+    backend: backend.name,
     modelFile,
     precision: 'fp32',
     maxBatchSize: maxBatch,
@@ -504,8 +523,8 @@ export async function fromTriton(
   const triton: TritonModelConfig = {
     ...raw,
     name,
-    platform: names.platform,
-    backend: names.backend,
+    platform: backend.platform,
+    backend: backend.triton.backend,
     max_batch_size: maxBatch,
     version_policy: raw.version_policy ?? { latest: { num_versions: 1 } },
     input: inputs.map((s, i) => ({
@@ -523,9 +542,9 @@ export async function fromTriton(
     instance_group: (raw.instance_group?.length ? raw.instance_group : [{ count: 1 }]).map((g, i, all) => ({
       ...g,
       name: g.name || (all.length === 1 ? name : `${name}_${i}`),
-      kind: g.kind && g.kind !== 'KIND_AUTO' ? g.kind : backend === 'tensorrt' ? 'KIND_GPU' : 'KIND_CPU',
+      kind: g.kind && g.kind !== 'KIND_AUTO' ? g.kind : onGpu ? 'KIND_GPU' : 'KIND_CPU',
       count: g.count ?? 1,
-      ...(backend === 'tensorrt' && !g.gpus?.length ? { gpus: [device ?? 0] } : {}),
+      ...(onGpu && !g.gpus?.length ? { gpus: [device ?? 0] } : {}),
     })),
     default_model_filename: modelFile,
     ...(autoBatching ? { dynamic_batching: {} } : {}),

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { embeddedBackend } from '../backends/index.js';
 import { invalidParameter, YqpError } from '../errors.js';
 import { encodeOnnx, graphIo } from '../onnx/model.js';
 import type { ModelConfig, PostprocessingSpec, PreprocessingSpec, TensorSpec } from '../repository/config.js';
@@ -121,10 +122,12 @@ export async function importTflite(path: string, options: ImportOptions): Promis
   const onnxBytes = encodeOnnx(proto);
   const { inputs, outputs } = graphIo(proto);
   const known = KNOWN.find((k) => k.matches(inputs, outputs));
+  // The converted ONNX model runs on the embedded backend, wherever the package installs.
+  const runner = embeddedBackend();
   const config: ModelConfig = {
     name: options.name,
-    backend: 'onnxruntime',
-    modelFile: 'model.onnx',
+    backend: runner.name,
+    modelFile: runner.modelFile,
     precision: 'fp32',
     maxBatchSize: maxBatch,
     inputs,
@@ -155,6 +158,6 @@ export async function importTflite(path: string, options: ImportOptions): Promis
       tfliteOperators: report.operators,
     },
   };
-  const entry = await writeEntry(options.repo, config, { 'model.onnx': onnxBytes }, options.version);
+  const entry = await writeEntry(options.repo, config, { [runner.modelFile]: onnxBytes }, options.version);
   return { entry, report, recognized: known?.id };
 }

@@ -45,7 +45,7 @@ export const importCommand: CommandModule<object, ImportArgs> = {
       .map(([k, v]) => `${k} x${v}`)
       .join(', ');
     process.stdout.write(
-      `wrote ${r.entry.dir}/${r.entry.version} (onnxruntime, fp32${r.recognized ? `, recognized ${r.recognized}` : ''})\n` +
+      `wrote ${r.entry.dir}/${r.entry.version} (${r.entry.config.backend}, ${r.entry.config.precision}${r.recognized ? `, recognized ${r.recognized}` : ''})\n` +
         `operators: ${ops}; ${r.report.dequantized} FP16 constants folded to FP32\n`,
     );
   }),
