@@ -198,6 +198,22 @@ export default async function main(args) {
   const feed = { 'input:0': deviceTensor('float32', input, batch.tensor.dims) };
   for (let i = 0; i < 8; i++) await big.infer(feed);
   rows.batch64 = (await closedLoop(() => big.infer(feed), 8, seconds)) * 64;
+  // The CUDA provider's own options for this conv-heavy model: cuDNN's exhaustive algorithm search, NHWC kernels.
+  rows.batch64Options = {};
+  for (const [label, cudaProviderOptions] of [
+    ['exhaustive', { cudnn_conv_algo_search: 'EXHAUSTIVE' }],
+    ['nhwc', { prefer_nhwc: '1' }],
+    ['exhaustive+nhwc', { cudnn_conv_algo_search: 'EXHAUSTIVE', prefer_nhwc: '1' }],
+  ]) {
+    try {
+      const m = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions });
+      for (let i = 0; i < 8; i++) await m.infer(feed);
+      rows.batch64Options[label] = (await closedLoop(() => m.infer(feed), 8, seconds)) * 64;
+      await m.close();
+    } catch (e) {
+      rows.batch64Options[label] = `refused: ${e.message.slice(0, 200)}`;
+    }
+  }
   // FP16 (weights and compute; FP32 I/O behind Casts), the same batch, inputs and graphs.
   const e64half = await entry(repo, 'face64fp16', 64, 64, { precision: 'fp16', device: 'cuda' });
   const half = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
@@ -244,6 +260,8 @@ export default async function main(args) {
   console.log(`  ring frame -> faces in JS, graph:  p50 ${f(rows.ringGraph.p50)} ms p99 ${f(rows.ringGraph.p99)} ms (${faces} faces)`);
   console.log(`    of which: model alone on a device input (graph) p50 ${f(rows.modelGraph.p50)} ms; preprocessing kernel + completion p50 ${f(rows.preprocess.p50)} ms`);
   console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s`);
+  for (const [label, v] of Object.entries(rows.batch64Options))
+    console.log(`    with ${label}: ${typeof v === 'number' ? `${Math.round(v)} images/s` : v}`);
   console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
   console.log(`  batch 1, 16 in flight, eager: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
   console.log(`  batch 1, 16 in flight, graphs: 1 context ${Math.round(rows.graphStreams1)}/s, 4 contexts ${Math.round(rows.graphStreams4)}/s`);

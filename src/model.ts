@@ -44,6 +44,12 @@ export interface LoadModelOptions {
   cudaGraph?: boolean | number[];
   /** A folder holding a GPU build of onnxruntime (default: YQP_ORT_GPU_DIR, onnxruntime-node's, .cache/ort-gpu). */
   onnxruntimeDir?: string;
+  /**
+   * onnxruntime's CUDA provider options by their own names, as Python's `providers=[('CUDAExecutionProvider',
+   * {...})]` takes them (cudnn_conv_algo_search, prefer_nhwc, use_tf32 ...); device cuda. They override yqp-trt's
+   * choices except the device and the context's stream.
+   */
+  cudaProviderOptions?: Record<string, string | number | boolean>;
   /** onnxruntime's TensorRT provider before its CUDA provider (device cuda; needs libnvinfer 10). */
   tensorrtProvider?: boolean;
   /**
@@ -203,6 +209,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     !Array.isArray(options.cudaGraph)
   )
     throw invalidParameter('cudaGraph', 'a boolean or an array of batch sizes', options.cudaGraph);
+  const cudaProviderOptions = providerOptionsOf(options.cudaProviderOptions);
   const entry = await readEntry(entryDir, options.version);
   const config = entry.config;
   const placement =
@@ -217,6 +224,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     deviceKind: placement?.kind,
     cudaGraph: options.cudaGraph ?? config.cudaGraph,
     onnxruntimeDir: options.onnxruntimeDir,
+    cudaProviderOptions,
     tensorrtProvider: options.tensorrtProvider,
     runner: options.runner,
     spinWait: options.spinWait,
@@ -243,4 +251,26 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     queueTimeoutMs: options.queueTimeoutMs ?? config.scheduler?.queueTimeoutMs,
   });
   return new Model(entry, scheduler, warmup);
+}
+
+/** cudaProviderOptions as onnxruntime's string pairs; a key yqp-trt owns or a value of another type is refused. */
+function providerOptionsOf(
+  options: LoadModelOptions['cudaProviderOptions'],
+): Record<string, string> | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw invalidParameter('cudaProviderOptions', 'an object of option names to values', options);
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (['device_id', 'user_compute_stream', 'has_user_compute_stream'].includes(key))
+      throw invalidParameter(
+        `cudaProviderOptions.${key}`,
+        'an option yqp-trt does not set itself (the device comes from `device`, the stream from the context)',
+        value,
+      );
+    if (!['string', 'number', 'boolean'].includes(typeof value))
+      throw invalidParameter(`cudaProviderOptions.${key}`, 'a string, number or boolean', value);
+    out[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
+  }
+  return out;
 }

@@ -38,6 +38,15 @@ describe('device', () => {
     expect(() => parseDevice(-1)).toThrow(/for device but received -1 of type number/);
   });
 
+  it('refuses CUDA provider options yqp-trt sets itself, or of a type onnxruntime cannot take, naming them', async () => {
+    await expect(
+      loadModel('/nonexistent', { device: 'cuda', cudaProviderOptions: { device_id: '1' } }),
+    ).rejects.toThrow(/for cudaProviderOptions.device_id but received "1"/);
+    await expect(
+      loadModel('/nonexistent', { device: 'cuda', cudaProviderOptions: { prefer_nhwc: [1] as never } }),
+    ).rejects.toThrow(/Expected a string, number or boolean for cudaProviderOptions.prefer_nhwc/);
+  });
+
   it('picks CUDA graph batch sizes from the profiles, and checks given ones', () => {
     const config = { maxBatchSize: 16 } as ModelConfig;
     expect(graphBatchSizes(config, true)).toEqual([1, 2, 4, 8, 16]);

@@ -43,6 +43,8 @@ export interface OpenOptions {
   cudaGraph?: boolean | number[];
   /** A folder holding a GPU build of onnxruntime (see src/backends/onnxruntime-gpu.ts). */
   onnxruntimeDir?: string;
+  /** onnxruntime's CUDA provider options by name (string values), over yqp-trt's defaults. */
+  cudaProviderOptions?: Record<string, string>;
   /** Run through onnxruntime's TensorRT provider (CUDA provider for what it leaves), where libnvinfer 10 is. */
   tensorrtProvider?: boolean;
   /** Intra-op threads per context (onnxruntime). */

@@ -115,6 +115,7 @@ export async function openCudaContexts(
           cudaGraph: graph,
           graphBatchSizes: graph ? sizes : undefined,
           batchDimension: DEFAULT_BATCH_DIMENSION,
+          providerOptions: options.cudaProviderOptions,
           tensorrt,
         };
         // One intra-op thread: the GPU computes; the thread only launches (and runs what stays on the CPU).

@@ -137,6 +137,8 @@ export interface NativeDeviceOptions {
   graphBatchSizes?: number[];
   batchDimension?: string;
   convAlgoSearch?: 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
+  /** More CUDA provider options by onnxruntime's names (its string values), after yqp-trt's. */
+  providerOptions?: Record<string, string>;
   tensorrt?: {
     fp16?: boolean;
     int8?: boolean;

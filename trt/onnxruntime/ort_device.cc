@@ -23,7 +23,13 @@ std::string CudaReason(std::string const& what, cudaError_t e) {
 // keys/values for onnxruntime's Update*ProviderOptions.
 struct KeyValues {
   std::vector<std::string> keys, values;
+  // A key given twice keeps its last value (the user's options come after ours).
   void Add(std::string k, std::string v) {
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == k) {
+        values[i] = std::move(v);
+        return;
+      }
     keys.push_back(std::move(k));
     values.push_back(std::move(v));
   }
@@ -91,6 +97,10 @@ std::string AppendTensorrtV1(Api const& api, OrtSessionOptions* so, DeviceOption
 }
 
 std::string AppendCudaV1(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
+  if (!d.providerOptions.empty())
+    return "CUDA provider options by name (" + d.providerOptions.front().first +
+           " ...) need onnxruntime's EP-device route or a core with CUDA compiled in; this one takes the first "
+           "option struct only";
   CudaProviderOptionsV1 o;
   o.device_id = d.deviceId;
   o.cudnn_conv_algo_search = d.convAlgoSearch == "EXHAUSTIVE" ? 0 : d.convAlgoSearch == "DEFAULT" ? 2 : 1;
@@ -149,6 +159,7 @@ std::string AppendCudaOptions(Api const& api, OrtSessionOptions* so, DeviceOptio
   // Copies on the compute stream: inputs are ordered with the run that reads them.
   kv.Add("do_copy_in_default_stream", "1");
   if (graphSession) kv.Add("enable_cuda_graph", "1");
+  for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
   auto keys = kv.Keys(), values = kv.Values();
   e = api.Take(api.UpdateCUDAProviderOptions(o, keys.data(), values.data(), keys.size()));
   if (e.empty() && d.stream != nullptr)
@@ -182,6 +193,7 @@ std::string AppendCuda(Runtime const* rt, OrtSessionOptions* so, DeviceOptions c
         kv.Add("user_compute_stream", std::to_string(reinterpret_cast<uintptr_t>(d.stream)));
       }
       if (graphSession) kv.Add("enable_cuda_graph", "1");
+      for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
       std::string e = AppendCudaByDevice(rt, so, d.deviceId, kv.keys, kv.values);
       if (!e.empty()) return "the CUDA execution provider cannot be used (EP-device route): " + e;
       result->route = "ep-device";

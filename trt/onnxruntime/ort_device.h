@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/buffer_pool.h"
@@ -39,6 +40,8 @@ struct DeviceOptions {
   std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
   std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
   std::string convAlgoSearch = "HEURISTIC";
+  // More CUDA provider options by onnxruntime's names, applied after ours (routes that take names only).
+  std::vector<std::pair<std::string, std::string>> providerOptions;
   TensorrtOptions tensorrt;
 };
 

@@ -42,6 +42,15 @@ DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
   }
   d.batchDimension = str(js, "batchDimension", d.batchDimension);
   d.convAlgoSearch = str(js, "convAlgoSearch", d.convAlgoSearch);
+  Napi::Value extra = js.Get("providerOptions");
+  if (extra.IsObject()) {
+    Napi::Object o = extra.As<Napi::Object>();
+    Napi::Array keys = o.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      std::string k = keys.Get(i).As<Napi::String>();
+      d.providerOptions.emplace_back(k, o.Get(k).ToString().Utf8Value());
+    }
+  }
   Napi::Value trt = js.Get("tensorrt");
   if (trt.IsObject()) {
     Napi::Object t = trt.As<Napi::Object>();
