@@ -90,6 +90,7 @@ describe('face pipeline (CPU provider)', () => {
     const on = (r: FrameResult) => got.push(r);
     pipeline.on('result', on);
     const before = [...pipeline.stats.dropped];
+    const detectionsBefore = pipeline.stats.detections;
     const pushedPerCamera = [12, 12, 12];
     // Push faster than it runs: 12 frames per camera, interleaved, without waiting.
     for (let i = 0; i < 12; i++) for (let c = 0; c < 3; c++) pipeline.push(c, images[c]);
@@ -110,6 +111,9 @@ describe('face pipeline (CPU provider)', () => {
       expect(mine.every((r) => r.faces.length === 1)).toBe(true);
     }
     expect(pipeline.stats.dropped.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    // Each result says whether the detector ran on its frame: the first frame of each camera (nothing tracked) did.
+    expect(got.filter((r) => r.detection).length).toBe(pipeline.stats.detections - detectionsBefore);
+    for (let c = 0; c < 3; c++) expect(got.find((r) => r.camera === c)!.detection).toBe(true);
   });
 
   it('refuses a bad camera, a bad frame, a frame in GPU memory on the CPU provider and a bad device', async () => {

@@ -40,6 +40,8 @@ export interface FrameResult {
   width: number;
   height: number;
   faces: TrackedFace[];
+  /** Whether the detector ran on this frame (no face tracked, or its turn every detectEvery frames). */
+  detection: boolean;
   /** Frames of this camera dropped (newest frame wins) since the previous result. */
   droppedBefore: number;
   /** Milliseconds from push to this result. */
@@ -346,6 +348,7 @@ export class FacePipeline extends EventEmitter {
         width: w.p.image.width,
         height: w.p.image.height,
         faces,
+        detection: detections.has(w.camera),
         droppedBefore: s.droppedSinceResult,
         latencyMs: now - w.p.pushedAt,
       };

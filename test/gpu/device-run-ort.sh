@@ -2,8 +2,8 @@
 # One call on the GPU machine for onnxruntime's CUDA provider (issue 20), after the staged providers' own call:
 #   call 1: bash .devbundle-ort/recv.sh                 (../shared/device/stage-ort-gpu.sh made .devbundle-ort/)
 #   call 2: bash .devbundle/run.sh bash test/gpu/device-run-ort.sh
-# doctor, the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions, the gpu-inference
-# benchmark beside its PyTorch peer; logs under $OUT.
+# doctor, the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it),
+# the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it, BENCH_NAME= picks another); logs under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/yqp-out}
 mkdir -p "$OUT"
@@ -16,14 +16,16 @@ node dist/cli/main.js doctor 2>&1 | grep -E "onnxruntime|CUDA|GPU" | head -12
 echo "== GPU suite (${SUITE:-all})"
 timeout ${SUITE_TIMEOUT:-300} npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
 tests=$?
-grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
   timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
   echo "memcheck (onnxruntime CUDA): rc=$? $(grep -E 'ERROR SUMMARY|sanitize-ort' "$OUT/sanitize-ort.log" | tr '\n' ' ' | cut -c1-300)"
 fi
 if [[ ${BENCH:-1} == 1 ]]; then
-  echo "== bench gpu-inference"
-  timeout 200 node scripts/bench.mjs gpu-inference --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gpu-inference.log"
+  # BENCH_NAME=face-pipeline BENCH_ARGS='--device cuda' runs the face pipeline's benchmark instead.
+  bench=${BENCH_NAME:-gpu-inference}
+  echo "== bench $bench"
+  timeout ${BENCH_TIMEOUT:-200} node scripts/bench.mjs "$bench" --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-$bench.log"
 fi
 echo "tests rc=$tests"
