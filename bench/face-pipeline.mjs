@@ -178,8 +178,10 @@ async function startCapture(kind, width, height) {
       return (await next()).done;
     },
     close: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
       child.stdin.end(JSON.stringify({ exit: true }) + '\n');
-      await new Promise((r) => child.once('exit', r));
+      await exited;
     },
   };
 }
