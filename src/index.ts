@@ -127,11 +127,15 @@ export { landmarksRoi, roiMatrix, cropRois } from './preprocess/rotated-crop.js'
 export { faceLandmarksPostprocessor, type FaceLandmarks } from './postprocess/face-landmarks.js';
 export {
   createFacePipeline,
+  cudaPipelineSupport,
   FacePipeline,
   type FacePipelineOptions,
   type FrameResult,
+  type GpuFrame,
+  type PipelineFrame,
   type TrackedFace,
 } from './pipeline/face-pipeline.js';
+export { GpuFaceStages, type GpuStageCopies } from './pipeline/gpu-face-stages.js';
 export { readRawImage, videoFrames, probeVideo } from './pipeline/sources.js';
 export { pumpRing } from './pipeline/ring-source.js';
 export { importTflite, type ImportOptions, type ImportResult } from './tflite/import.js';

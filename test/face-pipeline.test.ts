@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFacePipeline, type FacePipeline, type FrameResult } from '../src/pipeline/face-pipeline.js';
 import { readRawImage, videoFrames } from '../src/pipeline/sources.js';
 import type { RawImage } from '../src/preprocess/cpu.js';
+import { loadRuntime } from '../src/gpu/runtime.js';
 import { MEDIA_DIR, ROOT } from './helpers/data.js';
 import { importFaceModels } from './helpers/face-models.js';
 
@@ -13,6 +14,8 @@ const VIDEO = join(MEDIA_DIR, 'franck.mp4');
 const FFMPEG = existsSync('/usr/bin/ffmpeg')
   ? undefined
   : 'ffmpeg is not installed (.ci/run installs Debian ffmpeg)';
+/** Whether this machine lacks a usable GPU (here and in CI); a GPU machine runs test/gpu/face-pipeline.test.ts. */
+const NO_GPU = loadRuntime().runtime === undefined;
 let models: Awaited<ReturnType<typeof importFaceModels>>;
 let pipeline: FacePipeline;
 
@@ -87,6 +90,7 @@ describe('face pipeline (CPU provider)', () => {
     const on = (r: FrameResult) => got.push(r);
     pipeline.on('result', on);
     const before = [...pipeline.stats.dropped];
+    const detectionsBefore = pipeline.stats.detections;
     const pushedPerCamera = [12, 12, 12];
     // Push faster than it runs: 12 frames per camera, interleaved, without waiting.
     for (let i = 0; i < 12; i++) for (let c = 0; c < 3; c++) pipeline.push(c, images[c]);
@@ -107,20 +111,61 @@ describe('face pipeline (CPU provider)', () => {
       expect(mine.every((r) => r.faces.length === 1)).toBe(true);
     }
     expect(pipeline.stats.dropped.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    // Each result says whether the detector ran on its frame: the first frame of each camera (nothing tracked) did.
+    expect(got.filter((r) => r.detection).length).toBe(pipeline.stats.detections - detectionsBefore);
+    for (let c = 0; c < 3; c++) expect(got.find((r) => r.camera === c)!.detection).toBe(true);
   });
 
-  it('refuses a bad camera, a bad frame and a device it cannot run', async () => {
+  it('refuses a bad camera, a bad frame, a frame in GPU memory on the CPU provider and a bad device', async () => {
     expect(() => pipeline.push(3, { data: new Uint8Array(3), width: 1, height: 1, channels: 3 })).toThrow(
       /Expected an integer in 0..2 for camera but received 3 of type number/,
     );
     expect(() => pipeline.push(0, {} as RawImage)).toThrow(/for image but received/);
+    expect(() => pipeline.push(0, { data: new Uint8Array(5), width: 2, height: 1, channels: 3 })).toThrow(
+      /Expected 6 bytes \(width x height x channels\) for image.data but received 5/,
+    );
+    expect(() => pipeline.push(0, { ptr: 1n << 40n, width: 4, height: 4, format: 'RGB' })).toThrow(
+      /frames in GPU memory need device 'cuda'/,
+    );
     await expect(
       createFacePipeline({ detector: models.detector, landmarks: models.landmarks, cameras: 0 }),
     ).rejects.toThrow(/Expected positive integer for cameras but received 0 of type number/);
     await expect(
-      createFacePipeline({ detector: models.detector, landmarks: models.landmarks, device: 'cuda' }),
-    ).rejects.toMatchObject({ code: 'E_BACKEND_UNAVAILABLE' });
+      createFacePipeline({ detector: models.detector, landmarks: models.landmarks, device: 'gpu' }),
+    ).rejects.toMatchObject({ code: 'E_ARGUMENT', argument: 'device' });
   });
+
+  it.skipIf(!NO_GPU)(
+    `device cuda without a GPU is a typed error naming device, exit 3 from track ${NO_GPU ? '' : '(skipped: this machine has a GPU; the GPU suite runs the pipeline there)'}`,
+    async () => {
+      const err = await createFacePipeline({
+        detector: models.detector,
+        landmarks: models.landmarks,
+        device: 'cuda',
+      }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'E_BACKEND_UNAVAILABLE', argument: 'device' });
+      expect((err as Error).message).toMatch(/^device cuda:0 is unavailable: /);
+      const r = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          'track',
+          '--detector',
+          models.detector,
+          '--landmarks',
+          models.landmarks,
+          '--image',
+          join(MEDIA_DIR, 'cage.jpg'),
+          '--device',
+          'cuda',
+        ],
+        { encoding: 'utf8', timeout: 60_000 },
+      );
+      expect(r.status, r.stderr).toBe(3);
+      expect(r.stderr).toMatch(/^yqp-trt track: device cuda:0 is unavailable: /);
+      expect(r.stdout).toBe('');
+    },
+  );
 
   it('yqp-trt track --image --json prints faces with box, score, keypoints and 468 landmarks', () => {
     const r = spawnSync(

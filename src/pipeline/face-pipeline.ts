@@ -1,12 +1,23 @@
 import { EventEmitter } from 'node:events';
+import { parseDevice, type DeviceSpec } from '../device.js';
 import { expectPositiveInteger, invalidParameter, YqpError } from '../errors.js';
+import { frameLayout } from '../gpu/frames.js';
+import { gpuKernelsAvailability } from '../gpu/preprocess.js';
+import { loadRuntime } from '../gpu/runtime.js';
 import { loadModel, type Model } from '../model.js';
 import { iou, type Face } from '../postprocess/blazeface.js';
 import { faceLandmarksPostprocessor, type FaceLandmarks } from '../postprocess/face-landmarks.js';
-import type { RawImage } from '../preprocess/cpu.js';
-import { cropRois, faceRoi, landmarksRoi, type FaceRoi } from '../preprocess/rotated-crop.js';
-import type { FaceLandmarkPostprocessing } from '../repository/config.js';
-import { tensor } from '../tensor.js';
+import { faceRoi, landmarksRoi, type FaceRoi } from '../preprocess/rotated-crop.js';
+import {
+  CpuFaceStages,
+  isGpuFrame,
+  type FaceStages,
+  type PipelineFrame,
+  type StageFrames,
+} from './face-stages.js';
+import { GpuFaceStages } from './gpu-face-stages.js';
+
+export type { GpuFrame, PipelineFrame } from './face-stages.js';
 
 /** One face of a frame: the detector's fields plus MediaPipe's 468 landmarks, all in frame pixels. */
 export interface TrackedFace {
@@ -29,6 +40,8 @@ export interface FrameResult {
   width: number;
   height: number;
   faces: TrackedFace[];
+  /** Whether the detector ran on this frame (no face tracked, or its turn every detectEvery frames). */
+  detection: boolean;
   /** Frames of this camera dropped (newest frame wins) since the previous result. */
   droppedBefore: number;
   /** Milliseconds from push to this result. */
@@ -40,8 +53,11 @@ export interface FacePipelineOptions {
   detector: string | Model;
   /** Landmark entry folder (MediaPipe face_landmark imported) or a loaded Model. */
   landmarks: string | Model;
-  /** 'cpu' (onnxruntime CPU provider) or 'cuda'. */
-  device?: 'cpu' | 'cuda';
+  /**
+   * 'cpu' (onnxruntime's CPU provider) or 'cuda' / 'cuda:N' (its CUDA provider, the frames and crops staying in GPU
+   * memory: only the detector outputs and the landmarks cross to the host).
+   */
+  device?: string;
   /** Number of cameras (default 1). */
   cameras?: number;
   /** Run the detector at least every this many frames of a camera while it tracks (default 10). */
@@ -61,7 +77,7 @@ export interface PipelineStats {
 }
 
 interface Pending {
-  image: RawImage;
+  image: PipelineFrame;
   frame: number;
   timestamp?: number;
   pushedAt: number;
@@ -104,36 +120,34 @@ function boxOf(lm: readonly (readonly number[])[]): [number, number, number, num
   return [x0, y0, x1, y1];
 }
 
+function releaseFrame(frame: PipelineFrame): void {
+  if (isGpuFrame(frame)) frame.release?.();
+}
+
 /**
  * Frames from several cameras -> face detection (batched across the cameras that need it) -> rotated ROI crops ->
  * landmarks (batched across every face of every camera) -> one 'result' event per camera and frame, in frame order.
  * A camera that pushes faster than the pipeline runs keeps only its newest frame; the rest are counted as dropped.
+ * The stages run on onnxruntime's CPU provider or on the GPU (src/pipeline/gpu-face-stages.ts); the tracking and
+ * the ROIs (src/preprocess/rotated-crop.ts) are the same code for both.
  */
 export class FacePipeline extends EventEmitter {
   readonly cameras: number;
   readonly stats: PipelineStats;
   private readonly state: CameraState[];
-  private readonly landmarkSpec: FaceLandmarkPostprocessing;
   private running?: Promise<void>;
   private closed = false;
 
   constructor(
     readonly detector: Model,
     readonly landmarkModel: Model,
-    private readonly options: Required<Omit<FacePipelineOptions, 'detector' | 'landmarks'>>,
+    private readonly options: Required<Omit<FacePipelineOptions, 'detector' | 'landmarks' | 'device'>>,
     private readonly owned: Model[],
+    /** The model stages: CpuFaceStages or GpuFaceStages. */
+    readonly stages: FaceStages,
   ) {
     super();
     this.cameras = options.cameras;
-    this.landmarkSpec = faceLandmarksPostprocessor.validate(landmarkModel.config);
-    if (detector.config.postprocessing?.type !== 'blazeface')
-      throw new YqpError('E_CONFIG', `Detector ${detector.name} has no blazeface postprocessing`, {
-        argument: 'detector',
-      });
-    if (!landmarkModel.config.preprocessing)
-      throw new YqpError('E_CONFIG', `Landmark model ${landmarkModel.name} has no preprocessing spec`, {
-        argument: 'landmarks',
-      });
     this.state = Array.from({ length: this.cameras }, () => ({
       next: 0,
       droppedSinceResult: 0,
@@ -149,23 +163,51 @@ export class FacePipeline extends EventEmitter {
     };
   }
 
-  /** Hands a frame of a camera to the pipeline; returns the frame's number. Never waits. */
-  push(camera: number, image: RawImage, timestamp?: number): number {
+  /** Where the stages run: 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.stages.device;
+  }
+
+  /**
+   * Hands a frame of a camera to the pipeline; returns the frame's number. Never waits. On device cuda the frame
+   * may be in GPU memory (a GpuFrame: read in place, released through its release() once no longer read).
+   */
+  push(camera: number, image: PipelineFrame, timestamp?: number): number {
     if (this.closed) throw new YqpError('E_CLOSED', 'Face pipeline is closed');
     if (!Number.isInteger(camera) || camera < 0 || camera >= this.cameras)
       throw invalidParameter('camera', `an integer in 0..${this.cameras - 1}`, camera);
-    if (!image || !(image.data instanceof Uint8Array) || (image.channels !== 3 && image.channels !== 4))
-      throw invalidParameter('image', 'a raw RGB or RGBA frame { data, width, height, channels }', image);
+    this.checkFrame(image);
     const s = this.state[camera];
     if (s.pending) {
       // Newest frame wins: the one still waiting is dropped, and counted.
       s.droppedSinceResult++;
       this.stats.dropped[camera]++;
+      releaseFrame(s.pending.image);
     }
     const frame = s.next++;
     s.pending = { image, frame, timestamp, pushedAt: performance.now() };
     this.kick();
     return frame;
+  }
+
+  private checkFrame(image: PipelineFrame): void {
+    if (image && isGpuFrame(image)) {
+      if (this.device === 'cpu')
+        throw invalidParameter(
+          'image',
+          "a raw RGB or RGBA frame { data, width, height, channels } (frames in GPU memory need device 'cuda')",
+          'a frame in GPU memory',
+        );
+      frameLayout(image, 'image');
+      return;
+    }
+    if (!image || !(image.data instanceof Uint8Array) || (image.channels !== 3 && image.channels !== 4))
+      throw invalidParameter('image', 'a raw RGB or RGBA frame { data, width, height, channels }', image);
+    expectPositiveInteger('image.width', image.width);
+    expectPositiveInteger('image.height', image.height);
+    const bytes = image.width * image.height * image.channels;
+    if (image.data.length !== bytes)
+      throw invalidParameter('image.data', `${bytes} bytes (width x height x channels)`, image.data.length);
   }
 
   /** Resolves when every pushed frame has been processed or dropped. */
@@ -184,7 +226,7 @@ export class FacePipeline extends EventEmitter {
 
   /** Runs one frame per camera to its results, waiting for them (still images, tests). */
   async process(
-    frames: readonly { camera: number; image: RawImage; timestamp?: number }[],
+    frames: readonly { camera: number; image: PipelineFrame; timestamp?: number }[],
   ): Promise<FrameResult[]> {
     const results: FrameResult[] = [];
     const onResult = (r: FrameResult) => results.push(r);
@@ -219,17 +261,35 @@ export class FacePipeline extends EventEmitter {
       work.push({ camera, p: s.pending });
       s.pending = undefined;
     }
+    let results: FrameResult[];
+    try {
+      const opened = await this.stages.open(work.map((w) => w.p.image));
+      try {
+        results = await this.run(work, opened);
+      } finally {
+        await opened.dispose();
+      }
+    } finally {
+      for (const w of work) releaseFrame(w.p.image);
+    }
+    for (const r of results) this.emit('result', r);
+  }
+
+  private async run(work: { camera: number; p: Pending }[], frames: StageFrames): Promise<FrameResult[]> {
     const { detectEvery, maxFaces, tracking } = this.options;
     // Detection, batched across the cameras that need it: no face tracked, or detectEvery frames since the last.
-    const needDetect = work.filter(({ camera }) => {
+    const needDetect: number[] = [];
+    const lost = new Set<number>();
+    for (const [i, { camera }] of work.entries()) {
       const s = this.state[camera];
-      return !tracking || s.tracked.length === 0 || s.sinceDetection + 1 >= detectEvery;
-    });
+      if (tracking && s.tracked.length === 0) lost.add(camera);
+      if (!tracking || s.tracked.length === 0 || s.sinceDetection + 1 >= detectEvery) needDetect.push(i);
+    }
     const detections = new Map<number, Face[]>();
     if (needDetect.length > 0) {
-      const r = await this.detector.inferImages(needDetect.map((w) => w.p.image));
+      const faces = await frames.detect(needDetect);
       this.stats.detections += needDetect.length;
-      needDetect.forEach((w, i) => detections.set(w.camera, r.faces![i]));
+      needDetect.forEach((i, k) => detections.set(work[i].camera, faces[k]));
     }
     // ROIs per camera: tracked faces first, then detections that do not overlap them.
     const rois: FaceRoi[] = [];
@@ -242,7 +302,9 @@ export class FacePipeline extends EventEmitter {
         for (const t of s.tracked)
           chosen.push({ roi: landmarksRoi(t.landmarks, frameIndex), box: boxOf(t.landmarks) });
       if (dets) {
-        s.sinceDetection = 0;
+        // Cameras that found a face again start their detection schedule at different phases (camera c comes
+        // c mod detectEvery frames early once), so many cameras do not all re-detect on the same tick.
+        s.sinceDetection = lost.has(w.camera) ? w.camera % detectEvery : 0;
         for (const d of dets.sort((a, b) => b.score - a.score)) {
           if (chosen.length >= maxFaces) break;
           if (chosen.some((c) => iou(c.box, d.box) > 0.5)) continue;
@@ -257,20 +319,11 @@ export class FacePipeline extends EventEmitter {
     // Landmarks, batched across every face of every camera.
     let decoded: FaceLandmarks[] = [];
     if (rois.length > 0) {
-      const spec = this.landmarkModel.config.preprocessing!;
-      const data = cropRois(
-        spec,
-        work.map((w) => w.p.image),
-        rois,
-      );
-      const outputs = await this.landmarkModel.infer({
-        [spec.input]: tensor('float32', data, [rois.length, spec.height, spec.width, 3]),
-      });
+      decoded = await frames.landmarks(rois);
       this.stats.landmarkRuns++;
-      decoded = faceLandmarksPostprocessor.decode(outputs, rois, this.landmarkSpec);
     }
     const now = performance.now();
-    for (const w of work) {
+    return work.map((w) => {
       const s = this.state[w.camera];
       const faces: TrackedFace[] = [];
       s.tracked = [];
@@ -295,43 +348,55 @@ export class FacePipeline extends EventEmitter {
         width: w.p.image.width,
         height: w.p.image.height,
         faces,
+        detection: detections.has(w.camera),
         droppedBefore: s.droppedSinceResult,
         latencyMs: now - w.p.pushedAt,
       };
       s.droppedSinceResult = 0;
-      this.emit('result', result);
-    }
+      return result;
+    });
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.drain();
+    await this.stages.close();
     for (const m of this.owned) await m.close();
   }
 }
 
-/** Whether loadModel takes { device: 'cuda' } in this build (the GPU branch adds it); the reason when not. */
-export function cudaPipelineSupport(): { ok: boolean; reason?: string } {
-  return {
-    ok: false,
-    reason:
-      "loadModel(dir, { device: 'cuda' }) is not in this build (the GPU branch adds it): the face pipeline runs on the CPU provider only",
-  };
+/**
+ * Whether the face pipeline can run on GPU `gpu` here: the addon's CUDA core and kernels, a driver and the device.
+ * (onnxruntime's CUDA provider is checked when the models load.) The reason when not.
+ */
+export function cudaPipelineSupport(gpu = 0): { ok: boolean; reason?: string } {
+  const { runtime, reason } = loadRuntime();
+  if (!runtime) return { ok: false, reason };
+  const kernels = gpuKernelsAvailability(gpu);
+  if (!kernels.available) return { ok: false, reason: kernels.reason };
+  return { ok: true };
 }
 
 export async function createFacePipeline(options: FacePipelineOptions): Promise<FacePipeline> {
   if (!options || typeof options !== 'object')
     throw invalidParameter('options', 'an options object', options);
-  const device = options.device ?? 'cpu';
-  if (device !== 'cpu' && device !== 'cuda') throw invalidParameter('device', "'cpu' or 'cuda'", device);
-  if (device === 'cuda') {
-    const support = cudaPipelineSupport();
-    if (!support.ok) throw new YqpError('E_BACKEND_UNAVAILABLE', support.reason!, { argument: 'device' });
-  }
+  const device: DeviceSpec = parseDevice(options.device ?? 'cpu');
   const cameras = expectPositiveInteger('cameras', options.cameras ?? 1);
   const detectEvery = expectPositiveInteger('detectEvery', options.detectEvery ?? 10);
   const maxFaces = expectPositiveInteger('maxFaces', options.maxFaces ?? 1);
+  const deviceName = device.kind === 'cpu' ? 'cpu' : `cuda:${device.id}`;
+  if (device.kind === 'cuda') {
+    const support = cudaPipelineSupport(device.id);
+    if (!support.ok)
+      throw new YqpError('E_BACKEND_UNAVAILABLE', `device ${deviceName} is unavailable: ${support.reason}`, {
+        argument: 'device',
+        solutions: [
+          'run on a machine with an NVIDIA driver and GPU (and npm run build:native)',
+          'or use device cpu',
+        ],
+      });
+  }
   const owned: Model[] = [];
   const open = async (m: string | Model, name: string): Promise<Model> => {
     if (typeof m !== 'string') {
@@ -339,20 +404,41 @@ export async function createFacePipeline(options: FacePipelineOptions): Promise<
         throw invalidParameter(name, 'an entry folder or a loaded Model', m);
       return m;
     }
-    const model = await loadModel(m, { warmup: false });
+    // On the GPU every batch size is warmed at load (its first run of a shape plans memory and picks kernels).
+    const model = await loadModel(m, device.kind === 'cpu' ? { warmup: false } : { device: deviceName });
     owned.push(model);
     return model;
   };
+  let stages: FaceStages | undefined;
   try {
     const detector = await open(options.detector, 'detector');
     const landmarks = await open(options.landmarks, 'landmarks');
+    if (detector.config.postprocessing?.type !== 'blazeface')
+      throw new YqpError('E_CONFIG', `Detector ${detector.name} has no blazeface postprocessing`, {
+        argument: 'detector',
+      });
+    if (!detector.config.preprocessing)
+      throw new YqpError('E_CONFIG', `Detector ${detector.name} has no preprocessing spec`, {
+        argument: 'detector',
+      });
+    if (!landmarks.config.preprocessing)
+      throw new YqpError('E_CONFIG', `Landmark model ${landmarks.name} has no preprocessing spec`, {
+        argument: 'landmarks',
+      });
+    faceLandmarksPostprocessor.validate(landmarks.config);
+    stages =
+      device.kind === 'cpu'
+        ? new CpuFaceStages(detector, landmarks)
+        : new GpuFaceStages(detector, landmarks, device.id);
     return new FacePipeline(
       detector,
       landmarks,
-      { device, cameras, detectEvery, maxFaces, tracking: options.tracking ?? true },
+      { cameras, detectEvery, maxFaces, tracking: options.tracking ?? true },
       owned,
+      stages,
     );
   } catch (e) {
+    await stages?.close();
     for (const m of owned) await m.close();
     throw e;
   }

@@ -2,7 +2,8 @@
 # One call on the GPU machine for onnxruntime's CUDA provider (issue 20), after the staged providers' own call:
 #   call 1: bash .devbundle-ort/recv.sh                 (../shared/device/stage-ort-gpu.sh made .devbundle-ort/)
 #   call 2: bash .devbundle/run.sh bash test/gpu/device-run-ort.sh
-# the route to the CUDA provider, doctor, the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it),
+# the route to the CUDA provider, doctor, the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it;
+# BENCHES='gpu-inference face-pipeline' runs several, BENCH_ARGS_face_pipeline='--device cuda' gives each its args),
 # the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
 # within DEADLINE seconds (560); logs under $OUT.
 set -uo pipefail
@@ -23,13 +24,17 @@ fi
 echo "== doctor"
 node dist/cli/main.js doctor 2>&1 | grep -E "onnxruntime|CUDA|GPU" | head -12
 if [[ ${BENCH:-1} == 1 ]]; then
-  echo "== bench gpu-inference"
-  timeout $(left 200) node scripts/bench.mjs gpu-inference --out "$OUT" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gpu-inference.log"
+  for bench in ${BENCHES:-gpu-inference}; do
+    args_var="BENCH_ARGS_${bench//-/_}"
+    args=${!args_var:-${BENCH_ARGS:-}}
+    echo "== bench $bench $args"
+    timeout $(left ${BENCH_TIMEOUT:-200}) node scripts/bench.mjs "$bench" --out "$OUT" $args 2>&1 | tee "$OUT/bench-$bench.log"
+  done
 fi
 echo "== GPU suite (${SUITE:-all})"
 timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
 tests=$?
-grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
   timeout $(left 150) compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1

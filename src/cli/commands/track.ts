@@ -1,4 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
+import { parseDevice } from '../../device.js';
 import { invalidParameter } from '../../errors.js';
 import { createFacePipeline, type FrameResult } from '../../pipeline/face-pipeline.js';
 import { readRawImage, videoFrames } from '../../pipeline/sources.js';
@@ -12,6 +13,7 @@ interface TrackArgs {
   'detect-every'?: number;
   'max-faces'?: number;
   frames?: number;
+  device?: string;
   json?: boolean;
   verbose?: boolean;
 }
@@ -62,6 +64,11 @@ export const trackCommand: CommandModule<object, TrackArgs> = {
       })
       .option('max-faces', { type: 'number', describe: 'faces per image or camera (default 1)' })
       .option('frames', { type: 'number', describe: 'stop each video after N frames' })
+      .option('device', {
+        type: 'string',
+        describe:
+          "'cpu' (onnxruntime's CPU provider, default) or 'cuda' / 'cuda:N' (frames, crops and models on GPU N; only detections and landmarks come back)",
+      })
       .option('json', {
         type: 'boolean',
         describe: 'print one JSON object per frame (JSON lines)',
@@ -75,7 +82,9 @@ export const trackCommand: CommandModule<object, TrackArgs> = {
         video: argv.video,
       });
     const sources = images.length > 0 ? images : videos;
+    if (argv.device !== undefined) parseDevice(argv.device, '--device');
     const pipeline = await createFacePipeline({
+      device: argv.device,
       detector: argv.detector,
       landmarks: argv.landmarks,
       cameras: sources.length,

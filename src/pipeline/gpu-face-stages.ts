@@ -1,0 +1,180 @@
+import { invalidParameter } from '../errors.js';
+import { GpuPreprocessor, outputDims, outputElements, type DeviceFrame } from '../gpu/preprocess.js';
+import { GpuRoiCropper } from '../gpu/roi.js';
+import {
+  allocDevice,
+  copy,
+  createStreamPool,
+  type NativeDeviceBuffer,
+  type NativeStreamPool,
+} from '../gpu/runtime.js';
+import type { Model } from '../model.js';
+import { decodeBlazeFace, type BlazeFacePostprocessing, type Face } from '../postprocess/blazeface.js';
+import { faceLandmarksPostprocessor, type FaceLandmarks } from '../postprocess/face-landmarks.js';
+import type { FaceRoi } from '../preprocess/rotated-crop.js';
+import type { FaceLandmarkPostprocessing } from '../repository/config.js';
+import { DTYPE_BYTES, deviceTensor } from '../tensor.js';
+import {
+  inBatches,
+  isGpuFrame,
+  landmarkInputSpec,
+  type FaceStages,
+  type PipelineFrame,
+  type StageFrames,
+} from './face-stages.js';
+
+/** Bytes this code copies between host and GPU (host frames, uploaded once each); the model sessions count theirs. */
+export interface GpuStageCopies {
+  hostFrames: number;
+  hostToDeviceBytes: number;
+}
+
+/**
+ * The face pipeline on one GPU: frames in GPU memory (ring slots, device buffers; host frames uploaded once) ->
+ * the preprocessing kernel -> the detector on the CUDA provider, fed from device memory -> decode in JS (only the
+ * detector outputs cross) -> the ROI kernel, cropping every face of every camera straight from the frames ->
+ * the landmark model, fed from device memory -> only the landmarks cross. Everything of this class runs on one
+ * stream; each model input is complete (done(stream)) before the model's context copies it on its own stream, and
+ * each buffer is freed only once the model's run has finished with it.
+ */
+export class GpuFaceStages implements FaceStages {
+  readonly device: string;
+  readonly copies: GpuStageCopies = { hostFrames: 0, hostToDeviceBytes: 0 };
+  readonly detectorPost: BlazeFacePostprocessing;
+  readonly landmarkPost: FaceLandmarkPostprocessing;
+  readonly preprocessor: GpuPreprocessor;
+  readonly cropper: GpuRoiCropper;
+  readonly stream: bigint;
+  private readonly streams: NativeStreamPool;
+
+  constructor(
+    readonly detector: Model,
+    readonly landmarkModel: Model,
+    readonly gpu: number,
+  ) {
+    this.device = `cuda:${gpu}`;
+    for (const [name, model] of [
+      ['detector', detector],
+      ['landmarks', landmarkModel],
+    ] as const)
+      if (model.device !== this.device)
+        throw invalidParameter(name, `a model loaded with device '${this.device}'`, model.device);
+    this.detectorPost = detector.config.postprocessing as BlazeFacePostprocessing;
+    this.landmarkPost = faceLandmarksPostprocessor.validate(landmarkModel.config);
+    // Antialias: a 1080p -> 128 downscale, as sharp's reduce on the CPU path (not 4 taps of a 15x larger grid).
+    this.preprocessor = new GpuPreprocessor(detector.config.preprocessing!, {
+      filter: 'antialias',
+      device: gpu,
+    });
+    this.cropper = new GpuRoiCropper(landmarkInputSpec(landmarkModel), { device: gpu });
+    this.streams = createStreamPool(1, gpu);
+    this.stream = this.streams.handle(0);
+  }
+
+  async open(frames: readonly PipelineFrame[]): Promise<StageFrames> {
+    const uploads: NativeDeviceBuffer[] = [];
+    const copies: Promise<void>[] = [];
+    const device: DeviceFrame[] = [];
+    try {
+      for (const f of frames) {
+        if (isGpuFrame(f)) {
+          f.waitReady?.(this.stream);
+          device.push({
+            ptr: f.ptr,
+            uvPtr: f.uvPtr,
+            width: f.width,
+            height: f.height,
+            format: f.format,
+            pitch: f.pitch,
+          });
+          continue;
+        }
+        const buffer = allocDevice(f.data.byteLength, this.gpu);
+        uploads.push(buffer);
+        copies.push(copy(buffer, f.data, this.stream));
+        this.copies.hostFrames++;
+        this.copies.hostToDeviceBytes += f.data.byteLength;
+        device.push({
+          ptr: buffer.ptr,
+          width: f.width,
+          height: f.height,
+          format: f.channels === 4 ? 'RGBA' : 'RGB',
+        });
+      }
+      await Promise.all(copies);
+    } catch (e) {
+      await Promise.allSettled(copies);
+      for (const b of uploads) b.dispose();
+      throw e;
+    }
+    return new GpuTickFrames(this, device, uploads);
+  }
+
+  /** Resolves once everything enqueued on the stream so far has run (errors left to the calls that enqueued). */
+  settle(): Promise<void> {
+    return this.preprocessor.done(this.stream).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await this.settle();
+    await this.preprocessor.close();
+    await this.cropper.close();
+    this.streams.dispose();
+  }
+}
+
+class GpuTickFrames implements StageFrames {
+  constructor(
+    private readonly stages: GpuFaceStages,
+    private readonly frames: readonly DeviceFrame[],
+    private readonly uploads: NativeDeviceBuffer[],
+  ) {}
+
+  detect(indices: readonly number[]): Promise<Face[][]> {
+    const { detector, preprocessor, stream, gpu } = this.stages;
+    const spec = preprocessor.spec;
+    return inBatches(indices, detector.config.maxBatchSize, async (slice) => {
+      const input = allocDevice(outputElements(spec, slice.length) * DTYPE_BYTES[spec.dtype], gpu);
+      try {
+        const transforms = preprocessor.enqueue(
+          slice.map((i) => this.frames[i]),
+          input,
+          stream,
+        );
+        await preprocessor.done(stream);
+        const outputs = await detector.infer({
+          [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
+        });
+        return decodeBlazeFace(outputs, this.stages.detectorPost, transforms);
+      } finally {
+        await this.stages.settle();
+        input.dispose();
+      }
+    });
+  }
+
+  landmarks(rois: readonly FaceRoi[]): Promise<FaceLandmarks[]> {
+    const { landmarkModel, cropper, stream, gpu } = this.stages;
+    const spec = cropper.spec;
+    return inBatches(rois, landmarkModel.config.maxBatchSize, async (slice) => {
+      const input = allocDevice(outputElements(spec, slice.length) * DTYPE_BYTES[spec.dtype], gpu);
+      try {
+        // roi.frame indexes the tick's frames: every face of every camera in one launch, read in place.
+        cropper.enqueue(this.frames, slice, input, stream);
+        await cropper.done(stream);
+        const outputs = await landmarkModel.infer({
+          [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
+        });
+        return faceLandmarksPostprocessor.decode(outputs, slice, this.stages.landmarkPost);
+      } finally {
+        await this.stages.settle();
+        input.dispose();
+      }
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.stages.settle();
+    for (const b of this.uploads) b.dispose();
+  }
+}
