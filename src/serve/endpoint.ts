@@ -305,8 +305,7 @@ export class InferenceEndpoint implements ClusterMember {
             },
           );
         // A CUDA region on the model's own GPU is read by the run in place: no copy through the host.
-        const view =
-          expected !== undefined ? this.shm.deviceView(ref, owner, model.device) : undefined;
+        const view = expected !== undefined ? this.shm.deviceView(ref, owner, model.device) : undefined;
         if (view) {
           holds.push(view.release);
           const dtype = DATATYPE_TO_DTYPE[input.datatype];
