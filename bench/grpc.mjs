@@ -1,29 +1,37 @@
-// `npm run bench -- grpc [--duration S] [--concurrency 1,4,16] [--batch B] [--out FILE] [--server-cpu-prof DIR]`
+// `npm run bench -- grpc [--duration S] [--concurrency 1,4,16] [--rounds R] [--batch B] [--client-threads T]
+//   [--instances N] [--threads-per-context T] [--grpc-connections N] [--sides http,grpc] [--out FILE]
+//   [--server-cpu-prof DIR]`
 // Issue 14's gRPC target: gRPC at saturation >= HTTP with binary tensors, same server, same run. BlazeFace in a
-// Triton-layout repository (config.pbtxt + 1/model.onnx, dynamic batching), served by `yqp-trt serve --grpc` in
-// its own process; one load generator process drives both protocols in turns (HTTP binary, then gRPC, at each
-// concurrency), so each side sees the same machine state. Prints each point, each side's best and the ratio.
+// Triton-layout repository (config.pbtxt + 1/model.onnx, dynamic batching), served by `yqp-trt serve --grpc-port`
+// in its own process; the load generator drives both protocols in turns at each concurrency (rounds alternate
+// which goes first), so each side sees the same machine state. Beside req/s, each point prints the CPU each side
+// spent per request answered: the server process (every thread), its event loop (the main thread, where a
+// transport's JavaScript runs) and the load generator. On a loaded machine throughput swings between turns; CPU
+// per request holds the comparison. The load is spread over --client-threads worker threads (one client each),
+// so on a large machine the generator is not what saturates.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import {
   GrpcClient,
   HttpClient,
+  mergePoints,
   resolveShapes,
   runConcurrency,
   syntheticInputs,
 } from '../dist/bench/index.js';
 import { makeBatchDynamic } from '../dist/onnx/dynamic-batch.js';
 import { decodeOnnx, encodeOnnx } from '../dist/onnx/model.js';
-import { BLAZEFACE, arg, cpuShares, cpuTimes, median, processCpuMs } from './lib/common.mjs';
+import { BLAZEFACE, arg, cpuShares, cpuTimes, processCpuMs } from './lib/common.mjs';
 
-const PBTXT = `name: "blaze"
+const pbtxt = (instances) => `name: "blaze"
 platform: "onnxruntime_onnx"
 max_batch_size: 16
 input [ { name: "input:0" data_type: TYPE_FP32 format: FORMAT_NHWC dims: [ 128, 128, 3 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 200 }
-instance_group [ { count: 1 kind: KIND_CPU } ]
+instance_group [ { count: ${instances} kind: KIND_CPU } ]
 `;
 
 const ms = (v) => (v === undefined ? '-' : v.toFixed(2));
@@ -32,19 +40,68 @@ const fmt = (p) =>
   `  CPU ms/req: server ${ms(p.cpu.server)} (event loop ${ms(p.cpu.loop)}), client ${ms(p.cpu.client)}` +
   (p.errors ? `  errors ${p.errors} (${p.firstError})` : '');
 
-/**
- * Runs one point and the CPU each side spent on it, per request answered (warm-up included, both counted over
- * the same span): the server's process (every thread) and its event loop, and this load generator's process.
- * Per-request CPU holds the comparison where a loaded machine makes throughput swing between turns.
- */
-async function measuredPoint(client, concurrency, options, serverPid) {
+/** A median that averages the middle two of an even count (two rounds: their mean). */
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function makeClient({ side, url, grpc, feedsSpec, connections }) {
+  const feeds = syntheticInputs(feedsSpec);
+  return side === 'http'
+    ? new HttpClient({ url, model: 'blaze', protocol: 'binary', feeds, connections })
+    : new GrpcClient({ address: grpc, model: 'blaze', feeds, connections });
+}
+
+/** A worker thread's share of a point: its own client, `concurrency` requests in flight, answers counted. */
+async function workerMain() {
+  const { job, concurrency, load } = workerData;
+  const client = makeClient(job);
   let answered = 0;
-  const counted = { infer: () => client.infer().then(() => void answered++), close: () => client.close() };
+  const counted = { infer: () => client.infer().then(() => void answered++) };
+  await client.infer();
+  parentPort.postMessage({ ready: true });
+  await new Promise((resolve) => parentPort.once('message', resolve)); // every thread starts together
+  const p = await runConcurrency(counted, concurrency, { ...load, keepLatencies: true });
+  await client.close();
+  parentPort.postMessage({ point: p, answered });
+}
+
+/** The first `n` of `value` split as evenly as it goes. */
+const shares = (value, n) =>
+  Array.from({ length: n }, (_, i) => Math.floor(value / n) + (i < value % n ? 1 : 0));
+
+/**
+ * One point over `threads` worker threads, and the CPU each side spent on it per request answered (warm-up
+ * included, both counted over the same span): the server's process and its event loop, and the load generator
+ * (this process, its worker threads included).
+ */
+async function measuredPoint(job, concurrency, threads, load, serverPid) {
+  const parts = shares(concurrency, Math.min(threads, concurrency));
+  const workers = parts.map(
+    (c) =>
+      new Worker(new URL(import.meta.url), {
+        workerData: { job: { ...job, connections: job.connections(c) }, concurrency: c, load },
+      }),
+  );
+  const next = (w) =>
+    new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+  await Promise.all(workers.map(next));
   const s0 = processCpuMs(serverPid);
   const c0 = process.cpuUsage();
-  const p = await runConcurrency(counted, concurrency, options);
+  const done = workers.map(next);
+  for (const w of workers) w.postMessage('go');
+  const results = await Promise.all(done);
   const c = process.cpuUsage(c0);
   const s1 = processCpuMs(serverPid);
+  await Promise.all(workers.map((w) => w.terminate()));
+  const p = mergePoints(results.map((r) => r.point));
+  delete p.latenciesMs;
+  const answered = results.reduce((a, r) => a + r.answered, 0);
   const per = (v) => (answered > 0 ? v / answered : undefined);
   p.cpu = {
     answered,
@@ -56,7 +113,7 @@ async function measuredPoint(client, concurrency, options, serverPid) {
 }
 
 /** `yqp-trt serve --grpc-port 0` on `repo`; resolves to its HTTP URL and gRPC address once both listen. */
-function startServer(repo, profileDir) {
+function startServer(repo, { profileDir, threadsPerContext }) {
   const child = spawn(
     process.execPath,
     [
@@ -69,6 +126,9 @@ function startServer(repo, profileDir) {
       '0',
       '--grpc-port',
       '0',
+      // Idle intra-op threads spinning would count as server CPU of whichever side ran.
+      '--no-spin-wait',
+      ...(threadsPerContext ? ['--threads-per-context', String(threadsPerContext)] : []),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -88,68 +148,88 @@ function startServer(repo, profileDir) {
 }
 
 export default async function main(args) {
+  const cores = cpus().length;
+  const large = cores >= 8;
   const duration = Number(arg(args, 'duration', '5'));
   const batch = Number(arg(args, 'batch', '1'));
-  const levels = arg(args, 'concurrency', '1,4,16').split(',').map(Number);
+  const levels = arg(args, 'concurrency', large ? '1,4,16,64' : '1,4,16')
+    .split(',')
+    .map(Number);
   const rounds = Number(arg(args, 'rounds', '1'));
   // One side alone (for a profile of its serving): --sides grpc.
   const sides = arg(args, 'sides', 'http,grpc').split(',');
   // gRPC connections per point (HTTP/2 carries many calls on one): default one per request in flight, as HTTP.
   const grpcConnections = Number(arg(args, 'grpc-connections', '0'));
+  // On a large machine: 4 contexts of (cores - 8) / 4 threads, leaving cores for the server's event loop and
+  // the load generator's 4 threads; on a small one, one context and the server's default threads.
+  const clientThreads = Number(arg(args, 'client-threads', large ? '4' : '1'));
+  const instances = Number(arg(args, 'instances', large ? '4' : '1'));
+  const threadsPerContext = arg(
+    args,
+    'threads-per-context',
+    large ? String(Math.max(1, Math.floor((cores - 8) / 4))) : undefined,
+  );
   const out = arg(args, 'out', undefined);
   const repo = mkdtempSync(join(tmpdir(), 'yqp-bench-grpc-'));
   mkdirSync(join(repo, 'blaze', '1'), { recursive: true });
   const proto = decodeOnnx(readFileSync(BLAZEFACE), BLAZEFACE);
   makeBatchDynamic(proto);
   writeFileSync(join(repo, 'blaze', '1', 'model.onnx'), encodeOnnx(proto));
-  writeFileSync(join(repo, 'blaze', 'config.pbtxt'), PBTXT);
+  writeFileSync(join(repo, 'blaze', 'config.pbtxt'), pbtxt(instances));
 
-  const server = await startServer(repo, arg(args, 'server-cpu-prof', undefined));
+  const server = await startServer(repo, {
+    profileDir: arg(args, 'server-cpu-prof', undefined),
+    threadsPerContext,
+  });
   const say = (line) => process.stdout.write(`${line}\n`);
   say(
-    `gRPC vs HTTP binary: BlazeFace (config.pbtxt), batch ${batch}, ${duration} s per point, ${cpus().length} cores`,
+    `gRPC vs HTTP binary: BlazeFace (config.pbtxt, ${instances} instance(s)${threadsPerContext ? ` x ${threadsPerContext} threads` : ''}), batch ${batch}, ${duration} s per point, ${rounds} round(s), ${clientThreads} client thread(s), ${cores} cores`,
   );
-  say(`server: HTTP ${server.url}, gRPC ${server.grpc}`);
-  const feeds = syntheticInputs(
-    resolveShapes([{ name: 'input:0', dtype: 'float32', dims: [-1, 128, 128, 3] }], batch, {}),
+  say(
+    `server: HTTP ${server.url}, gRPC ${server.grpc}; load average at start ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
   );
+  const feedsSpec = resolveShapes(
+    [{ name: 'input:0', dtype: 'float32', dims: [-1, 128, 128, 3] }],
+    batch,
+    {},
+  );
+  const jobs = {
+    http: { side: 'http', url: server.url, feedsSpec, connections: (c) => c },
+    grpc: {
+      side: 'grpc',
+      grpc: server.grpc,
+      feedsSpec,
+      connections: (c) => (grpcConnections ? Math.min(c, grpcConnections) : c),
+    },
+  };
   const results = { http: [], grpc: [] };
   const before = cpuTimes();
   try {
     // Rounds alternate which side goes first, so neither always meets the machine's state the other left.
     for (let round = 0; round < rounds; round++)
       for (const c of levels) {
-        const clients = {
-          http: () =>
-            new HttpClient({ url: server.url, model: 'blaze', protocol: 'binary', feeds, connections: c }),
-          grpc: () =>
-            new GrpcClient({
-              address: server.grpc,
-              model: 'blaze',
-              feeds,
-              connections: grpcConnections ? Math.min(c, grpcConnections) : c,
-            }),
-        };
         const order = (round % 2 === 0 ? ['http', 'grpc'] : ['grpc', 'http']).filter((n) =>
           sides.includes(n),
         );
         for (const name of order) {
-          const client = clients[name]();
-          await client.infer();
           const p = await measuredPoint(
-            client,
+            jobs[name],
             c,
+            clientThreads,
             { durationMs: duration * 1000, warmupMs: 1000 },
             server.child.pid,
           );
-          await client.close();
           results[name].push({ round, concurrency: c, ...p });
           say(`  ${name.padEnd(4)} concurrency ${String(c).padStart(3)}: ${fmt(p)}`);
         }
       }
   } finally {
     server.child.kill('SIGTERM');
+    rmSync(repo, { recursive: true, force: true });
   }
+  if (sides.length < 2) return;
   // Each concurrency's median over the rounds; the best concurrency of each side is its saturation point.
   const summary = (side) =>
     levels.map((c) => {
@@ -163,7 +243,6 @@ export default async function main(args) {
         client: med((p) => p.cpu.client),
       };
     });
-  if (sides.length < 2) return;
   const best = (side) => summary(side).reduce((a, b) => (b.throughput > a.throughput ? b : a));
   const h = best('http');
   const g = best('grpc');
@@ -176,12 +255,16 @@ export default async function main(args) {
   say(
     `gRPC / HTTP binary at saturation: ${ratio.toFixed(2)} (target >= 1.00): ${ratio >= 1 ? 'met' : 'NOT met'}`,
   );
-  if (h.loop !== undefined && g.loop !== undefined)
+  const cpuRatio =
+    h.loop !== undefined && g.loop !== undefined
+      ? { loop: g.loop / h.loop, server: g.server / h.server, client: g.client / h.client }
+      : undefined;
+  if (cpuRatio)
     say(
-      `server CPU per request, gRPC / HTTP binary: event loop ${(g.loop / h.loop).toFixed(2)}, process ${(g.server / h.server).toFixed(2)}; client ${(g.client / h.client).toFixed(2)} (lower is cheaper)`,
+      `CPU per request at saturation, gRPC / HTTP binary (lower is cheaper): server event loop ${cpuRatio.loop.toFixed(2)}, server process ${cpuRatio.server.toFixed(2)}, client ${cpuRatio.client.toFixed(2)}`,
     );
   say(
-    `machine during the run: ${cpuShares(before, cpuTimes())}, load average ${loadavg()
+    `machine during the run: ${cpuShares(before, cpuTimes())}, load average at end ${loadavg()
       .map((l) => l.toFixed(2))
       .join(' ')}`,
   );
@@ -193,12 +276,19 @@ export default async function main(args) {
           batch,
           duration,
           rounds,
+          cores,
+          clientThreads,
+          instances,
+          threadsPerContext,
           results,
           summary: { http: summary('http'), grpc: summary('grpc') },
           ratio,
+          cpuRatio,
         },
         null,
         2,
       ) + '\n',
     );
 }
+
+if (!isMainThread) await workerMain();
