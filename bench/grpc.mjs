@@ -3,8 +3,9 @@
 //   [--server-cpu-prof DIR]`
 // Issue 14's gRPC target: gRPC at saturation >= HTTP with binary tensors, same server, same run. BlazeFace in a
 // Triton-layout repository (config.pbtxt + 1/model.onnx, dynamic batching), served by `yqp-trt serve --grpc-port`
-// in its own process; the load generator drives both protocols in turns at each concurrency (rounds alternate
-// which goes first), so each side sees the same machine state. Beside req/s, each point prints the CPU each side
+// in its own process; at each concurrency the load generator keeps a client of each protocol and lets them take
+// turns in --rounds slices of --duration seconds (the side going first alternating), so machine noise falls on
+// both alike; each side's figure is the median of its slices. Beside req/s, each point prints the CPU each side
 // spent per request answered: the server process (every thread), its event loop (the main thread, where a
 // transport's JavaScript runs) and the load generator. On a loaded machine throughput swings between turns; CPU
 // per request holds the comparison. The load is spread over --client-threads worker threads (one client each),
@@ -54,35 +55,40 @@ function makeClient({ side, url, grpc, feedsSpec, connections }) {
     : new GrpcClient({ address: grpc, model: 'blaze', feeds, connections });
 }
 
-/** A worker thread's share of a point: its own client, `concurrency` requests in flight, answers counted. */
+/**
+ * A worker thread's share of the load: its own client (connections kept between slices), `concurrency` requests
+ * in flight for each slice it is told to run, the answers of each slice counted.
+ */
 async function workerMain() {
-  const { job, concurrency, load } = workerData;
+  const { job, concurrency } = workerData;
   const client = makeClient(job);
   let answered = 0;
   const counted = { infer: () => client.infer().then(() => void answered++) };
   await client.infer();
   parentPort.postMessage({ ready: true });
-  await new Promise((resolve) => parentPort.once('message', resolve)); // every thread starts together
-  const p = await runConcurrency(counted, concurrency, { ...load, keepLatencies: true });
-  await client.close();
-  parentPort.postMessage({ point: p, answered });
+  parentPort.on('message', async (msg) => {
+    if (msg === 'close') {
+      await client.close();
+      parentPort.postMessage({ closed: true });
+      return;
+    }
+    answered = 0;
+    const p = await runConcurrency(counted, concurrency, { ...msg, keepLatencies: true });
+    parentPort.postMessage({ point: p, answered });
+  });
 }
 
 /** The first `n` of `value` split as evenly as it goes. */
 const shares = (value, n) =>
   Array.from({ length: n }, (_, i) => Math.floor(value / n) + (i < value % n ? 1 : 0));
 
-/**
- * One point over `threads` worker threads, and the CPU each side spent on it per request answered (warm-up
- * included, both counted over the same span): the server's process and its event loop, and the load generator
- * (this process, its worker threads included).
- */
-async function measuredPoint(job, concurrency, threads, load, serverPid) {
+/** The load of one side at one concurrency over `threads` worker threads, kept for all of its slices. */
+async function startGenerator(job, concurrency, threads) {
   const parts = shares(concurrency, Math.min(threads, concurrency));
   const workers = parts.map(
     (c) =>
       new Worker(new URL(import.meta.url), {
-        workerData: { job: { ...job, connections: job.connections(c) }, concurrency: c, load },
+        workerData: { job: { ...job, connections: job.connections(c) }, concurrency: c },
       }),
   );
   const next = (w) =>
@@ -91,25 +97,39 @@ async function measuredPoint(job, concurrency, threads, load, serverPid) {
       w.once('error', reject);
     });
   await Promise.all(workers.map(next));
-  const s0 = processCpuMs(serverPid);
-  const c0 = process.cpuUsage();
-  const done = workers.map(next);
-  for (const w of workers) w.postMessage('go');
-  const results = await Promise.all(done);
-  const c = process.cpuUsage(c0);
-  const s1 = processCpuMs(serverPid);
-  await Promise.all(workers.map((w) => w.terminate()));
-  const p = mergePoints(results.map((r) => r.point));
-  delete p.latenciesMs;
-  const answered = results.reduce((a, r) => a + r.answered, 0);
-  const per = (v) => (answered > 0 ? v / answered : undefined);
-  p.cpu = {
-    answered,
-    server: s0 && per(s1.total - s0.total),
-    loop: s0 && per(s1.loop - s0.loop),
-    client: per((c.user + c.system) / 1000),
+  return {
+    /**
+     * One slice, and the CPU each side spent on it per request answered (its warm-up included, both counted
+     * over the same span): the server's process and its event loop, and the load generator (this process, its
+     * worker threads included; the other side's threads are idle meanwhile).
+     */
+    async slice(load, serverPid) {
+      const s0 = processCpuMs(serverPid);
+      const c0 = process.cpuUsage();
+      const done = workers.map(next);
+      for (const w of workers) w.postMessage(load);
+      const results = await Promise.all(done);
+      const c = process.cpuUsage(c0);
+      const s1 = processCpuMs(serverPid);
+      const p = mergePoints(results.map((r) => r.point));
+      delete p.latenciesMs;
+      const answered = results.reduce((a, r) => a + r.answered, 0);
+      const per = (v) => (answered > 0 ? v / answered : undefined);
+      p.cpu = {
+        answered,
+        server: s0 && per(s1.total - s0.total),
+        loop: s0 && per(s1.loop - s0.loop),
+        client: per((c.user + c.system) / 1000),
+      };
+      return p;
+    },
+    async close() {
+      const done = workers.map(next);
+      for (const w of workers) w.postMessage('close');
+      await Promise.all(done);
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
   };
-  return p;
 }
 
 /** `yqp-trt serve --grpc-port 0` on `repo`; resolves to its HTTP URL and gRPC address once both listen. */
@@ -150,12 +170,12 @@ function startServer(repo, { profileDir, threadsPerContext }) {
 export default async function main(args) {
   const cores = cpus().length;
   const large = cores >= 8;
-  const duration = Number(arg(args, 'duration', '5'));
+  const duration = Number(arg(args, 'duration', '3'));
   const batch = Number(arg(args, 'batch', '1'));
   const levels = arg(args, 'concurrency', large ? '1,4,16,64' : '1,4,16')
     .split(',')
     .map(Number);
-  const rounds = Number(arg(args, 'rounds', '1'));
+  const rounds = Number(arg(args, 'rounds', '4'));
   // One side alone (for a profile of its serving): --sides grpc.
   const sides = arg(args, 'sides', 'http,grpc').split(',');
   // gRPC connections per point (HTTP/2 carries many calls on one): default one per request in flight, as HTTP.
@@ -207,24 +227,27 @@ export default async function main(args) {
   const results = { http: [], grpc: [] };
   const before = cpuTimes();
   try {
-    // Rounds alternate which side goes first, so neither always meets the machine's state the other left.
-    for (let round = 0; round < rounds; round++)
-      for (const c of levels) {
-        const order = (round % 2 === 0 ? ['http', 'grpc'] : ['grpc', 'http']).filter((n) =>
-          sides.includes(n),
-        );
-        for (const name of order) {
-          const p = await measuredPoint(
-            jobs[name],
-            c,
-            clientThreads,
-            { durationMs: duration * 1000, warmupMs: 1000 },
-            server.child.pid,
+    // Per concurrency, both sides' generators are kept and take turns in slices (rounds), the side going first
+    // alternating: machine noise of tens of seconds falls on both alike. The first slice of each warms up.
+    for (const c of levels) {
+      const generators = {};
+      for (const name of sides) generators[name] = await startGenerator(jobs[name], c, clientThreads);
+      try {
+        for (let round = 0; round < rounds; round++) {
+          const order = (round % 2 === 0 ? ['http', 'grpc'] : ['grpc', 'http']).filter((n) =>
+            sides.includes(n),
           );
-          results[name].push({ round, concurrency: c, ...p });
-          say(`  ${name.padEnd(4)} concurrency ${String(c).padStart(3)}: ${fmt(p)}`);
+          for (const name of order) {
+            const load = { durationMs: duration * 1000, warmupMs: round === 0 ? 1000 : 0 };
+            const p = await generators[name].slice(load, server.child.pid);
+            results[name].push({ round, concurrency: c, ...p });
+            say(`  ${name.padEnd(4)} concurrency ${String(c).padStart(3)}: ${fmt(p)}`);
+          }
         }
+      } finally {
+        for (const g of Object.values(generators)) await g.close();
       }
+    }
   } finally {
     server.child.kill('SIGTERM');
     rmSync(repo, { recursive: true, force: true });
@@ -248,7 +271,7 @@ export default async function main(args) {
   const g = best('grpc');
   const cpuLine = (p) =>
     `server ${ms(p.server)} ms/req (event loop ${ms(p.loop)}), client ${ms(p.client)} ms/req`;
-  if (rounds > 1) say(`medians of ${rounds} rounds`);
+  say(`medians of ${rounds} slices per side and concurrency`);
   say(`best HTTP binary: ${h.throughput.toFixed(1)} req/s at concurrency ${h.concurrency}, ${cpuLine(h)}`);
   say(`best gRPC:        ${g.throughput.toFixed(1)} req/s at concurrency ${g.concurrency}, ${cpuLine(g)}`);
   const ratio = g.throughput / h.throughput;

@@ -75,6 +75,7 @@ function widenFlowControl(server: Server): void {
       initialWindowSize: FLOW_WINDOW,
     };
 }
+
 /** The HTTP/2 servers grpc-js listens with (it has no API for them). */
 function http2ServersOf(server: Server): Http2Server[] {
   const internals = server as unknown as { http2Servers?: Map<Http2Server, unknown> };
