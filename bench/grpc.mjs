@@ -201,6 +201,8 @@ export default async function main(args) {
     profileDir: arg(args, 'server-cpu-prof', undefined),
     threadsPerContext,
   });
+  // A load generator that dies of an uncaught error still stops its server.
+  process.once('exit', () => server.child.kill('SIGTERM'));
   const say = (line) => process.stdout.write(`${line}\n`);
   say(
     `gRPC vs HTTP binary: BlazeFace (config.pbtxt, ${instances} instance(s)${threadsPerContext ? ` x ${threadsPerContext} threads` : ''}), batch ${batch}, ${duration} s per point, ${rounds} round(s), ${clientThreads} client thread(s), ${cores} cores`,
