@@ -245,10 +245,16 @@ describe('deploy/ manifests', () => {
       expect(flag(args, 'model-repository'), file).toBe('/mnt/models');
       expect(flag(args, 'host'), file).toBe('0.0.0.0');
       const port = Number(flag(args, 'port'));
+      // gRPC on Triton's port beside HTTP. A Deployment lists both ports; a ServingRuntime lists HTTP's alone
+      // (KServe routes the one port a container lists; an InferenceService names h2c for gRPC).
+      const grpcPort = Number(flag(args, 'grpc-port'));
+      expect(grpcPort, file).toBe(8001);
+      expect(flag(args, 'http-workers') ?? '1', `${file}: gRPC is served by one process`).toBe('1');
       expect(
         container.ports.map((p: Doc) => p.containerPort),
         file,
-      ).toEqual([port]);
+      ).toEqual(file.startsWith('kserve/') ? [port] : [port, grpcPort]);
+      if (!file.startsWith('kserve/')) expect(container.ports[1].name, file).toBe('grpc');
       const portName = container.ports[0].name;
       const probePort = (p: Doc) => (p.httpGet.port === portName ? port : p.httpGet.port);
       expect([container.readinessProbe.httpGet.path, probePort(container.readinessProbe)], file).toEqual([
@@ -343,7 +349,19 @@ describe('deploy/ manifests', () => {
       deployments.filter((d) =>
         Object.entries(sel).every(([k, v]) => d.spec.template.metadata.labels[k] === v),
       );
-    for (const { file, doc } of ofKind('Service')) expect(selects(doc.spec.selector), file).toHaveLength(1);
+    for (const { file, doc } of ofKind('Service')) {
+      const selected = selects(doc.spec.selector);
+      expect(selected, file).toHaveLength(1);
+      // Every Service port reaches a named port of the container, on the same number (HTTP and gRPC).
+      const ports = selected[0].spec.template.spec.containers[0].ports as Doc[];
+      expect(
+        doc.spec.ports.map((p: Doc) => [p.targetPort, p.port]),
+        file,
+      ).toEqual(ports.map((p) => [p.name, p.containerPort]));
+      expect(doc.spec.ports.find((p: Doc) => p.name === 'grpc')?.appProtocol, file).toBe('kubernetes.io/h2c');
+    }
+    for (const { file, doc } of ofKind('ServingRuntime'))
+      expect(doc.spec.protocolVersions, file).toEqual(['v2', 'grpc-v2']);
     for (const { file, doc } of ofKind('PodDisruptionBudget'))
       expect(selects(doc.spec.selector.matchLabels), file).toHaveLength(1);
     for (const { file, doc } of ofKind('HorizontalPodAutoscaler')) {

@@ -4,66 +4,16 @@
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  Metadata,
-  credentials,
-  makeGenericClientConstructor,
-  status,
-  type Client,
-  type ClientDuplexStream,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { Metadata, status, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeInferRequest, parseInferResponse } from '../src/serve/client-codec.js';
 import { GrpcServer } from '../src/serve/grpc/grpc-server.js';
-import { inferenceService, toInt, type Message } from '../src/serve/grpc/service.js';
+import { toInt, type Message } from '../src/serve/grpc/service.js';
 import { InferenceServer } from '../src/serve/server.js';
 import { MEDIA_DIR } from './helpers/data.js';
 import { tempRepo, writeBlazeFace, writeBroken, writeTiny } from './serve-fixtures.js';
 import { writeBlaze } from './triton-fixtures.js';
-
-type Rpc = (request: Message, metadata?: Metadata) => Promise<Message>;
-
-function connect(address: string): { rpc: Record<string, Rpc>; client: Client } {
-  const Ctor = makeGenericClientConstructor(inferenceService(), 'GRPCInferenceService');
-  const client = new Ctor(address, credentials.createInsecure(), {
-    'grpc.max_receive_message_length': -1,
-    'grpc.max_send_message_length': -1,
-  });
-  const rpc: Record<string, Rpc> = {};
-  for (const name of Object.keys(inferenceService()))
-    rpc[name] = (request, metadata = new Metadata()) =>
-      new Promise((resolve, reject) =>
-        (client as unknown as Record<string, Function>)[name](
-          request,
-          metadata,
-          (e: Error | null, res: Message) => (e ? reject(e) : resolve(res)),
-        ),
-      );
-  return { rpc, client };
-}
-
-async function failure(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  throw new Error('expected the call to fail');
-}
-
-const faceInput = (batch: number) =>
-  new Float32Array(batch * 128 * 128 * 3).map((_, i) => Math.sin(i * 0.001 + batch));
-
-const rawRequest = (model: string, batch: number, extra: Message = {}) => {
-  const x = faceInput(batch);
-  return {
-    model_name: model,
-    inputs: [{ name: 'input:0', datatype: 'FP32', shape: [batch, 128, 128, 3] }],
-    raw_input_contents: [Buffer.from(x.buffer)],
-    ...extra,
-  };
-};
+import { connect, failure, faceInput, rawRequest, type Rpc } from './grpc-helpers.js';
 
 const floats = (b: Uint8Array) => Array.from(new Float32Array(Uint8Array.from(b).buffer));
 

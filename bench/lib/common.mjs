@@ -74,3 +74,17 @@ export function ortTailPeer({ python = 'python3', sessions, threads, rate, secon
     error: `${python}: ${(peer.error?.message ?? peer.stderr.trim().split('\n').pop()) || `exit ${peer.status}`}`,
   };
 }
+
+/**
+ * CPU time of process `pid` so far, in ms, where /proc is: `total` (every thread: event loop, inference runners,
+ * GC) and `loop` (the main thread alone, the event loop where a transport's JavaScript runs; from schedstat, ns).
+ */
+export function processCpuMs(pid) {
+  if (!existsSync(`/proc/${pid}/stat`)) return undefined;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th (clock ticks, 100 Hz).
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const total = ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  const sched = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ');
+  return { total, loop: Number(sched[0]) / 1e6 };
+}

@@ -1,7 +1,12 @@
 /**
  * The load generator's gRPC client: ModelInfer with raw_input_contents (what Triton's clients send), the request
- * encoded once, answers taken as bytes (decoded only with `verify`), over several HTTP/2 connections.
+ * encoded and framed once, answers taken as bytes (decoded only with `verify`), over several HTTP/2 connections.
+ * ModelInfer goes straight over node:http2 (a stream per call, as any gRPC client sends it): grpc-js's client
+ * spent twice the HTTP client's CPU per request (BENCHMARKS.md, issue 14), and on a machine the load generator
+ * shares with the server that CPU is taken from the server.
  */
+import http2 from 'node:http2';
+import net from 'node:net';
 import { Metadata, credentials, makeGenericClientConstructor, status, type Client } from '@grpc/grpc-js';
 import { YqpError } from '../errors.js';
 import { bytesOfTyped, DATATYPE_TO_DTYPE, DTYPE_TO_DATATYPE } from '../serve/tensor-codec.js';
@@ -37,39 +42,52 @@ export function grpcTarget(address: string): string {
 
 type Unary = (req: unknown, meta: unknown, cb: (e: Error | null, res: unknown) => void) => void;
 
-/** A ModelInfer client whose requests are pre-encoded Buffers and answers raw Buffers. */
-function rawClient(target: string, index: number): Client & { ModelInfer: Unary } {
-  const def = inferenceService().ModelInfer;
-  const Ctor = makeGenericClientConstructor(
-    {
-      ModelInfer: {
-        ...def,
-        requestSerialize: (b: Buffer) => b,
-        responseDeserialize: (b: Buffer) => b,
-      },
-    },
-    'GRPCInferenceService',
-  );
-  // A channel option of its own per client: grpc-js then opens a connection per client instead of sharing one.
-  return new Ctor(target, credentials.createInsecure(), {
-    'grpc.max_receive_message_length': -1,
-    'grpc.max_send_message_length': -1,
-    'yqp.connection': index,
-    // Past HTTP/2's 64 KiB default window: responses arrive without waiting for acknowledgements.
-    'grpc-node.flow_control_window': 16 * 1024 * 1024,
-  }) as unknown as Client & { ModelInfer: Unary };
+/** Past HTTP/2's 64 KiB default windows: a tensor goes out, and its answer comes in, without waiting for acks. */
+const FLOW_WINDOW = 16 * 1024 * 1024;
+const MODEL_INFER_PATH = '/inference.GRPCInferenceService/ModelInfer';
+
+/** One HTTP/2 connection, opened again when it closes (as a channel reconnects). */
+function openSession(target: string): Promise<http2.ClientHttp2Session> {
+  const url = new URL(`http://${target}`);
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(url, {
+      settings: { initialWindowSize: FLOW_WINDOW },
+      // Nagle's algorithm would hold a request's last segment for the server's delayed ACK.
+      createConnection: () =>
+        net.connect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port), noDelay: true }),
+    });
+    session.once('connect', () => {
+      session.setLocalWindowSize(FLOW_WINDOW);
+      session.off('error', reject);
+      session.on('error', () => {}); // a failed connection fails its calls ('close' below)
+      resolve(session);
+    });
+    session.once('error', reject);
+  });
+}
+
+/** A gRPC call's error from its status trailers (or headers, for a trailers-only answer). */
+function callError(headers: http2.IncomingHttpHeaders): YqpError | undefined {
+  const code = Number(headers['grpc-status'] ?? status.UNKNOWN);
+  if (code === status.OK) return undefined;
+  const raw = headers['grpc-message'];
+  const details = raw === undefined ? '' : decodeURIComponent(String(raw));
+  return new YqpError('E_BACKEND', `gRPC ${status[code] ?? code}: ${details}`);
 }
 
 export class GrpcClient implements BenchClient {
   readonly description: string;
-  private readonly clients: (Client & { ModelInfer: Unary })[];
+  private readonly target: string;
+  private readonly sessions: (Promise<http2.ClientHttp2Session> | undefined)[];
   private next = 0;
-  private readonly body: Buffer;
-  private readonly metadata = new Metadata();
+  /** The request message with its gRPC frame header (uncompressed flag, big-endian length): written as is. */
+  private readonly frame: Buffer;
+  private readonly headers: http2.OutgoingHttpHeaders;
 
   constructor(private readonly options: GrpcClientOptions) {
     const target = grpcTarget(options.address);
-    this.clients = Array.from({ length: Math.max(1, options.connections) }, (_, i) => rawClient(target, i));
+    this.target = target;
+    this.sessions = Array.from({ length: Math.max(1, options.connections) }, () => undefined);
     const request = {
       model_name: options.model,
       model_version: options.version ?? '',
@@ -80,33 +98,68 @@ export class GrpcClient implements BenchClient {
       })),
       raw_input_contents: Object.values(options.feeds).map((t) => bytesOfTyped(t.data)),
     };
-    this.body = inferenceService().ModelInfer.requestSerialize(request) as Buffer;
-    if (options.authToken) this.metadata.set('authorization', `Bearer ${options.authToken}`);
+    const body = inferenceService().ModelInfer.requestSerialize(request) as Buffer;
+    this.frame = Buffer.alloc(5 + body.length);
+    this.frame.writeUInt32BE(body.length, 1);
+    body.copy(this.frame, 5);
+    this.headers = {
+      ':method': 'POST',
+      ':path': MODEL_INFER_PATH,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...(options.authToken ? { authorization: `Bearer ${options.authToken}` } : {}),
+    };
     this.description = `gRPC ${target} ${options.model}`;
   }
 
-  infer(): Promise<void> {
-    const client = this.clients[this.next++ % this.clients.length];
-    return new Promise((resolve, reject) =>
-      client.ModelInfer(this.body, this.metadata, (e, res) => {
-        if (e) {
-          const err = e as Error & { code?: number; details?: string };
-          reject(
-            new YqpError(
-              'E_BACKEND',
-              `gRPC ${status[err.code ?? 2] ?? err.code}: ${err.details ?? err.message}`,
-            ),
-          );
+  private session(): Promise<http2.ClientHttp2Session> {
+    const i = this.next++ % this.sessions.length;
+    let s = this.sessions[i];
+    if (!s) {
+      s = openSession(this.target);
+      this.sessions[i] = s;
+      const forget = () => {
+        if (this.sessions[i] === s) this.sessions[i] = undefined;
+      };
+      s.then((session) => session.once('close', forget), forget);
+    }
+    return s;
+  }
+
+  async infer(): Promise<void> {
+    const session = await this.session().catch((e: Error) => {
+      throw new YqpError('E_BACKEND', `gRPC UNAVAILABLE: ${e.message}`);
+    });
+    return new Promise((resolve, reject) => {
+      const stream = session.request(this.headers);
+      const chunks: Buffer[] = [];
+      let answer: http2.IncomingHttpHeaders | undefined;
+      stream.on('response', (h) => {
+        if (h['grpc-status'] !== undefined) answer = h; // trailers-only: an error before any message
+      });
+      stream.on('trailers', (t) => (answer = t));
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('error', () => {}); // answered on 'close' below
+      stream.once('close', () => {
+        if (!answer) {
+          reject(new YqpError('E_BACKEND', `gRPC UNAVAILABLE: stream closed (code ${stream.rstCode})`));
           return;
         }
-        if (this.options.verify) inferenceService().ModelInfer.responseDeserialize(res as Buffer);
+        const e = callError(answer);
+        if (e) return reject(e);
+        if (this.options.verify) {
+          const body = Buffer.concat(chunks);
+          inferenceService().ModelInfer.responseDeserialize(body.subarray(5, 5 + body.readUInt32BE(1)));
+        }
         resolve();
-      }),
-    );
+      });
+      stream.end(this.frame);
+    });
   }
 
   async close(): Promise<void> {
-    for (const c of this.clients) c.close();
+    const open = this.sessions.splice(0);
+    await Promise.all(open.map((s) => s?.then((session) => session.close()).catch(() => {})));
   }
 }
 

@@ -5,6 +5,7 @@
  * calls it; a gRPC layer would call the same methods with requests parsed from its own messages.
  */
 import { backendEntry } from '../backends/index.js';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -64,6 +65,15 @@ export interface InferCall {
   signal?: AbortSignal;
   /** Who asks (the transport's tell of a caller, e.g. its token's digest): shared memory serves its owner only. */
   owner?: string;
+}
+
+/**
+ * The owner a transport gives its caller, from the Authorization it sent (HTTP's header, gRPC's `authorization`
+ * metadata: the same token is the same caller over both): a digest, so the token itself is kept nowhere; '' for
+ * callers that send none.
+ */
+export function ownerOfAuthorization(authorization: string | undefined): string {
+  return authorization ? createHash('sha256').update(authorization).digest('hex').slice(0, 16) : '';
 }
 
 /** What a transport encodes into its response. */

@@ -3,7 +3,7 @@
  * (src/serve/endpoint.ts): routing, the optional bearer token, the body reader and limit, Triton's JSON and
  * binary framing (src/serve/protocol.ts), statuses and Retry-After, and a graceful drain.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
@@ -13,7 +13,7 @@ import { BODY_SCANNED, BODY_SLAB, BodyBudget, parseJsonBody, readBody } from './
 import { maxRequestElements } from './input-check.js';
 import { JsonScanner } from './json-scan.js';
 import { BufferPool } from './buffer-pool.js';
-import { InferenceEndpoint } from './endpoint.js';
+import { InferenceEndpoint, ownerOfAuthorization } from './endpoint.js';
 import { statusOf } from './http-status.js';
 import type { ServerMetrics } from './metrics.js';
 import { describeIndexEntry, describeWarmup, type ModelManager } from './model-manager.js';
@@ -52,8 +52,7 @@ function checkExposure(options: ServerOptions): void {
 
 /** Who a request comes from, as far as it can be told: a digest of its Authorization header. */
 function ownerOf(req: FastifyRequest): string {
-  const auth = req.headers.authorization;
-  return auth ? createHash('sha256').update(auth).digest('hex').slice(0, 16) : '';
+  return ownerOfAuthorization(req.headers.authorization);
 }
 
 export class InferenceServer {

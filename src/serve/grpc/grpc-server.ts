@@ -3,7 +3,9 @@
  * same transport-neutral endpoint (src/serve/endpoint.ts) as HTTP: the same models, scheduler, queue limits,
  * shared memory, statistics and metrics. It adds the bearer token from `authorization` metadata, the message size
  * limit, cancellation of a call's queued work when the client goes away, and a drain that lets calls in flight
- * (streams included) finish.
+ * (streams included) finish. ModelInfer itself is answered on grpc-js's HTTP/2 streams by our own hot path
+ * (src/serve/grpc/unary-infer.ts); grpc-js serves the rest. Shared memory is its caller's (the digest of the
+ * `authorization` metadata, as HTTP's header: src/serve/endpoint.ts `ownerOfAuthorization`).
  */
 import { timingSafeEqual } from 'node:crypto';
 import {
@@ -15,13 +17,17 @@ import {
   type sendUnaryData,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import type { Http2Session, Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import { YqpError } from '../../errors.js';
 import { modelConfigType } from '../../repository/triton-config.js';
 import { tritonConfigOf } from '../../repository/triton-export.js';
-import type { InferenceEndpoint } from '../endpoint.js';
+import { BufferPool } from '../buffer-pool.js';
+import { ownerOfAuthorization, type InferResult, type InferenceEndpoint } from '../endpoint.js';
 import { grpcInferResponse, parameterValue, parseGrpcInferRequest } from './infer-messages.js';
 import { inferenceService, toInt, type Message } from './service.js';
 import { toServiceError } from './status.js';
+import { serveUnaryInfer, takesStream, type UnaryInferHost } from './unary-infer.js';
 
 export interface GrpcOptions {
   /** Default 127.0.0.1. */
@@ -39,7 +45,13 @@ type SharedMemoryKind = 'system' | 'cuda';
 /** The RPCs a load balancer's health check makes without credentials (HTTP's /v2/health/* likewise). */
 const OPEN_RPCS = new Set(['ServerLive', 'ServerReady']);
 
-type Unary = (request: Message, call: ServerUnaryCall<Message, Message>) => Promise<Message>;
+type Unary = (request: Message, call: ServerUnaryCall<Message, Message>, owner: string) => Promise<Message>;
+
+/** The `authorization` metadata of a grpc-js call. */
+function authorizationOf(metadata: { get(key: string): unknown[] }): string | undefined {
+  const v = metadata.get('authorization')[0];
+  return v === undefined ? undefined : String(v);
+}
 
 /** A repository or infer parameter map of oneofs as plain values ({string_param: 'x'} -> 'x'). */
 function plainParameters(map: Message | undefined): Record<string, unknown> {
@@ -63,16 +75,33 @@ function widenFlowControl(server: Server): void {
       initialWindowSize: FLOW_WINDOW,
     };
 }
-function widenSessions(server: Server): void {
-  const internals = server as unknown as { http2Servers?: Map<import('node:events').EventEmitter, unknown> };
-  for (const h2 of internals.http2Servers?.keys() ?? []) {
-    h2.on('session', (session: import('node:http2').Http2Session) => {
-      session.once('localSettings', () => session.setLocalWindowSize(FLOW_WINDOW));
-    });
-    // Nagle's algorithm against the client's delayed ACKs holds a response's last segment for up to 40 ms (grpc-js
-    // turns it off on its client sockets, not on its server's).
-    h2.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
-  }
+
+/** The HTTP/2 servers grpc-js listens with (it has no API for them). */
+function http2ServersOf(server: Server): Http2Server[] {
+  const internals = server as unknown as { http2Servers?: Map<Http2Server, unknown> };
+  return [...(internals.http2Servers?.keys() ?? [])];
+}
+
+function widenSessions(h2: Http2Server): void {
+  h2.on('session', (session: Http2Session) => {
+    session.once('localSettings', () => session.setLocalWindowSize(FLOW_WINDOW));
+  });
+  // Nagle's algorithm against the client's delayed ACKs holds a response's last segment for up to 40 ms (grpc-js
+  // turns it off on its client sockets, not on its server's).
+  h2.on('connection', (socket: Socket) => socket.setNoDelay(true));
+}
+
+/**
+ * Streams of ModelInfer go to our hot path, the rest to grpc-js's own 'stream' listener: grpc-js keeps the
+ * sessions (and so the drain: a session it closes waits for our streams too), keepalive and every other RPC.
+ */
+function routeModelInfer(h2: Http2Server, host: UnaryInferHost): void {
+  const grpcJs = h2.listeners('stream') as ((...args: unknown[]) => void)[];
+  h2.removeAllListeners('stream');
+  h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, ...rest: unknown[]) => {
+    if (takesStream(headers)) serveUnaryInfer(host, stream, headers);
+    else for (const listener of grpcJs) listener.call(h2, stream, headers, ...rest);
+  });
 }
 
 export class GrpcServer {
@@ -81,15 +110,21 @@ export class GrpcServer {
   private closing?: Promise<void>;
   /** Open ModelStreamInfer calls with their requests still running: ended once those finish on a drain. */
   private readonly streams = new Map<ServerDuplexStream<Message, Message>, { pending: number }>();
+  /** Request and response messages of the ModelInfer hot path (fresh ones would cost GC, as HTTP bodies did). */
+  private readonly pool = new BufferPool();
+  private readonly limit: number;
 
   constructor(
     readonly endpoint: InferenceEndpoint,
     readonly options: GrpcOptions = {},
   ) {
     const limit = options.maxMessageBytes ?? 64 * 1024 * 1024;
+    this.limit = limit;
     this.server = new Server({
       'grpc.max_receive_message_length': limit,
       'grpc.max_send_message_length': -1,
+      // Channelz's per-call bookkeeping has no reader here.
+      'grpc.enable_channelz': 0,
     });
     widenFlowControl(this.server);
     if (options.authToken) this.expected = Buffer.from(`Bearer ${options.authToken}`);
@@ -105,7 +140,10 @@ export class GrpcServer {
         ServerCredentials.createInsecure(),
         (err, port) => {
           if (err) return reject(err);
-          widenSessions(this.server);
+          for (const h2 of http2ServersOf(this.server)) {
+            widenSessions(h2);
+            routeModelInfer(h2, this.unaryInferHost());
+          }
           resolve(`${host}:${port}`);
         },
       );
@@ -124,18 +162,18 @@ export class GrpcServer {
     return this.closing;
   }
 
-  private authorized(metadata: { get(key: string): unknown[] }): boolean {
+  private authorized(authorization: string | undefined): boolean {
     if (!this.expected) return true;
-    const given = Buffer.from(String(metadata.get('authorization')[0] ?? ''));
+    const given = Buffer.from(authorization ?? '');
     return given.length === this.expected.length && timingSafeEqual(given, this.expected);
   }
 
   private refusal(
     name: string,
-    metadata: { get(key: string): unknown[] },
-  ): Partial<Error & { code: status; details: string }> | undefined {
+    authorization: string | undefined,
+  ): { code: status; details: string } | undefined {
     if (this.closing) return { code: status.UNAVAILABLE, details: 'The server is shutting down' };
-    if (!OPEN_RPCS.has(name) && !this.authorized(metadata))
+    if (!OPEN_RPCS.has(name) && !this.authorized(authorization))
       return {
         code: status.UNAUTHENTICATED,
         details: 'Missing or wrong bearer token in the authorization metadata',
@@ -143,13 +181,23 @@ export class GrpcServer {
     return undefined;
   }
 
+  private unaryInferHost(): UnaryInferHost {
+    return {
+      pool: this.pool,
+      maxMessageBytes: this.limit,
+      refusal: (authorization) => this.refusal('ModelInfer', authorization),
+      infer: (request, signal, authorization, encode) =>
+        this.infer(request, signal, ownerOfAuthorization(authorization), encode),
+    };
+  }
+
   private handlers(): UntypedServiceImplementation {
     const ep = this.endpoint;
     const region = (name: unknown) => (typeof name === 'string' && name !== '' ? name : undefined);
     const version = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
-    const shmStatus = (kind: SharedMemoryKind) => async (r: Message) => ({
+    const shmStatus = (kind: SharedMemoryKind) => async (r: Message, _call: unknown, owner: string) => ({
       regions: Object.fromEntries(
-        (ep.sharedMemoryStatus(kind, region(r.name)) as { name: string }[]).map((s) => [s.name, s]),
+        (ep.sharedMemoryStatus(kind, region(r.name), owner) as { name: string }[]).map((s) => [s.name, s]),
       ),
     });
     const unary: Record<string, Unary> = {
@@ -165,10 +213,16 @@ export class GrpcServer {
       },
       ServerMetadata: async () => ep.serverMetadata(),
       ModelMetadata: async (r) => ep.modelMetadata(r.name, version(r.version)),
-      ModelInfer: (r, call) => {
+      // Compressed ModelInfer calls (the others take the hot path, src/serve/grpc/unary-infer.ts).
+      ModelInfer: (r, call, owner) => {
+        // grpc-js emits 'cancelled' on every call's stream close, answered ones too: only a call still running
+        // is aborted (an abort costs a DOMException and the scheduler's rejection handling).
         const abort = new AbortController();
-        call.once('cancelled', () => abort.abort());
-        return this.infer(r, abort.signal);
+        const onCancel = () => abort.abort();
+        call.once('cancelled', onCancel);
+        return this.infer(r, abort.signal, owner, grpcInferResponse).finally(() =>
+          call.off('cancelled', onCancel),
+        );
       },
       // fromObject: enums go on the wire as numbers.
       ModelConfig: async (r) => ({
@@ -187,38 +241,47 @@ export class GrpcServer {
         return {};
       },
       SystemSharedMemoryStatus: shmStatus('system'),
-      SystemSharedMemoryRegister: async (r) => {
-        await ep.registerSharedMemory('system', r.name, {
-          key: r.key,
-          offset: toInt(r.offset),
-          byte_size: toInt(r.byte_size),
-        });
+      SystemSharedMemoryRegister: async (r, _call, owner) => {
+        await ep.registerSharedMemory(
+          'system',
+          r.name,
+          { key: r.key, offset: toInt(r.offset), byte_size: toInt(r.byte_size) },
+          owner,
+        );
         return {};
       },
-      SystemSharedMemoryUnregister: async (r) => {
-        await ep.unregisterSharedMemory('system', region(r.name));
+      SystemSharedMemoryUnregister: async (r, _call, owner) => {
+        await ep.unregisterSharedMemory('system', region(r.name), owner);
         return {};
       },
       CudaSharedMemoryStatus: shmStatus('cuda'),
-      CudaSharedMemoryRegister: async (r) => {
-        await ep.registerSharedMemory('cuda', r.name, {
-          raw_handle: { b64: Buffer.from((r.raw_handle as Uint8Array | undefined) ?? []).toString('base64') },
-          device_id: toInt(r.device_id),
-          byte_size: toInt(r.byte_size),
-        });
+      CudaSharedMemoryRegister: async (r, _call, owner) => {
+        await ep.registerSharedMemory(
+          'cuda',
+          r.name,
+          {
+            raw_handle: {
+              b64: Buffer.from((r.raw_handle as Uint8Array | undefined) ?? []).toString('base64'),
+            },
+            device_id: toInt(r.device_id),
+            byte_size: toInt(r.byte_size),
+          },
+          owner,
+        );
         return {};
       },
-      CudaSharedMemoryUnregister: async (r) => {
-        await ep.unregisterSharedMemory('cuda', region(r.name));
+      CudaSharedMemoryUnregister: async (r, _call, owner) => {
+        await ep.unregisterSharedMemory('cuda', region(r.name), owner);
         return {};
       },
     };
     const impl: UntypedServiceImplementation = {};
     for (const [name, fn] of Object.entries(unary))
       impl[name] = (call: ServerUnaryCall<Message, Message>, callback: sendUnaryData<Message>) => {
-        const refused = this.refusal(name, call.metadata);
+        const authorization = authorizationOf(call.metadata);
+        const refused = this.refusal(name, authorization);
         if (refused) return callback(refused as never, null);
-        fn(call.request, call).then(
+        fn(call.request, call, ownerOfAuthorization(authorization)).then(
           (res) => callback(null, res),
           (e: unknown) => callback(toServiceError(e) as never, null),
         );
@@ -227,16 +290,25 @@ export class GrpcServer {
     return impl;
   }
 
-  /** One inference; `signal` aborts when the client goes away (its queued work is dropped before it runs). */
-  private infer(r: Message, signal: AbortSignal): Promise<Message> {
+  /**
+   * One inference of `owner`'s (its shared memory); `signal` aborts when the client goes away (its queued work is
+   * dropped before it runs).
+   */
+  private infer<R>(
+    r: Message,
+    signal: AbortSignal,
+    owner: string,
+    encode: (result: InferResult) => R,
+  ): Promise<R> {
     return this.endpoint.infer(
       {
         model: r.model_name,
         version: typeof r.model_version === 'string' && r.model_version !== '' ? r.model_version : undefined,
         parse: () => parseGrpcInferRequest(r),
         signal,
+        owner,
       },
-      grpcInferResponse,
+      encode,
     );
   }
 
@@ -245,7 +317,9 @@ export class GrpcServer {
    * failed request answers error_message and the stream goes on, as in Triton.
    */
   private stream(call: ServerDuplexStream<Message, Message>): void {
-    const refused = this.refusal('ModelStreamInfer', call.metadata);
+    const authorization = authorizationOf(call.metadata);
+    const refused = this.refusal('ModelStreamInfer', authorization);
+    const owner = ownerOfAuthorization(authorization);
     if (refused) {
       call.emit('error', refused);
       return;
@@ -270,7 +344,7 @@ export class GrpcServer {
         return;
       }
       state.pending++;
-      this.infer(r, abort.signal)
+      this.infer(r, abort.signal, owner, grpcInferResponse)
         .then(
           (res) => call.write({ error_message: '', infer_response: res }),
           (e: unknown) =>

@@ -30,6 +30,11 @@ function codec(type: protobuf.Type) {
   };
 }
 
+/** A message type of our .proto files by its full name (inference.ModelInferResponse). */
+export function messageType(name: string): protobuf.Type {
+  return tritonProtos().lookupType(name);
+}
+
 let definition: ServiceDefinition | undefined;
 
 /** The service's methods, path /inference.GRPCInferenceService/<Method>, as grpc-js wants them (server and client). */
