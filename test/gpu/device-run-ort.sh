@@ -4,7 +4,7 @@
 #   call 2: bash .devbundle/run.sh bash test/gpu/device-run-ort.sh
 # the route to the CUDA provider, doctor, the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it;
 # BENCHES='gpu-inference face-pipeline' runs several, BENCH_ARGS_face_pipeline='--device cuda' gives each its args),
-# the GPU suite (SUITE= narrows it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
+# the GPU suite (SUITE= narrows it, TESTS=0 skips it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
 # within DEADLINE seconds (560); logs under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/yqp-out}
@@ -31,10 +31,13 @@ if [[ ${BENCH:-1} == 1 ]]; then
     timeout $(left ${BENCH_TIMEOUT:-200}) node scripts/bench.mjs "$bench" --out "$OUT" $args 2>&1 | tee "$OUT/bench-$bench.log"
   done
 fi
-echo "== GPU suite (${SUITE:-all})"
-timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
-tests=$?
-grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+tests=skipped
+if [[ ${TESTS:-1} == 1 ]]; then
+  echo "== GPU suite (${SUITE:-all})"
+  timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
+  tests=$?
+  grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+fi
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
   timeout $(left 150) compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
