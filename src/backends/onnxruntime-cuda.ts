@@ -114,6 +114,9 @@ export async function openCudaContexts(
           stream: streams.handle(i),
           cudaGraph: graph,
           graphBatchSizes: graph ? sizes : undefined,
+          // Batches above the largest graph run eagerly on a dynamic session of their own.
+          dynamicFallback:
+            graph && sizes !== undefined && sizes.length > 0 && Math.max(...sizes) < config.maxBatchSize,
           batchDimension: DEFAULT_BATCH_DIMENSION,
           providerOptions: options.cudaProviderOptions,
           tensorrt,

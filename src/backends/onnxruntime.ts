@@ -135,6 +135,8 @@ export interface NativeDeviceOptions {
   stream: bigint;
   cudaGraph: boolean;
   graphBatchSizes?: number[];
+  /** With graphs: also a dynamic (eager) session for batches above the largest graph size. */
+  dynamicFallback?: boolean;
   batchDimension?: string;
   convAlgoSearch?: 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
   /** More CUDA provider options by onnxruntime's names (its string values), after yqp-trt's. */

@@ -15,7 +15,7 @@ const x = new Float32Array(128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
 const feed = { 'input:0': { dtype: 'float32', dims: [1, 128, 128, 3], data: x } };
 try {
   const eager = await loadModel(entry.dir, { device: 'cuda', contexts: 1, dynamicBatching: false });
-  const graphs = await loadModel(entry.dir, { device: 'cuda', contexts: 1, cudaGraph: [1], dynamicBatching: false });
+  const graphs = await loadModel(entry.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false });
   const a = await eager.infer(feed);
   let diff = 0;
   for (let i = 0; i < 5; i++) {

@@ -479,12 +479,15 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
   auto stream = static_cast<cudaStream_t>(options_.stream);
   int64_t batch = !feeds.empty() && !feeds[0].dims.empty() ? feeds[0].dims[0] : 1;
   // The smallest graph session that holds the batch; the dynamic session otherwise.
-  size_t variant = variants_.size();
+  size_t variant = variants_.size(), dynamic = variants_.size();
   for (size_t v = 0; v < variants_.size(); ++v) {
     int64_t vb = variants_[v].batch;
-    if (vb == 0 || (vb >= batch && (variant == variants_.size() || vb < variants_[variant].batch))) variant = v;
-    if (vb == 0) break;
+    if (vb == 0)
+      dynamic = v;
+    else if (vb >= batch && (variant == variants_.size() || vb < variants_[variant].batch))
+      variant = v;
   }
+  if (variant == variants_.size()) variant = dynamic;
   if (variant == variants_.size()) {
     auto sizes = GraphBatchSizes();
     return "batch " + std::to_string(batch) + " is larger than the largest CUDA graph batch (" +

@@ -38,6 +38,7 @@ struct DeviceOptions {
   bool onnxruntimeGraphs = false;
   std::string route;                     // how the CUDA provider was appended (AppendResult::route), for copyStats
   std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
+  bool dynamicFallback = false;          // and a dynamic eager session for larger batches
   std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
   std::string convAlgoSearch = "HEURISTIC";
   // More CUDA provider options by onnxruntime's names, applied after ours (routes that take names only).

@@ -40,6 +40,7 @@ DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
     Napi::Array a = sizes.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) d.graphBatchSizes.push_back(a.Get(i).As<Napi::Number>().Int64Value());
   }
+  d.dynamicFallback = js.Get("dynamicFallback").ToBoolean();
   d.batchDimension = str(js, "batchDimension", d.batchDimension);
   d.convAlgoSearch = str(js, "convAlgoSearch", d.convAlgoSearch);
   Napi::Value extra = js.Get("providerOptions");
@@ -87,7 +88,7 @@ class OpenWorker final : public Napi::AsyncWorker {
     // A CUDA graph session per batch size (batch fixed, so every node can land on the CUDA provider); one
     // session otherwise.
     std::vector<int64_t> batches = device.cuda && device.cudaGraph ? device.graphBatchSizes : std::vector<int64_t>{0};
-    if (batches.empty()) batches.push_back(0);
+    if (batches.empty() || (device.cuda && device.cudaGraph && device.dynamicFallback)) batches.push_back(0);
     std::vector<DeviceRunner::Variant> variants;
     std::string e;
     for (int64_t batch : batches) {
@@ -146,7 +147,7 @@ class OpenWorker final : public Napi::AsyncWorker {
     // A graph session must have every node on the GPU: a node left on the CPU provider moves data through pinned
     // host memory, which onnxruntime frees at the end of the run (cudaFreeHost), an abort inside a capture. Such
     // a model is refused here (E_CUDA_GRAPH) and the context runs eagerly instead.
-    if (e.empty() && options_.device.cuda && options_.device.cudaGraph)
+    if (e.empty() && options_.device.cuda && options_.device.cudaGraph && batch > 0)
       e = api.Take(api.AddSessionConfigEntry(so, "session.disable_cpu_ep_fallback", "1"));
     bool graphSession = options_.device.cuda && options_.device.cudaGraph && batch > 0;
     AppendResult appended;
@@ -169,9 +170,8 @@ class OpenWorker final : public Napi::AsyncWorker {
     if (e.empty()) {
       e = api.Take(api.CreateSession(rt->env, options_.model.c_str(), so, session));
       if (!e.empty()) {
-        code_ = options_.device.cuda && options_.device.cudaGraph && e.find("CPU") != std::string::npos
-                    ? "E_CUDA_GRAPH"
-                    : "E_MODEL_FILE";
+        // A graph session onnxruntime refuses (a node off the CUDA provider, no capture): the context runs eagerly.
+        code_ = graphSession ? "E_CUDA_GRAPH" : "E_MODEL_FILE";
         e = "onnxruntime cannot load " + options_.model + (batch > 0 ? " at batch " + std::to_string(batch) : "") +
             ": " + e;
       }
