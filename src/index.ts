@@ -60,11 +60,20 @@ export {
   postprocessorFor,
   postprocessorNames,
   registerPostprocessor,
+  faceDetectorFor,
+  faceLandmarkerFor,
+  facesOf,
+  yieldsFaces,
   type Postprocessed,
   type Postprocessor,
   type PostprocessorName,
   type PostprocessorPresentation,
+  type PostprocessorRole,
   type PostprocessorTypes,
+  type FaceDetector,
+  type FaceDetectorRole,
+  type FaceLandmarker,
+  type FaceLandmarkerRole,
 } from './postprocess/index.js';
 export {
   placeImage,
@@ -124,7 +133,11 @@ export {
 } from './gpu/preprocess.js';
 export { GpuRoiCropper, faceRoi, roiToFrame, type FaceRoi } from './gpu/roi.js';
 export { landmarksRoi, roiMatrix, cropRois } from './preprocess/rotated-crop.js';
-export { faceLandmarksPostprocessor, type FaceLandmarks } from './postprocess/face-landmarks.js';
+export {
+  faceLandmarksPostprocessor,
+  type FaceLandmarkPostprocessing,
+  type FaceLandmarks,
+} from './postprocess/face-landmarks.js';
 export {
   createFacePipeline,
   cudaPipelineSupport,

@@ -135,6 +135,24 @@ describe('face pipeline (CPU provider)', () => {
     ).rejects.toMatchObject({ code: 'E_ARGUMENT', argument: 'device' });
   });
 
+  it('refuses a detector whose postprocessor yields no faces and a landmark model without a landmark one', async () => {
+    // The two models swapped: each has the other's postprocessor (asked by role, src/postprocess/roles.ts).
+    await expect(
+      createFacePipeline({ detector: models.landmarks, landmarks: models.landmarks }),
+    ).rejects.toMatchObject({
+      code: 'E_CONFIG',
+      argument: 'detector',
+      message: 'Detector face_landmark has no blazeface postprocessing',
+    });
+    await expect(
+      createFacePipeline({ detector: models.detector, landmarks: models.detector }),
+    ).rejects.toMatchObject({
+      code: 'E_CONFIG',
+      argument: 'postprocessing.type',
+      message: 'Model face_detection has no face-landmarks postprocessing in config.json',
+    });
+  });
+
   it.skipIf(!NO_GPU)(
     `device cuda without a GPU is a typed error naming device, exit 3 from track ${NO_GPU ? '' : '(skipped: this machine has a GPU; the GPU suite runs the pipeline there)'}`,
     async () => {

@@ -2,7 +2,7 @@ import ort from 'onnxruntime-node';
 import { YqpError } from '../errors.js';
 import type { ModelProto } from '../onnx/model.js';
 import { encodeOnnx } from '../onnx/model.js';
-import { decodeBlazeFace, type Face } from '../postprocess/blazeface.js';
+import { faceDetectorFor, type Face, type FaceDetector } from '../postprocess/index.js';
 import type { ImageTransform } from '../preprocess/cpu.js';
 import { preprocessImages } from '../preprocess/cpu.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../repository/config.js';
@@ -65,7 +65,7 @@ interface Frame {
 export class AccuracyProbe {
   private constructor(
     private readonly frames: Frame[],
-    private readonly post: PostprocessingSpec | undefined,
+    private readonly post: FaceDetector | undefined,
     private readonly target: AccuracyTarget,
     private readonly reference: { outputs: TensorMap[]; faces?: Face[][]; faceFree?: boolean[] },
   ) {}
@@ -111,19 +111,16 @@ export class AccuracyProbe {
           received: `${files.length} unreadable files`,
         },
       );
-    const probe = new AccuracyProbe(frames, post?.type === 'blazeface' ? post : undefined, target, {
+    const probe = new AccuracyProbe(frames, faceDetectorFor(post), target, {
       outputs: [],
     });
     const ref = await probe.runAll(fp32);
     probe.reference.outputs = ref.outputs;
     probe.reference.faces = ref.faces?.map((fs) => fs.filter((x) => x.score >= target.minScore));
-    if (probe.post?.type === 'blazeface') {
-      const low = {
-        ...probe.post,
-        scoreThreshold: Math.min(probe.post.scoreThreshold, target.faceFreeScore),
-      };
+    if (probe.post) {
+      const low = probe.post.atScore(target.faceFreeScore);
       probe.reference.faceFree = probe.frames.map(
-        (f, i) => decodeBlazeFace(ref.outputs[i], low, f.transforms)[0].length === 0,
+        (f, i) => low.decode(ref.outputs[i], f.transforms)[0].length === 0,
       );
     }
     return probe;
@@ -158,7 +155,7 @@ export class AccuracyProbe {
         for (const [k, v] of Object.entries(r))
           map[k] = { dtype: 'float32', dims: [...v.dims], data: v.data as Float32Array };
         outputs.push(map);
-        if (this.post?.type === 'blazeface') faces.push(decodeBlazeFace(map, this.post, f.transforms)[0]);
+        if (this.post) faces.push(this.post.decode(map, f.transforms)[0]);
       }
       return { outputs, faces: this.post ? faces : undefined };
     } finally {

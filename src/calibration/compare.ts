@@ -1,6 +1,7 @@
 import { YqpError, expectNonNegativeNumber, invalidParameter } from '../errors.js';
 import { loadModel, type Model } from '../model.js';
-import { iou, type Face } from '../postprocess/blazeface.js';
+import { iou } from '../postprocess/blazeface.js';
+import { facesOf, yieldsFaces, type Face } from '../postprocess/index.js';
 import { listCalibrationFiles } from './loader.js';
 
 /**
@@ -119,8 +120,7 @@ export async function compareModels(
   try {
     a = await loadModel(aPath, { contexts: 1 });
     b = await loadModel(bPath, { contexts: 1 });
-    const faceModels =
-      a.config.postprocessing?.type === 'blazeface' && b.config.postprocessing?.type === 'blazeface';
+    const faceModels = yieldsFaces(a.config.postprocessing) && yieldsFaces(b.config.postprocessing);
     const checkOutputs =
       options.checkOutputs ?? (!faceModels || options.atol !== undefined || options.rtol !== undefined);
     const acc = new Map<
@@ -186,8 +186,8 @@ export async function compareModels(
         s.n += da.length;
       }
       if (faceModels) {
-        const fa = ra.faces![0];
-        const fb = rb.faces![0];
+        const fa = facesOf(ra.postprocessed)![0];
+        const fb = facesOf(rb.postprocessed)![0];
         const m = matchFaces(fa, fb, minIou);
         faces.facesA += fa.length;
         faces.facesB += fb.length;

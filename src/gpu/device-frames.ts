@@ -1,6 +1,6 @@
 import { YqpError, expectPositiveInteger, invalidParameter } from '../errors.js';
 import type { Model } from '../model.js';
-import { decodeBlazeFace, type Face } from '../postprocess/blazeface.js';
+import { postprocess, postprocessorFor, type Face, type Postprocessed } from '../postprocess/index.js';
 import type { ImageTransform } from '../preprocess/cpu.js';
 import { deviceTensor, DTYPE_BYTES, type TensorMap } from '../tensor.js';
 import {
@@ -13,7 +13,9 @@ import {
 import { allocDevice, createStreamPool, type NativeStreamPool } from './runtime.js';
 
 export interface DeviceFrameResults {
-  /** Faces per frame in pixels of each frame (blazeface postprocessor). */
+  /** The postprocessor's results (config.postprocessing), one per frame in pixels of each frame. */
+  postprocessed?: Postprocessed;
+  /** @deprecated the same as postprocessed.images when the postprocessor's legacy field is faces (blazeface). */
   faces?: Face[][];
   outputs: TensorMap;
   transforms: ImageTransform[];
@@ -68,8 +70,11 @@ export class DeviceFrameInference {
       const outputs = await this.model.infer({ [spec.input]: feed });
       settled = true; // the run's stream synchronized after the kernel: input is no longer written
       const post = this.model.config.postprocessing;
+      const postprocessed = postprocess(post, outputs, transforms);
+      const legacy = post && postprocessorFor(post.type).legacyField;
       return {
-        faces: post?.type === 'blazeface' ? decodeBlazeFace(outputs, post, transforms) : undefined,
+        postprocessed,
+        faces: legacy === 'faces' ? (postprocessed!.images as Face[][]) : undefined,
         outputs,
         transforms,
       };

@@ -5,11 +5,12 @@ import { frameLayout } from '../gpu/frames.js';
 import { gpuKernelsAvailability } from '../gpu/preprocess.js';
 import { loadRuntime } from '../gpu/runtime.js';
 import { loadModel, type Model } from '../model.js';
-import { iou, type Face } from '../postprocess/blazeface.js';
-import { faceLandmarksPostprocessor, type FaceLandmarks } from '../postprocess/face-landmarks.js';
+import { iou } from '../postprocess/blazeface.js';
+import { faceLandmarkerFor, type Face, type FaceLandmarks } from '../postprocess/index.js';
 import { faceRoi, landmarksRoi, type FaceRoi } from '../preprocess/rotated-crop.js';
 import {
   CpuFaceStages,
+  faceDetectorOf,
   isGpuFrame,
   type FaceStages,
   type PipelineFrame,
@@ -413,10 +414,7 @@ export async function createFacePipeline(options: FacePipelineOptions): Promise<
   try {
     const detector = await open(options.detector, 'detector');
     const landmarks = await open(options.landmarks, 'landmarks');
-    if (detector.config.postprocessing?.type !== 'blazeface')
-      throw new YqpError('E_CONFIG', `Detector ${detector.name} has no blazeface postprocessing`, {
-        argument: 'detector',
-      });
+    faceDetectorOf(detector);
     if (!detector.config.preprocessing)
       throw new YqpError('E_CONFIG', `Detector ${detector.name} has no preprocessing spec`, {
         argument: 'detector',
@@ -425,7 +423,7 @@ export async function createFacePipeline(options: FacePipelineOptions): Promise<
       throw new YqpError('E_CONFIG', `Landmark model ${landmarks.name} has no preprocessing spec`, {
         argument: 'landmarks',
       });
-    faceLandmarksPostprocessor.validate(landmarks.config);
+    faceLandmarkerFor(landmarks.config);
     stages =
       device.kind === 'cpu'
         ? new CpuFaceStages(detector, landmarks)

@@ -1,11 +1,19 @@
-import { invalidParameter } from '../errors.js';
+import { invalidParameter, YqpError } from '../errors.js';
 import type { DeviceFrame } from '../gpu/frames.js';
 import type { Model } from '../model.js';
-import type { Face } from '../postprocess/blazeface.js';
-import { faceLandmarksPostprocessor, type FaceLandmarks } from '../postprocess/face-landmarks.js';
+import {
+  faceDetectorFor,
+  faceLandmarkerFor,
+  facesOf,
+  postprocessorNames,
+  type Face,
+  type FaceDetector,
+  type FaceLandmarker,
+  type FaceLandmarks,
+} from '../postprocess/index.js';
 import type { RawImage } from '../preprocess/cpu.js';
 import { cropRois, type FaceRoi } from '../preprocess/rotated-crop.js';
-import type { FaceLandmarkPostprocessing, PreprocessingSpec } from '../repository/config.js';
+import type { PreprocessingSpec } from '../repository/config.js';
 import { tensor } from '../tensor.js';
 
 /**
@@ -62,6 +70,18 @@ export async function inBatches<I, R>(
   return out;
 }
 
+/** The detector's postprocessor as a face detector (its role, src/postprocess/roles.ts); E_CONFIG when it has none. */
+export function faceDetectorOf(detector: Model): FaceDetector {
+  const found = faceDetectorFor(detector.config.postprocessing);
+  if (!found)
+    throw new YqpError(
+      'E_CONFIG',
+      `Detector ${detector.name} has no ${postprocessorNames('faceDetector').join(' or ')} postprocessing`,
+      { argument: 'detector' },
+    );
+  return found;
+}
+
 /** The landmark model's input spec, checked for what both samplers write (NHWC, three channels). */
 export function landmarkInputSpec(model: Model): PreprocessingSpec {
   const spec = model.config.preprocessing!;
@@ -73,13 +93,14 @@ export function landmarkInputSpec(model: Model): PreprocessingSpec {
 /** onnxruntime's CPU provider: sharp letterboxes the detector input, the CPU sampler cuts the rotated crops. */
 export class CpuFaceStages implements FaceStages {
   readonly device = 'cpu';
-  private readonly landmarkPost: FaceLandmarkPostprocessing;
+  private readonly landmarker: FaceLandmarker;
 
   constructor(
     private readonly detector: Model,
     private readonly landmarkModel: Model,
   ) {
-    this.landmarkPost = faceLandmarksPostprocessor.validate(landmarkModel.config);
+    faceDetectorOf(detector);
+    this.landmarker = faceLandmarkerFor(landmarkModel.config);
   }
 
   async open(frames: readonly PipelineFrame[]): Promise<StageFrames> {
@@ -91,7 +112,7 @@ export class CpuFaceStages implements FaceStages {
     return {
       detect: async (indices) => {
         const r = await this.detector.inferImages(indices.map((i) => images[i]));
-        return r.faces!;
+        return facesOf(r.postprocessed)!;
       },
       landmarks: (rois) => {
         const spec = landmarkInputSpec(this.landmarkModel);
@@ -100,7 +121,7 @@ export class CpuFaceStages implements FaceStages {
           const outputs = await this.landmarkModel.infer({
             [spec.input]: tensor('float32', data, [slice.length, spec.height, spec.width, 3]),
           });
-          return faceLandmarksPostprocessor.decode(outputs, slice, this.landmarkPost);
+          return this.landmarker.decode(outputs, slice);
         });
       },
       dispose: async () => {},

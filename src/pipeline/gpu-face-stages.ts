@@ -9,12 +9,17 @@ import {
   type NativeStreamPool,
 } from '../gpu/runtime.js';
 import type { Model } from '../model.js';
-import { decodeBlazeFace, type BlazeFacePostprocessing, type Face } from '../postprocess/blazeface.js';
-import { faceLandmarksPostprocessor, type FaceLandmarks } from '../postprocess/face-landmarks.js';
+import {
+  faceLandmarkerFor,
+  type Face,
+  type FaceDetector,
+  type FaceLandmarker,
+  type FaceLandmarks,
+} from '../postprocess/index.js';
 import type { FaceRoi } from '../preprocess/rotated-crop.js';
-import type { FaceLandmarkPostprocessing } from '../repository/config.js';
 import { DTYPE_BYTES, deviceTensor } from '../tensor.js';
 import {
+  faceDetectorOf,
   inBatches,
   isGpuFrame,
   landmarkInputSpec,
@@ -40,8 +45,8 @@ export interface GpuStageCopies {
 export class GpuFaceStages implements FaceStages {
   readonly device: string;
   readonly copies: GpuStageCopies = { hostFrames: 0, hostToDeviceBytes: 0 };
-  readonly detectorPost: BlazeFacePostprocessing;
-  readonly landmarkPost: FaceLandmarkPostprocessing;
+  readonly faceDetector: FaceDetector;
+  readonly landmarker: FaceLandmarker;
   readonly preprocessor: GpuPreprocessor;
   readonly cropper: GpuRoiCropper;
   readonly stream: bigint;
@@ -59,8 +64,8 @@ export class GpuFaceStages implements FaceStages {
     ] as const)
       if (model.device !== this.device)
         throw invalidParameter(name, `a model loaded with device '${this.device}'`, model.device);
-    this.detectorPost = detector.config.postprocessing as BlazeFacePostprocessing;
-    this.landmarkPost = faceLandmarksPostprocessor.validate(landmarkModel.config);
+    this.faceDetector = faceDetectorOf(detector);
+    this.landmarker = faceLandmarkerFor(landmarkModel.config);
     // Antialias: a 1080p -> 128 downscale, as sharp's reduce on the CPU path (not 4 taps of a 15x larger grid).
     this.preprocessor = new GpuPreprocessor(detector.config.preprocessing!, {
       filter: 'antialias',
@@ -145,7 +150,7 @@ class GpuTickFrames implements StageFrames {
         const outputs = await detector.infer({
           [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
         });
-        return decodeBlazeFace(outputs, this.stages.detectorPost, transforms);
+        return this.stages.faceDetector.decode(outputs, transforms);
       } finally {
         await this.stages.settle();
         input.dispose();
@@ -165,7 +170,7 @@ class GpuTickFrames implements StageFrames {
         const outputs = await landmarkModel.infer({
           [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
         });
-        return faceLandmarksPostprocessor.decode(outputs, slice, this.stages.landmarkPost);
+        return this.stages.landmarker.decode(outputs, slice);
       } finally {
         await this.stages.settle();
         input.dispose();

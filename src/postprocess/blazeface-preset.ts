@@ -83,3 +83,20 @@ export const blazefacePresetEntry: PresetEntry = {
       : blazefacePreset(inputs[0].name, h > 0 ? h : 128);
   },
 };
+
+/**
+ * MediaPipe's face_detection_short_range.tflite (128x128, 896 anchors in one score and one box output), by output
+ * names. MediaPipe's options: strides 8, 16, 16, 16 with 2 anchors each = 2 per cell at 8 and 6 at 16; its score
+ * threshold 0.5.
+ */
+export function mediapipeFaceDetectionPostprocessing(score: string, box: string): BlazeFacePostprocessing {
+  return {
+    type: 'blazeface',
+    scores: [score],
+    boxes: [box],
+    anchors: { inputSize: 128, strides: [8, 16], anchorsPerCell: [2, 6] },
+    scoreThreshold: 0.5,
+    iouThreshold: 0.3,
+    scoreClip: 100,
+  };
+}

@@ -3,6 +3,7 @@ import { toOriginal, type ImageTransform } from '../preprocess/spec.js';
 import type { ModelConfig } from '../repository/config.js';
 import type { TensorMap } from '../tensor.js';
 import type { Postprocessor } from './registry.js';
+import type { Face } from './roles.js';
 
 export interface BlazeFacePostprocessing {
   type: 'blazeface';
@@ -27,13 +28,8 @@ declare module './registry.js' {
   }
 }
 
-export interface Face {
-  /** [x0, y0, x1, y1] in pixels of the original image. */
-  box: [number, number, number, number];
-  /** Six keypoints (right eye, left eye, nose, mouth, right ear, left ear) in pixels. */
-  keypoints: [number, number][];
-  score: number;
-}
+/** A face detector's face (roles.ts); BlazeFace's six keypoints: right eye, left eye, nose, mouth, right ear, left ear. */
+export type { Face } from './roles.js';
 
 /** MediaPipe's SSD anchors with fixed anchor size: one [cx, cy] per anchor, normalized to the input. */
 export function generateAnchors(spec: BlazeFacePostprocessing['anchors']): Float32Array {
@@ -212,6 +208,12 @@ export const blazefacePostprocessor: Postprocessor<'blazeface'> = {
   },
   decode: (outputs, transforms, spec) => decodeBlazeFace(outputs, spec, transforms),
   legacyField: 'faces',
+  faceDetector: {
+    lowerScoreThreshold: (spec, score) => ({
+      ...spec,
+      scoreThreshold: Math.min(spec.scoreThreshold, score),
+    }),
+  },
   present(faces: Face[]) {
     const round = (v: number) => Math.round(v * 10) / 10;
     const json = faces.map((f) => ({

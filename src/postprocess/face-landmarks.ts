@@ -1,9 +1,10 @@
 import { YqpError } from '../errors.js';
-import type { FaceLandmarkPostprocessing, ModelConfig } from '../repository/config.js';
+import type { ModelConfig } from '../repository/config.js';
 import { roiMatrix, type FaceRoi } from '../preprocess/rotated-crop.js';
 import type { TensorMap } from '../tensor.js';
 import type { ImageTransform } from '../preprocess/spec.js';
 import type { Postprocessor } from './registry.js';
+import type { FaceLandmarks } from './roles.js';
 
 declare module './registry.js' {
   interface PostprocessorTypes {
@@ -11,16 +12,21 @@ declare module './registry.js' {
   }
 }
 
-/** One face's landmarks: 468 [x, y, z] in pixels of the original frame (z in the same scale as x). */
-export interface FaceLandmarks {
-  landmarks: [number, number, number][];
-  /** Face presence, sigmoid of the model's logit (0..1). */
-  presence: number;
-  /** presence >= the spec's presenceThreshold. */
-  present: boolean;
-  /** The ROI the landmarks were found in. */
-  roi: FaceRoi;
+/** MediaPipe's face landmark model: 468 [x, y, z] in crop pixels plus a face-presence logit. */
+export interface FaceLandmarkPostprocessing {
+  type: 'face-landmarks';
+  /** Output holding 468 x 3 values per face (x, y in input pixels, z in the same scale). */
+  landmarks: string;
+  /** Output holding the face-presence logit. */
+  presence: string;
+  /** Side of the square input the landmarks are given in. */
+  inputSize: number;
+  /** Faces whose presence (sigmoid of the logit) is below this are dropped (MediaPipe: 0.5). */
+  presenceThreshold: number;
 }
+
+/** One face's landmarks (roles.ts): here MediaPipe's 468 [x, y, z] in pixels of the original frame. */
+export type { FaceLandmarks } from './roles.js';
 
 export const LANDMARK_COUNT = 468;
 
@@ -114,4 +120,15 @@ export const faceLandmarksEntry: Postprocessor<'face-landmarks'> = {
       return [{ ...face, landmarks }];
     });
   },
+  faceLandmarker: {
+    decodeRois: (outputs, rois, spec) => faceLandmarksPostprocessor.decode(outputs, rois, spec),
+  },
 };
+
+/** MediaPipe's face_landmark.tflite (192x192 in, 1404 landmark values and a presence logit out), by output names. */
+export function mediapipeFaceLandmarkPostprocessing(
+  landmarks: string,
+  presence: string,
+): FaceLandmarkPostprocessing {
+  return { type: 'face-landmarks', landmarks, presence, inputSize: 192, presenceThreshold: 0.5 };
+}

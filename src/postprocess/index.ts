@@ -16,5 +16,18 @@ export {
   type Postprocessor,
   type PostprocessorName,
   type PostprocessorPresentation,
+  type PostprocessorRole,
   type PostprocessorTypes,
 } from './registry.js';
+export {
+  faceDetectorFor,
+  faceLandmarkerFor,
+  facesOf,
+  yieldsFaces,
+  type Face,
+  type FaceDetector,
+  type FaceDetectorRole,
+  type FaceLandmarker,
+  type FaceLandmarkerRole,
+  type FaceLandmarks,
+} from './roles.js';

@@ -2,6 +2,7 @@ import { YqpError } from '../errors.js';
 import type { ImageTransform } from '../preprocess/spec.js';
 import type { ModelConfig } from '../repository/config.js';
 import type { TensorMap } from '../tensor.js';
+import type { FaceDetectorRole, FaceLandmarkerRole } from './roles.js';
 
 /**
  * The postprocessors' types, by name: what config.postprocessing holds (`spec`, with `type` = the name) and what
@@ -51,7 +52,18 @@ export interface Postprocessor<N extends PostprocessorName = PostprocessorName> 
   /** ImageResults field that carries the same results for callers from before the registry (blazeface: faces). */
   readonly legacyField?: string;
   present?(image: PostprocessorTypes[N]['image']): PostprocessorPresentation;
+  /**
+   * Roles other code asks for instead of comparing names (src/postprocess/roles.ts looks them up). Set when its
+   * images are Face[] (box, keypoints with the two eyes first, score): a face detector, which the face pipeline
+   * and the face-task metrics (calibration, compare) take.
+   */
+  readonly faceDetector?: FaceDetectorRole<PostprocessorTypes[N]['spec']>;
+  /** Set when it decodes face crops cut at rotated ROIs to landmarks: the face pipeline's second stage. */
+  readonly faceLandmarker?: FaceLandmarkerRole<PostprocessorTypes[N]['spec']>;
 }
+
+/** The roles a postprocessor may have (fields of its entry). */
+export type PostprocessorRole = 'faceDetector' | 'faceLandmarker';
 
 const entries = new Map<string, Postprocessor>();
 
@@ -63,8 +75,9 @@ export function registerPostprocessor<N extends PostprocessorName>(p: Postproces
   entries.set(p.name, p as unknown as Postprocessor);
 }
 
-export function postprocessorNames(): string[] {
-  return [...entries.keys()];
+/** The registered postprocessors' names; with a role, those that have it. */
+export function postprocessorNames(role?: PostprocessorRole): string[] {
+  return [...entries.values()].filter((p) => !role || p[role] !== undefined).map((p) => p.name);
 }
 
 /** The postprocessor of config.postprocessing.type; an unknown type is E_CONFIG naming the known ones. */

@@ -42,19 +42,6 @@ export interface PreprocessingSpec {
 /** config.postprocessing: one registered postprocessor's spec, told apart by `type` (src/postprocess/). */
 export type { PostprocessingSpec } from '../postprocess/registry.js';
 
-/** MediaPipe's face landmark model: 468 [x, y, z] in crop pixels plus a face-presence logit. */
-export interface FaceLandmarkPostprocessing {
-  type: 'face-landmarks';
-  /** Output holding 468 x 3 values per face (x, y in input pixels, z in the same scale). */
-  landmarks: string;
-  /** Output holding the face-presence logit. */
-  presence: string;
-  /** Side of the square input the landmarks are given in. */
-  inputSize: number;
-  /** Faces whose presence (sigmoid of the logit) is below this are dropped (MediaPipe: 0.5). */
-  presenceThreshold: number;
-}
-
 export interface DynamicBatchingConfig {
   preferredBatchSizes?: number[];
   maxQueueDelayMicroseconds: number;

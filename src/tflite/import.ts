@@ -4,6 +4,8 @@ import { basename } from 'node:path';
 import { embeddedBackend } from '../backends/index.js';
 import { invalidParameter, YqpError } from '../errors.js';
 import { encodeOnnx, graphIo } from '../onnx/model.js';
+import { mediapipeFaceDetectionPostprocessing } from '../postprocess/blazeface-preset.js';
+import { mediapipeFaceLandmarkPostprocessing } from '../postprocess/face-landmarks.js';
 import type { ModelConfig, PostprocessingSpec, PreprocessingSpec, TensorSpec } from '../repository/config.js';
 import { writeEntry, type RepositoryEntry } from '../repository/repository.js';
 import { convertTflite, type ConvertReport } from './convert.js';
@@ -24,7 +26,7 @@ export interface ImportResult {
   recognized?: string;
 }
 
-/** Models the importer knows by their I/O, with MediaPipe's preprocessing and our postprocessor for them. */
+/** Models the importer knows by their I/O, with MediaPipe's preprocessing and our postprocessor's spec (src/postprocess/). */
 interface KnownModel {
   id: string;
   matches(inputs: TensorSpec[], outputs: TensorSpec[]): boolean;
@@ -56,16 +58,11 @@ const KNOWN: KnownModel[] = [
       dtype: 'float32',
       padValue: 127.5,
     }),
-    postprocessing: (outs) => ({
-      type: 'blazeface',
-      scores: [outs.find((o) => o.dims[2] === 1)!.name],
-      boxes: [outs.find((o) => o.dims[2] === 16)!.name],
-      // MediaPipe's options: strides 8, 16, 16, 16 with 2 anchors each = 2 per cell at 8 and 6 at 16.
-      anchors: { inputSize: 128, strides: [8, 16], anchorsPerCell: [2, 6] },
-      scoreThreshold: 0.5,
-      iouThreshold: 0.3,
-      scoreClip: 100,
-    }),
+    postprocessing: (outs) =>
+      mediapipeFaceDetectionPostprocessing(
+        outs.find((o) => o.dims[2] === 1)!.name,
+        outs.find((o) => o.dims[2] === 16)!.name,
+      ),
   },
   {
     // MediaPipe's face_landmark.tflite: 192x192 RGB in [0, 1] -> 1404 values and a presence logit.
@@ -87,13 +84,11 @@ const KNOWN: KnownModel[] = [
       std: [1, 1, 1],
       dtype: 'float32',
     }),
-    postprocessing: (outs) => ({
-      type: 'face-landmarks',
-      landmarks: outs.find((o) => o.dims.at(-1) === 1404)!.name,
-      presence: outs.find((o) => sameDims(o.dims, [-1, 1, 1, 1]))!.name,
-      inputSize: 192,
-      presenceThreshold: 0.5,
-    }),
+    postprocessing: (outs) =>
+      mediapipeFaceLandmarkPostprocessing(
+        outs.find((o) => o.dims.at(-1) === 1404)!.name,
+        outs.find((o) => sameDims(o.dims, [-1, 1, 1, 1]))!.name,
+      ),
   },
 ];
 
