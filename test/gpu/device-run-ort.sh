@@ -23,6 +23,13 @@ if grep -q 'EP-device route' "$OUT/route.log"; then  # only a refused route fall
 fi
 echo "== doctor"
 node dist/cli/main.js doctor 2>&1 | grep -E "onnxruntime|CUDA|GPU" | head -12
+tests=skipped
+if [[ ${TESTS:-1} == 1 ]]; then
+  echo "== GPU suite (${SUITE:-all})"
+  timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
+  tests=$?
+  grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+fi
 if [[ ${BENCH:-1} == 1 ]]; then
   for bench in ${BENCHES:-gpu-inference}; do
     args_var="BENCH_ARGS_${bench//-/_}"
@@ -30,13 +37,6 @@ if [[ ${BENCH:-1} == 1 ]]; then
     echo "== bench $bench $args"
     timeout $(left ${BENCH_TIMEOUT:-200}) node scripts/bench.mjs "$bench" --out "$OUT" $args 2>&1 | tee "$OUT/bench-$bench.log"
   done
-fi
-tests=skipped
-if [[ ${TESTS:-1} == 1 ]]; then
-  echo "== GPU suite (${SUITE:-all})"
-  timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
-  tests=$?
-  grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
 fi
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
