@@ -86,7 +86,7 @@ describe('device', () => {
     const s = new Scheduler(session, {
       maxBatchSize: 8,
       batchable: true,
-      maxQueueDelayMicroseconds: 2000,
+      maxQueueDelayMicroseconds: 50_000, // wide: a loaded machine must not split the host pair
       maxQueueSize: 16,
     });
     const host = () => ({ x: tensor('float32', new Float32Array(4), [1, 4]) });
