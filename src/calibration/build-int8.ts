@@ -21,7 +21,7 @@ import {
   type CalibrateOptions,
   type CalibrationResult,
 } from './calibrate.js';
-import type { CalibrationMethod } from './calibrators.js';
+import { outlierFrames, type CalibrationMethod } from './calibrators.js';
 import { listCalibrationFiles, prepareFrames, type CalibrationFile } from './loader.js';
 import { clippedShare, reportHtml, summarize, type ReportTensor, type ReportValidation } from './report.js';
 
@@ -414,6 +414,7 @@ async function runCalibration(
     method: t.choice?.method,
     reason: t.choice?.reason,
     clipped: clippedShare(t.histogram, result.amax.get(t.name)!),
+    outlierFrames: outlierFrames(t.histogram),
     histogram: summarize(t.histogram),
   }));
   return {

@@ -223,7 +223,12 @@ export async function calibrate(
       return {
         name,
         residual: residuals.has(name),
-        amax: { entropy: entropyAmax(h), percentile: percentileAmax(h, v.percentile), max: maxAmax(h) },
+        // No threshold beyond the outlier-robust max: the values above it are an outlier frame's.
+        amax: {
+          entropy: Math.min(entropyAmax(h), maxAmax(h)),
+          percentile: Math.min(percentileAmax(h, v.percentile), maxAmax(h)),
+          max: maxAmax(h),
+        },
         histogram: h,
       };
     });

@@ -16,10 +16,10 @@ import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } 
  * - weights int8 symmetric per output channel, as in the TensorRT form; bias int32 with scale s_in * s_w[c];
  * - a Q/DQ pair after each quantized Conv (after its Relu when the Relu is its only reader), and after each
  *   residual Add's Relu, so every Conv and Add is a DQ -> op -> Q group. Convs whose output reaches a graph
- *   output (a detector's heads) keep a float output: their logits need more than 8 bits;
- * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel padding written as Concat with
- *   ConstantOfShape zeros gets the zeros as a uint8 zero point behind a DequantizeLinear (QLinearConcat): without
- *   them each float island cost a DQ, a Q and the layout transposes around it, and the form was no faster than FP32.
+ *   output (a detector's heads) keep a float output unless `options.heads` gives their range (uint8, asymmetric);
+ * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel Pads (channel-pad.ts) on the
+ *   uint8 tensor with its zero point as the pad value: without them each float island cost a DQ, a Q and the
+ *   layout transposes around it (onnxruntime runs QLinearConv in NHWC), and the form was no faster than FP32.
  */
 export interface OrtQdqResult {
   /** Convs in a complete DQ -> Conv -> Q group (QLinearConv candidates). */
