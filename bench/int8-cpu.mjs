@@ -61,10 +61,13 @@ export default async function main(args) {
       'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
     };
     const sessions = {};
+    // Spinning off: run by run in turn, the idle sessions' threads would otherwise spin on the cores the running
+    // one needs (on 2 cores that doubled every time and moved the ratios).
     for (const [k, p] of Object.entries(models))
       sessions[k] = await ort.InferenceSession.create(p, {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
       });
     // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
     const optimized = join(work, 'ort-optimized.onnx');

@@ -117,7 +117,7 @@ export async function writeOrtForm(
         result = r;
         headsNote = `, ${withHeads.heads} heads on 8 bits`;
       } else
-        headsNote = `, heads kept float (8-bit heads: ${r.matched ?? '-'} faces matched, lowest output cosine ${r.cosine.toFixed(3)} against ${result.cosine.toFixed(3)})`;
+        headsNote = `, heads kept float (with 8-bit heads: ${r.metric === 'faces' ? `${r.matched}/${r.facesFp32} faces against ${result.matched}, ` : ''}lowest output cosine ${r.cosine.toFixed(3)} against ${result.cosine.toFixed(3)})`;
     }
   }
   await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(form.proto));
