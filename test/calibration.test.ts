@@ -19,7 +19,7 @@ import {
   floatToHex,
   hexToFloat,
 } from '../src/calibration/cache.js';
-import { entropyAmax, maxAmax, percentileAmax } from '../src/calibration/calibrators.js';
+import { entropyAmax, maxAmax, outlierFrames, percentileAmax } from '../src/calibration/calibrators.js';
 import { calibrate, calibrationBatch } from '../src/calibration/calibrate.js';
 import { cloneModel, equalizeConvPairs } from '../src/calibration/equalize.js';
 import { accumulate, binWidth, emptyHistogram, mergeInto } from '../src/calibration/histogram.js';
@@ -108,6 +108,34 @@ describe('calibrators', () => {
 
   it('max is the largest |x|', () => {
     expect(maxAmax(h)).toBe(sorted[sorted.length - 1]);
+  });
+
+  it('max sets aside a frame whose largest |x| is beyond 6 times the median frame, and only a rare one', () => {
+    // 14 frames of 16 values: frame k's largest |x| is 4 + k/4, frame 13's is 114 (joconde.jpg at re_lu_13).
+    const frames = 14;
+    const batch = new Float32Array(frames * 16);
+    for (let k = 0; k < frames; k++) batch[k * 16 + (k % 16)] = k === 13 ? -114 : 4 + k / 4;
+    const one = emptyHistogram();
+    accumulate(one, batch, frames);
+    expect(one.frameMax).toHaveLength(frames);
+    expect(one.maxAbs).toBe(114);
+    expect(outlierFrames(one)).toBe(1);
+    expect(maxAmax(one)).toBe(4 + 12 / 4);
+    // The same values as one frame: nothing to compare with, the plain max.
+    const whole = emptyHistogram();
+    accumulate(whole, batch);
+    expect(maxAmax(whole)).toBe(114);
+    // Two such frames in 14 are more than one in ten: a mode, not an outlier.
+    batch[12 * 16 + 12] = 90;
+    const two = emptyHistogram();
+    accumulate(two, batch, frames);
+    expect(outlierFrames(two)).toBe(0);
+    expect(maxAmax(two)).toBe(114);
+    // Merging keeps every frame's max.
+    const merged = emptyHistogram();
+    mergeInto(merged, one);
+    mergeInto(merged, two);
+    expect(merged.frameMax).toHaveLength(2 * frames);
   });
 
   it('percentile is within one bin of the exact percentile of |x|', () => {

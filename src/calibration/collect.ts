@@ -21,7 +21,7 @@ const accumulate = ${accumulate.toString()};
 const states = new Map();
 for (const name of workerData.tensors)
   states.set(name, { exp: -1000, counts: new Float64Array(workerData.bins), count: 0, min: Infinity, max: -Infinity,
-    maxAbs: 0, sum: 0, sumSq: 0 });
+    maxAbs: 0, sum: 0, sumSq: 0, frameMax: [] });
 let session;
 (async () => {
   try {
@@ -46,7 +46,8 @@ parentPort.on('message', async (msg) => {
     for (const name of workerData.tensors) {
       const t = out[name];
       if (t.type !== 'float32') throw new Error('tensor ' + name + ' is ' + t.type + ', not float32');
-      accumulate(states.get(name), t.data);
+      // Per-frame maxima only where the tensor's first dimension is the batch.
+      accumulate(states.get(name), t.data, t.dims[0] === msg.dims[0] ? msg.dims[0] : 1);
     }
     parentPort.postMessage({ id: msg.id, runMs: t1 - t0, histMs: performance.now() - t1 });
   } catch (e) {

@@ -20,6 +20,8 @@ export interface HistogramState {
   maxAbs: number;
   sum: number;
   sumSq: number;
+  /** Largest |x| of each frame (item of the batch), in no particular order. */
+  frameMax: number[];
 }
 
 export function emptyHistogram(bins = HISTOGRAM_BINS): HistogramState {
@@ -32,6 +34,7 @@ export function emptyHistogram(bins = HISTOGRAM_BINS): HistogramState {
     maxAbs: 0,
     sum: 0,
     sumSq: 0,
+    frameMax: [],
   };
 }
 
@@ -68,21 +71,29 @@ export function widen(state: HistogramState, exp: number): void {
 }
 
 /**
- * Adds values to a histogram. This function is also the worker's kernel (its source is shipped to the
- * calibration workers with Function.prototype.toString), so it uses nothing outside its own body.
+ * Adds values to a histogram; `frames` is the batch size of `data` (each frame's largest |x| is kept). This
+ * function is also the worker's kernel (its source is shipped to the calibration workers with
+ * Function.prototype.toString), so it uses nothing outside its own body.
  */
-export function accumulate(state: HistogramState, data: Float32Array): void {
+export function accumulate(state: HistogramState, data: Float32Array, frames = 1): void {
   const n = data.length;
   let min = state.min;
   let max = state.max;
   let sum = 0;
   let sumSq = 0;
-  for (let i = 0; i < n; i++) {
-    const v = data[i];
-    if (v < min) min = v;
-    if (v > max) max = v;
-    sum += v;
-    sumSq += v * v;
+  const per = frames > 0 && n % frames === 0 ? n / frames : n;
+  for (let f = 0; f * per < n; f++) {
+    let frameMax = 0;
+    for (let i = f * per; i < (f + 1) * per; i++) {
+      const v = data[i];
+      if (v < min) min = v;
+      if (v > max) max = v;
+      const a = v < 0 ? -v : v;
+      if (a > frameMax) frameMax = a;
+      sum += v;
+      sumSq += v * v;
+    }
+    state.frameMax.push(frameMax);
   }
   const maxAbs = Math.max(state.maxAbs, Math.abs(min), Math.abs(max));
   const counts = state.counts;
@@ -144,6 +155,7 @@ export function mergeInto(a: HistogramState, b: HistogramState): void {
   a.maxAbs = Math.max(a.maxAbs, b.maxAbs);
   a.sum += b.sum;
   a.sumSq += b.sumSq;
+  for (const m of b.frameMax) a.frameMax.push(m);
 }
 
 /** Width of one bin. */

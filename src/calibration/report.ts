@@ -49,6 +49,8 @@ export interface ReportTensor {
   reason?: string;
   /** Share of the calibration values above the chosen amax (clipped by the quantizer). */
   clipped?: number;
+  /** Frames max calibration set aside as outliers for this tensor (see calibrators.ts OUTLIER_FRAME_RATIO). */
+  outlierFrames?: number;
   histogram: HistogramSummary;
 }
 
@@ -201,7 +203,7 @@ export function reportHtml(
         t,
       ) => `<div class="card"><div class="name" title="${esc(t.name)}">${esc(name(t.name))}${t.residual ? ' <em>(residual Add input)</em>' : ''}</div>
 ${histogramSvg(t, t.method ?? 'max')}
-<div class="vals">${t.method ? `<b>${t.method}</b> (${esc(t.reason ?? '')}) &middot; ` : ''}entropy ${fmt(t.amax.entropy)} &middot; percentile ${fmt(t.amax.percentile)} &middot; max ${fmt(t.amax.max)} &middot; scale ${t.scale.toExponential(4)} &middot; clipped ${((t.clipped ?? 0) * 100).toFixed(3)}% &middot; zeros ${(t.histogram.zeroFraction * 100).toFixed(1)}%</div></div>`,
+<div class="vals">${t.method ? `<b>${t.method}</b> (${esc(t.reason ?? '')}) &middot; ` : ''}entropy ${fmt(t.amax.entropy)} &middot; percentile ${fmt(t.amax.percentile)} &middot; max ${fmt(t.amax.max)}${t.outlierFrames ? ` (${t.outlierFrames} outlier frame${t.outlierFrames > 1 ? 's' : ''} set aside, largest |x| ${fmt(t.histogram.max > -t.histogram.min ? t.histogram.max : -t.histogram.min)})` : ''} &middot; scale ${t.scale.toExponential(4)} &middot; clipped ${((t.clipped ?? 0) * 100).toFixed(3)}% &middot; zeros ${(t.histogram.zeroFraction * 100).toFixed(1)}%</div></div>`,
     )
     .join('\n');
   return `<!doctype html>

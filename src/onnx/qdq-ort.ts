@@ -1,3 +1,4 @@
+import { channelPadOf, pruneDeadNodes } from './channel-pad.js';
 import { onnx, readFloats, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
 import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } from './qdq.js';
 
@@ -15,10 +16,10 @@ import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } 
  * - weights int8 symmetric per output channel, as in the TensorRT form; bias int32 with scale s_in * s_w[c];
  * - a Q/DQ pair after each quantized Conv (after its Relu when the Relu is its only reader), and after each
  *   residual Add's Relu, so every Conv and Add is a DQ -> op -> Q group. Convs whose output reaches a graph
- *   output (a detector's heads) keep a float output: their logits need more than 8 bits;
- * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel padding written as Concat with
- *   ConstantOfShape zeros gets the zeros as a uint8 zero point behind a DequantizeLinear (QLinearConcat): without
- *   them each float island cost a DQ, a Q and the layout transposes around it, and the form was no faster than FP32.
+ *   output (a detector's heads) keep a float output unless `options.heads` gives their range (uint8, asymmetric);
+ * - MaxPool between Q/DQ pairs of the same parameters (runs on uint8), and channel Pads (channel-pad.ts) on the
+ *   uint8 tensor with its zero point as the pad value: without them each float island cost a DQ, a Q and the
+ *   layout transposes around it (onnxruntime runs QLinearConv in NHWC), and the form was no faster than FP32.
  */
 export interface OrtQdqResult {
   /** Convs in a complete DQ -> Conv -> Q group (QLinearConv candidates). */
@@ -30,18 +31,35 @@ export interface OrtQdqResult {
 
 const LAYOUT_OPS = new Set(['Reshape', 'Transpose', 'Concat', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten']);
 
-/** Tensors besides the plan's activations whose scales the ORT form needs: quantized Convs' outputs without a Relu. */
+/**
+ * Tensors besides the plan's activations whose ranges the ORT form needs: quantized Convs' outputs without a
+ * Relu, the heads' outputs included.
+ */
 export function ortExtraTensors(proto: ModelProto, plan: QdqPlan): string[] {
   return outputTargets(proto, plan)
     .filter((t) => t.tensor && !plan.activations.includes(t.tensor))
     .map((t) => t.tensor!);
 }
 
+/** The Convs whose output reaches a graph output through layout ops (a detector's heads): their output tensors. */
+export function ortHeadTensors(proto: ModelProto, plan: QdqPlan): string[] {
+  return outputTargets(proto, plan)
+    .filter((t) => t.head)
+    .map((t) => t.tensor!);
+}
+
+interface OutputTarget {
+  node: number;
+  /** The tensor its output Q goes on (after its Relu when the Relu is its only reader). */
+  tensor?: string;
+  relu: boolean;
+  /** Its output reaches a graph output through layout ops only. */
+  head?: boolean;
+  reason?: string;
+}
+
 /** For each quantized Conv (and residual Add): the tensor its output Q goes on, or why none. */
-function outputTargets(
-  proto: ModelProto,
-  plan: QdqPlan,
-): { node: number; tensor?: string; relu: boolean; reason?: string }[] {
+function outputTargets(proto: ModelProto, plan: QdqPlan): OutputTarget[] {
   const g = proto.graph!;
   const nodes = g.node ?? [];
   const outputs = new Set((g.output ?? []).map((o) => o.name ?? ''));
@@ -60,13 +78,19 @@ function outputTargets(
   const input0 = new Set(plan.uses.filter((u) => u.input === 0).map((u) => u.node));
   const weighted = new Set(plan.weightUses.map((u) => u.node));
   const addNodes = new Set(plan.uses.filter((u) => nodes[u.node].opType === 'Add').map((u) => u.node));
-  const out: { node: number; tensor?: string; relu: boolean; reason?: string }[] = [];
+  const out: OutputTarget[] = [];
   nodes.forEach((n, i) => {
     const isConv = n.opType === 'Conv' && input0.has(i) && weighted.has(i);
     if (!isConv && !addNodes.has(i)) return;
     const y = (n.output ?? [])[0];
     if (outputs.has(y) || toOutput(y)) {
-      out.push({ node: i, relu: false, reason: 'its output reaches a graph output (kept float)' });
+      out.push({
+        node: i,
+        relu: false,
+        head: true,
+        tensor: isConv && !outputs.has(y) ? y : undefined,
+        reason: 'its output reaches a graph output (kept float)',
+      });
       return;
     }
     const r = readers.get(y) ?? [];
@@ -85,6 +109,10 @@ export function insertOrtQdq(
   plan: QdqPlan,
   amax: ReadonlyMap<string, number>,
   nonNegative: (tensor: string) => boolean,
+  options: {
+    /** Quantize these heads' outputs too (uint8, asymmetric over [min, max]): the logits on 8 bits. */
+    heads?: ReadonlyMap<string, { min: number; max: number }>;
+  } = {},
 ): OrtQdqResult {
   bumpOpsetTo13(proto);
   const g = proto.graph!;
@@ -100,26 +128,41 @@ export function insertOrtQdq(
     taken.add(name);
     return name;
   };
-  const targets = outputTargets(proto, plan);
+  const heads = options.heads ?? new Map<string, { min: number; max: number }>();
+  const targets = outputTargets(proto, plan).map((t) =>
+    t.head && !(t.tensor && heads.has(t.tensor)) ? { ...t, tensor: undefined } : t,
+  );
+  const quantizedTarget = (t: OutputTarget) => t.tensor && (amax.has(t.tensor) || heads.has(t.tensor));
   const floatOutputs = targets
-    .filter((t) => !t.tensor || !amax.has(t.tensor))
+    .filter((t) => !quantizedTarget(t))
     .map((t) => ({
       node: nodes[t.node].name ?? '',
       reason: t.reason ?? 'no calibrated scale for its output',
     }));
   const quantized = new Set<string>([
     ...plan.activations,
-    ...targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.tensor!),
+    ...targets.filter(quantizedTarget).map((t) => t.tensor!),
   ]);
-  // Pass-through ops run on uint8 when they sit between a Q/DQ pair of the same parameters (onnxruntime drops the
-  // pair): MaxPool's output takes its input's parameters.
+  // Pass-through ops run on uint8 with their input's parameters: MaxPool between a Q/DQ pair of equal parameters
+  // (onnxruntime drops the pair), and a channel pad (Concat with zeros) becomes a Pad of the uint8 tensor with its
+  // zero point. A Pad, unlike a Concat with a batch-sized zeros tensor, lets onnxruntime's layout transformer move
+  // its NHWC transposes through, so the QLinearConv/QLinearAdd chain stays NHWC from input to heads.
   const inherit = new Map<string, string>();
-  for (const n of nodes)
+  const pads = new Map<number, NodeProto>();
+  nodes.forEach((n, i) => {
+    const y = (n.output ?? [])[0];
     if (n.opType === 'MaxPool' && (n.output ?? []).length === 1 && quantized.has((n.input ?? [])[0])) {
-      const src = inherit.get(n.input![0]) ?? n.input![0];
-      quantized.add(n.output![0]);
-      inherit.set(n.output![0], src);
+      inherit.set(y, inherit.get(n.input![0]) ?? n.input![0]);
+      quantized.add(y);
+      return;
     }
+    const pad = channelPadOf(n, inits);
+    if (pad && quantized.has(pad.src) && quantized.has(y)) {
+      pads.set(i, n);
+      inherit.set(y, inherit.get(pad.src) ?? pad.src);
+    }
+  });
+  const padOf = new Map([...pads.values()].map((n) => [n.output![0], n]));
   const qparams = new Map<string, { s: string; zp: string }>();
   const scaleOf = new Map<string, number>();
   const newInits: TensorProto[] = [];
@@ -128,12 +171,21 @@ export function insertOrtQdq(
   const producer = new Map<string, number>();
   nodes.forEach((n, i) => (n.output ?? []).forEach((o) => producer.set(o, i)));
   const dqOf = new Map<string, string>();
+  const qOf = new Map<string, string>();
   const before = new Map<number, NodeProto[]>();
   for (const t of quantized) {
     const from = inherit.get(t) ?? t;
     const a = amax.get(from) ?? 0;
     const unsigned = nonNegative(from);
-    const scale = a > 0 ? a / (unsigned ? 255 : 127) : 1;
+    const head = heads.get(from);
+    let scale = a > 0 ? a / (unsigned ? 255 : 127) : 1;
+    let zeroPoint = unsigned ? 0 : 128;
+    if (head) {
+      const lo = Math.min(head.min, 0);
+      const hi = Math.max(head.max, 0);
+      scale = hi > lo ? (hi - lo) / 255 : 1;
+      zeroPoint = Math.max(0, Math.min(255, Math.round(-lo / scale)));
+    }
     scaleOf.set(t, Math.fround(scale));
     const s = unique(`${t}_ort_scale`);
     const zp = unique(`${t}_ort_zero_point`);
@@ -143,80 +195,52 @@ export function insertOrtQdq(
         name: zp,
         dataType: 2,
         dims: [],
-        rawData: Uint8Array.of(unsigned ? 0 : 128),
+        rawData: Uint8Array.of(zeroPoint),
       }),
     );
     qparams.set(t, { s, zp });
-    const q = unique(`${t}_QuantizeLinear_Output`);
-    const dq = unique(`${t}_DequantizeLinear_Output`);
-    const pair = [
-      onnx.NodeProto.create({
+    qOf.set(t, unique(`${t}_QuantizeLinear_Output`));
+    dqOf.set(t, unique(`${t}_DequantizeLinear_Output`));
+  }
+  for (const t of quantized) {
+    const { s, zp } = qparams.get(t)!;
+    const pad = padOf.get(t);
+    let quantize: NodeProto;
+    if (pad) {
+      // The Pad itself, on the uint8 tensor, padding with its zero point.
+      const src = pad.input![0];
+      quantize = onnx.NodeProto.create({
+        name: pad.name,
+        opType: 'Pad',
+        input: [qOf.get(src)!, pad.input![1], qparams.get(src)!.zp],
+        output: [qOf.get(t)!],
+      });
+    } else
+      quantize = onnx.NodeProto.create({
         name: unique(`${t}_QuantizeLinear`),
         opType: 'QuantizeLinear',
         input: [t, s, zp],
-        output: [q],
-      }),
+        output: [qOf.get(t)!],
+      });
+    const pair = [
+      quantize,
       onnx.NodeProto.create({
         name: unique(`${t}_DequantizeLinear`),
         opType: 'DequantizeLinear',
-        input: [q, s, zp],
-        output: [dq],
+        input: [qOf.get(t)!, s, zp],
+        output: [dqOf.get(t)!],
       }),
     ];
     const p = producer.get(t);
     if (p === undefined) atStart.push(...pair);
     else after.set(p, [...(after.get(p) ?? []), ...pair]);
-    dqOf.set(t, dq);
   }
   // Every reader of a quantized tensor reads its DequantizeLinear (the Q node itself reads the float tensor).
   for (const n of nodes) n.input = (n.input ?? []).map((x) => dqOf.get(x) ?? x);
-  // A Concat of quantized tensors and ConstantOfShape zeros (channel padding): the zeros become the uint8 zero
-  // point behind a DequantizeLinear, so every Concat input comes from a DQ (QLinearConcat).
-  const readCount = new Map<string, number>();
-  for (const n of nodes) for (const x of n.input ?? []) readCount.set(x, (readCount.get(x) ?? 0) + 1);
-  nodes.forEach((n, ci) => {
-    if (n.opType !== 'Concat') return;
-    const ins = n.input ?? [];
-    const first = ins.map((x) => [...dqOf].find(([, d]) => d === x)?.[0]).find((t) => t !== undefined);
-    if (!first || !quantized.has(n.output![0])) return;
-    for (const x of ins) {
-      if ([...dqOf.values()].includes(x)) continue;
-      const pi = producer.get(x);
-      const p = pi === undefined ? undefined : nodes[pi];
-      if (!p || p.opType !== 'ConstantOfShape' || readCount.get(x) !== 1) return;
-      const value = (p.attribute ?? []).find((a) => a.name === 'value')?.t;
-      if (value && readFloats(value).some((v) => v !== 0)) return;
-    }
-    for (const x of ins) {
-      if ([...dqOf.values()].includes(x)) continue;
-      const p = nodes[producer.get(x)!];
-      const zpValue = nonNegative(inherit.get(first) ?? first) ? 0 : 128;
-      const u8 = unique(`${x}_uint8`);
-      p.attribute = [
-        ...(p.attribute ?? []).filter((a) => a.name !== 'value'),
-        onnx.AttributeProto.create({
-          name: 'value',
-          type: 4,
-          t: onnx.TensorProto.create({ dataType: 2, dims: [1], rawData: Uint8Array.of(zpValue) }),
-        }),
-      ];
-      p.output = [u8];
-      const qp = qparams.get(first)!;
-      before.set(ci, [
-        ...(before.get(ci) ?? []),
-        onnx.NodeProto.create({
-          name: unique(`${x}_DequantizeLinear`),
-          opType: 'DequantizeLinear',
-          input: [u8, qp.s, qp.zp],
-          output: [x],
-        }),
-      ]);
-    }
-  });
   // Weights and int32 biases of the quantized Convs.
   const weightDq = new Map<string, string>();
   let fusedConvs = 0;
-  const fusedNodes = new Set(targets.filter((t) => t.tensor && amax.has(t.tensor)).map((t) => t.node));
+  const fusedNodes = new Set(targets.filter(quantizedTarget).map((t) => t.node));
   const weightAxis = new Map(plan.weights.map((w) => [w.name, w.axis]));
   for (const u of plan.weightUses) {
     const n = nodes[u.node];
@@ -291,9 +315,13 @@ export function insertOrtQdq(
     if (n.opType === 'Conv' && fusedNodes.has(u.node)) fusedConvs++;
   }
   const out: NodeProto[] = [...atStart];
-  nodes.forEach((n, i) => out.push(...(before.get(i) ?? []), n, ...(after.get(i) ?? [])));
+  // A channel pad's Concat is replaced by the Pad emitted after it.
+  nodes.forEach((n, i) =>
+    out.push(...(before.get(i) ?? []), ...(pads.has(i) ? [] : [n]), ...(after.get(i) ?? [])),
+  );
   g.node = out;
-  const read = new Set(out.flatMap((n) => n.input ?? []));
+  pruneDeadNodes(g);
+  const read = new Set(g.node.flatMap((n) => n.input ?? []));
   for (const o of g.output ?? []) read.add(o.name ?? '');
   g.initializer = [...(g.initializer ?? []).filter((t) => read.has(t.name ?? '')), ...newInits];
   return { fusedConvs, floatOutputs, activations: quantized.size };
