@@ -6,28 +6,16 @@
 // platform, a build step's model file). Words in messages and comments are fine.
 //
 //   node scripts/check-backend-names.mjs [dir ...]   (default: src)
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
+import { files, isText, parse, propName, ts } from './lib/ts-source.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BACKENDS = join(ROOT, 'src', 'backends');
 /** Where backend names may be compared: the registry and its entries, and the TensorRT adapter. */
 const OWNERS = [BACKENDS, join(ROOT, 'src', 'tensorrt')];
 
-function files(dir) {
-  return readdirSync(dir).flatMap((name) => {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) return files(p);
-    return p.endsWith('.ts') && !p.endsWith('.d.ts') ? [p] : [];
-  });
-}
-
-const parse = (file) =>
-  ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
-const isText = (n) => ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n);
-const propName = (p) => (p.name && (ts.isIdentifier(p.name) || isText(p.name)) ? p.name.text : undefined);
 
 /** The registry's strings, read from the entries (`const x: BackendEntry = { name, modelFile, platform, ... }`). */
 function registryStrings() {

@@ -7,27 +7,14 @@
 // elsewhere), keys a table by postprocessors, or writes a name at all. Words in messages and comments are fine.
 //
 //   node scripts/check-postprocessor-names.mjs [dir ...]   (default: src)
-import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
+import { files, isText, parse, propName, ts } from './lib/ts-source.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Where postprocessor names may be written: the registry and its entries. */
 const OWNER = join(ROOT, 'src', 'postprocess');
 
-function files(dir) {
-  return readdirSync(dir).flatMap((name) => {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) return files(p);
-    return p.endsWith('.ts') && !p.endsWith('.d.ts') ? [p] : [];
-  });
-}
-
-const parse = (file) =>
-  ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
-const isText = (n) => ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n);
-const propName = (p) => (p.name && (ts.isIdentifier(p.name) || isText(p.name)) ? p.name.text : undefined);
 
 /**
  * The registry's names, read from src/postprocess/: the keys of PostprocessorTypes (each entry's file merges its
