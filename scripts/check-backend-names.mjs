@@ -7,9 +7,9 @@
 //
 //   node scripts/check-backend-names.mjs [dir ...]   (default: src)
 import { readdirSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { files, isText, parse, propName, ts } from './lib/ts-source.mjs';
+import { files, isText, parse, propName, runNameCheck, ts } from './lib/ts-source.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BACKENDS = join(ROOT, 'src', 'backends');
@@ -105,22 +105,14 @@ export function backendNameUses(file, { names, owned }) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const dirs = (process.argv.length > 2 ? process.argv.slice(2) : ['src']).map((d) => resolve(ROOT, d));
   const strings = registryStrings();
-  const scanned = dirs.flatMap(files).filter((f) => !OWNERS.some((o) => f === o || f.startsWith(o + sep)));
-  let count = 0;
-  for (const file of scanned)
-    for (const [line, what] of backendNameUses(file, strings)) {
-      console.error(`${relative(ROOT, file)}:${line}: ${what}`);
-      count++;
-    }
-  if (count > 0) {
-    console.error(
-      `${count} backend name use${count > 1 ? 's' : ''} outside src/backends/ and src/tensorrt/: move the decision into a BackendEntry field (src/backends/registry.ts)`,
-    );
-    process.exit(1);
-  }
-  console.log(
-    `no backend name compared outside src/backends/ and src/tensorrt/ (${scanned.length} files; names ${[...strings.names].join(', ')})`,
-  );
+  runNameCheck({
+    root: ROOT,
+    owners: OWNERS,
+    usesOf: (file) => backendNameUses(file, strings),
+    what: 'backend name',
+    fix: 'outside src/backends/ and src/tensorrt/: move the decision into a BackendEntry field (src/backends/registry.ts)',
+    ok: (n) =>
+      `no backend name compared outside src/backends/ and src/tensorrt/ (${n} files; names ${[...strings.names].join(', ')})`,
+  });
 }

@@ -7,9 +7,9 @@
 // elsewhere), keys a table by postprocessors, or writes a name at all. Words in messages and comments are fine.
 //
 //   node scripts/check-postprocessor-names.mjs [dir ...]   (default: src)
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { files, isText, parse, propName, ts } from './lib/ts-source.mjs';
+import { files, isText, parse, propName, runNameCheck, ts } from './lib/ts-source.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Where postprocessor names may be written: the registry and its entries. */
@@ -111,22 +111,14 @@ export function postprocessorNameUses(file, names) {
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
-  const dirs = (process.argv.length > 2 ? process.argv.slice(2) : ['src']).map((d) => resolve(ROOT, d));
   const names = postprocessorNames();
-  const scanned = dirs.flatMap(files).filter((f) => !(f === OWNER || f.startsWith(OWNER + sep)));
-  let count = 0;
-  for (const file of scanned)
-    for (const [line, what] of postprocessorNameUses(file, names)) {
-      console.error(`${relative(ROOT, file)}:${line}: ${what}`);
-      count++;
-    }
-  if (count > 0) {
-    console.error(
-      `${count} postprocessor name use${count > 1 ? 's' : ''} outside src/postprocess/: give the entry a role (src/postprocess/registry.ts) and ask it`,
-    );
-    process.exit(1);
-  }
-  console.log(
-    `no postprocessor name compared or written outside src/postprocess/ (${scanned.length} files; names ${[...names].join(', ')})`,
-  );
+  runNameCheck({
+    root: ROOT,
+    owners: [OWNER],
+    usesOf: (file) => postprocessorNameUses(file, names),
+    what: 'postprocessor name',
+    fix: 'outside src/postprocess/: give the entry a role (src/postprocess/registry.ts) and ask it',
+    ok: (n) =>
+      `no postprocessor name compared or written outside src/postprocess/ (${n} files; names ${[...names].join(', ')})`,
+  });
 }

@@ -1,7 +1,7 @@
 // What the name checks (check-backend-names.mjs, check-postprocessor-names.mjs) share: the TypeScript files of a
 // folder, parsed with the compiler's own parser, and the two node tests both ask.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
 import ts from 'typescript';
 
 export { ts };
@@ -21,3 +21,24 @@ export const parse = (file) =>
 export const isText = (n) => ts.isStringLiteral(n) || ts.isNoSubstitutionTemplateLiteral(n);
 /** A property's name when it is an identifier or a string. */
 export const propName = (p) => (p.name && (ts.isIdentifier(p.name) || isText(p.name)) ? p.name.text : undefined);
+
+/**
+ * A name check's command line: scans `dirs` (default src) outside `owners`, prints each use `usesOf(file)` finds as
+ * `file:line: what`, and exits 1 with `fix` when there is any; else prints `ok(count of files)`.
+ */
+export function runNameCheck({ root, owners, usesOf, what, fix, ok }) {
+  const { relative, resolve, sep } = path;
+  const dirs = (process.argv.length > 2 ? process.argv.slice(2) : ['src']).map((d) => resolve(root, d));
+  const scanned = dirs.flatMap(files).filter((f) => !owners.some((o) => f === o || f.startsWith(o + sep)));
+  let count = 0;
+  for (const file of scanned)
+    for (const [line, use] of usesOf(file)) {
+      console.error(`${relative(root, file)}:${line}: ${use}`);
+      count++;
+    }
+  if (count > 0) {
+    console.error(`${count} ${what} use${count > 1 ? 's' : ''} ${fix}`);
+    process.exit(1);
+  }
+  console.log(ok(scanned.length));
+}
