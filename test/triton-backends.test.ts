@@ -6,11 +6,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { gpuOnnxruntimeStatus } from '../src/backends/onnxruntime-gpu.js';
+import { loadModel } from '../src/model.js';
 import type { ModelConfig } from '../src/repository/config.js';
 import { readEntry } from '../src/repository/repository.js';
 import { toTriton } from '../src/repository/triton-export.js';
 import { tempRepo } from './serve-fixtures.js';
 import { writeTinyTriton, writeTritonEntry } from './triton-fixtures.js';
+
+/** Whether device cuda can run here (then the no-GPU refusal below cannot be seen). */
+const gpuPresent = (await gpuOnnxruntimeStatus()).providers.some(
+  (p) => p.name === 'CUDAExecutionProvider' && p.usable,
+);
 
 const IO = `max_batch_size: 8
 input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]
@@ -114,26 +121,60 @@ describe('onnxruntime_onnx folders', () => {
     repo = tempRepo('yqp-triton-ort-');
   });
 
-  it('run on the CPU: KIND_GPU, GPUs and CUDA graphs are named as not applying', async () => {
+  it('go on the CUDA provider with KIND_GPU (its GPU, CUDA graphs), on the CPU otherwise', async () => {
     writeTinyTriton(
       repo,
       'gpu',
       `platform: "onnxruntime_onnx"\n${IO}instance_group [ { kind: KIND_GPU gpus: [ 1 ] } ]\noptimization { cuda { graphs: true } }`,
     );
     const e = await readEntry(join(repo, 'gpu'));
-    expect(e.config).toMatchObject({ backend: 'onnxruntime', modelFile: 'model.onnx' });
+    expect(e.config).toMatchObject({
+      backend: 'onnxruntime',
+      modelFile: 'model.onnx',
+      device: 'cuda:1',
+      cudaGraph: true,
+    });
     expect(e.config.metadata?.runtime).toBeUndefined();
-    expect(e.device).toBeUndefined();
-    expect(e.warnings).toEqual([
-      'config.pbtxt: instance_group[0].kind: KIND_GPU: the onnxruntime backend here runs on the CPU (build a TensorRT engine for the GPU)',
-      'config.pbtxt: optimization.cuda.graphs: CUDA graphs are for tensorrt_plan models here (ignored)',
-    ]);
+    expect(e.warnings).toEqual([]);
     expect(e.triton?.instance_group).toEqual([{ name: 'gpu', kind: 'KIND_GPU', count: 1, gpus: [1] }]);
-    writeTinyTriton(repo, 'auto', `backend: "onnxruntime"\n${IO}`);
-    expect((await readEntry(join(repo, 'auto'))).triton?.instance_group).toEqual([
-      { name: 'auto', kind: 'KIND_CPU', count: 1 },
+    // The config endpoint of the same entry as config.json describes it says the same.
+    expect(toTriton(e.config).instance_group).toEqual([
+      { name: 'gpu', kind: 'KIND_GPU', count: 1, gpus: [1] },
     ]);
+    expect(toTriton(e.config).optimization).toEqual({ cuda: { graphs: true } });
+    // A KIND_CPU group beside it is named: one device a model.
+    writeTinyTriton(
+      repo,
+      'mixed',
+      `platform: "onnxruntime_onnx"\n${IO}instance_group [ { kind: KIND_GPU }, { kind: KIND_CPU count: 2 } ]`,
+    );
+    const mixed = await readEntry(join(repo, 'mixed'));
+    expect(mixed.config).toMatchObject({ device: 'cuda:0', instances: 3 });
+    expect(mixed.warnings).toEqual([
+      'config.pbtxt: instance_group[1].kind: KIND_CPU beside a KIND_GPU group: a model runs on one device here, the GPU',
+    ]);
+    writeTinyTriton(repo, 'auto', `backend: "onnxruntime"\n${IO}optimization { cuda { graphs: true } }`);
+    const auto = await readEntry(join(repo, 'auto'));
+    expect(auto.config.device).toBeUndefined();
+    expect(auto.warnings).toEqual([
+      'config.pbtxt: optimization.cuda.graphs: CUDA graphs are for tensorrt_plan models and KIND_GPU instances here (ignored)',
+    ]);
+    expect(auto.triton?.instance_group).toEqual([{ name: 'auto', kind: 'KIND_CPU', count: 1 }]);
   });
+
+  it.skipIf(gpuPresent)(
+    'a KIND_GPU model on a machine without a GPU fails to load naming device, as Triton refuses it (skipped: a GPU is present)',
+    async () => {
+      await expect(loadModel(join(repo, 'gpu'))).rejects.toMatchObject({
+        code: 'E_BACKEND_UNAVAILABLE',
+        argument: 'device',
+      });
+      // --device cpu (a load option) serves it on the CPU instead.
+      const m = await loadModel(join(repo, 'gpu'), { device: 'cpu', contexts: 1 });
+      expect(m.device).toBe('cpu');
+      await m.close();
+    },
+  );
 
   it('take their inputs and outputs from the ONNX file when the config leaves them out', async () => {
     writeTinyTriton(repo, 'io', 'platform: "onnxruntime_onnx" max_batch_size: 8');

@@ -11,7 +11,8 @@ export const onnxruntimeEntry: BackendEntry = {
   modelFile: 'model.onnx',
   platform: 'onnxruntime_onnx',
   // A Triton folder names no device: it runs on the CPU provider here (config.json's device picks CUDA).
-  triton: { backend: 'onnxruntime', instanceKind: 'cpu' },
+  // KIND_GPU: onnxruntime's CUDA provider (device cuda), as Triton's onnxruntime backend runs it.
+  triton: { backend: 'onnxruntime', instanceKind: 'any' },
   embedded: true,
   autoPriority: 0,
   async load() {

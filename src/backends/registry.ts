@@ -40,10 +40,11 @@ export interface BackendTriton {
   readonly backend: string;
   /**
    * Where Triton's instance groups put it. 'gpu': only on a GPU (KIND_CPU is refused, KIND_AUTO is KIND_GPU on
-   * the entry's GPU, instance_group gpus choose that GPU). 'cpu': a Triton folder runs on the CPU here (KIND_GPU is
-   * warned about, gpus are ignored).
+   * the entry's GPU, instance_group gpus choose that GPU). 'any': the CPU unless a group is KIND_GPU, which puts the
+   * model on a CUDA device (config.json `device` 'cuda:<gpus[0]>'; optimization.cuda.graphs is its `cudaGraph`).
+   * 'cpu': a Triton folder runs on the CPU here (KIND_GPU is warned about, gpus are ignored).
    */
-  readonly instanceKind: 'gpu' | 'cpu';
+  readonly instanceKind: 'gpu' | 'any' | 'cpu';
   /**
    * Present when it captures CUDA graphs (config.metadata.runtime.cudaGraphs, which optimization.cuda.graphs maps
    * onto); the value is what it does when the entry does not say.

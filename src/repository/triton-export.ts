@@ -18,7 +18,11 @@ function hasBatchDim(config: ModelConfig): boolean {
 export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
   const batch = hasBatchDim(config);
   const backend = backendEntry(config.backend);
-  const onGpu = backend.triton.instanceKind === 'gpu';
+  // A backend that runs anywhere is on the GPU its config.json `device` names ('cuda:N').
+  const cudaDevice =
+    backend.triton.instanceKind === 'any' ? /^cuda(?::(\d+))?$/.exec(config.device ?? '') : null;
+  const onGpu = backend.triton.instanceKind === 'gpu' || cudaDevice !== null;
+  const gpu = cudaDevice ? Number(cudaDevice[1] ?? 0) : device;
   const cudaGraphsDefault = backend.triton.cudaGraphsDefault;
   const tensor = (t: TensorSpec) => ({
     name: t.name,
@@ -56,13 +60,15 @@ export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
         name: config.name,
         kind: onGpu ? 'KIND_GPU' : 'KIND_CPU',
         count: config.instances,
-        ...(onGpu ? { gpus: [device] } : {}),
+        ...(onGpu ? { gpus: [gpu] } : {}),
       },
     ],
     default_model_filename: config.modelFile,
     ...(cudaGraphsDefault !== undefined
       ? { optimization: { cuda: { graphs: runtime?.cudaGraphs ?? cudaGraphsDefault } } }
-      : {}),
+      : cudaDevice
+        ? { optimization: { cuda: { graphs: Boolean(config.cudaGraph) } } }
+        : {}),
     ...(typeof warm === 'object' && warm.batchSizes
       ? {
           model_warmup: warm.batchSizes.map((b) => ({

@@ -416,12 +416,17 @@ export async function fromTriton(
   // Instances: the groups' counts on one device.
   let instances = 0;
   let device: number | undefined;
-  for (const [i, g] of (raw.instance_group ?? []).entries()) {
+  const groups = raw.instance_group ?? [];
+  // A backend that runs anywhere goes on the GPU when a group asks for it (every group then: one device a model).
+  const toGpu = backend.triton.instanceKind === 'any' && groups.some((g) => g.kind === 'KIND_GPU');
+  for (const [i, g] of groups.entries()) {
     const path = `instance_group[${i}]`;
     const kind = g.kind ?? 'KIND_AUTO';
     if (kind === 'KIND_CPU' && onGpu)
       f.refuse(`${path}.kind`, `a ${backend.platform} model runs on a GPU, not KIND_CPU`);
-    if (kind === 'KIND_GPU' && !onGpu) {
+    if (kind === 'KIND_CPU' && toGpu)
+      f.warn(`${path}.kind`, 'KIND_CPU beside a KIND_GPU group: a model runs on one device here, the GPU');
+    if (kind === 'KIND_GPU' && !onGpu && !toGpu) {
       const hint = gpuBuildHint();
       f.warn(
         `${path}.kind`,
@@ -430,7 +435,7 @@ export async function fromTriton(
     }
     if (kind === 'KIND_MODEL') f.warn(`${path}.kind`, 'KIND_MODEL is served as KIND_AUTO here');
     const gpus = g.gpus ?? [];
-    if (gpus.length && onGpu) {
+    if (gpus.length && (onGpu || toGpu)) {
       if (device === undefined) device = gpus[0];
       if (gpus.length > 1 || gpus[0] !== device)
         f.warn(
@@ -447,15 +452,17 @@ export async function fromTriton(
   // Optimization: what the backend can honour (CUDA graphs where it captures them); the rest is named.
   const opt = raw.optimization ?? {};
   const metadata: NonNullable<ModelConfig['metadata']> = { createdBy: 'config.pbtxt' };
+  let cudaGraph: boolean | undefined;
   if (opt.cuda) {
     if (backend.triton.cudaGraphsDefault !== undefined && opt.cuda.graphs !== undefined)
       metadata.runtime = { cudaGraphs: opt.cuda.graphs };
+    else if (toGpu && opt.cuda.graphs !== undefined) cudaGraph = opt.cuda.graphs;
     else if (opt.cuda.graphs) {
       const capturing = backendEntries().filter((b) => b.triton.cudaGraphsDefault !== undefined);
       f.warn(
         'optimization.cuda.graphs',
         capturing.length
-          ? `CUDA graphs are for ${capturing.map((b) => b.platform).join(' and ')} models here (ignored)`
+          ? `CUDA graphs are for ${capturing.map((b) => b.platform).join(' and ')} models and KIND_GPU instances here (ignored)`
           : 'CUDA graphs are not captured here (ignored)',
       );
     }
@@ -517,6 +524,8 @@ export async function fromTriton(
     ...(dynamicBatching ? { dynamicBatching } : {}),
     ...(scheduler ? { scheduler } : {}),
     ...(warmup !== undefined ? { warmup } : {}),
+    ...(toGpu ? { device: `cuda:${device ?? 0}` } : {}),
+    ...(cudaGraph !== undefined ? { cudaGraph } : {}),
     metadata,
   };
   const strip = (s: TensorSpec) => (maxBatch > 0 ? s.dims.slice(1) : s.dims);
@@ -544,7 +553,7 @@ export async function fromTriton(
       name: g.name || (all.length === 1 ? name : `${name}_${i}`),
       kind: g.kind && g.kind !== 'KIND_AUTO' ? g.kind : onGpu ? 'KIND_GPU' : 'KIND_CPU',
       count: g.count ?? 1,
-      ...(onGpu && !g.gpus?.length ? { gpus: [device ?? 0] } : {}),
+      ...((onGpu || (toGpu && g.kind === 'KIND_GPU')) && !g.gpus?.length ? { gpus: [device ?? 0] } : {}),
     })),
     default_model_filename: modelFile,
     ...(autoBatching ? { dynamic_batching: {} } : {}),
