@@ -143,6 +143,18 @@ std::string AppendTensorrt(Api const& api, OrtSessionOptions* so, DeviceOptions 
   return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
 }
 
+// The CUDA options both named routes give (the V2 option struct, the EP-device route), the user's after ours.
+KeyValues CudaOptionsByName(DeviceOptions const& d, bool graphSession) {
+  KeyValues kv;
+  kv.Add("device_id", std::to_string(d.deviceId));
+  kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
+  // Copies on the compute stream: inputs are ordered with the run that reads them.
+  kv.Add("do_copy_in_default_stream", "1");
+  if (graphSession) kv.Add("enable_cuda_graph", "1");
+  for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
+  return kv;
+}
+
 std::string AppendCudaOptions(Api const& api, OrtSessionOptions* so, DeviceOptions const& d, bool graphSession,
                               AppendResult* result) {
   OrtCUDAProviderOptionsV2* o = nullptr;
@@ -153,13 +165,7 @@ std::string AppendCudaOptions(Api const& api, OrtSessionOptions* so, DeviceOptio
   }
   if (!e.empty()) return "the CUDA provider options cannot be made: " + e;
   result->route = "options-v2";
-  KeyValues kv;
-  kv.Add("device_id", std::to_string(d.deviceId));
-  kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
-  // Copies on the compute stream: inputs are ordered with the run that reads them.
-  kv.Add("do_copy_in_default_stream", "1");
-  if (graphSession) kv.Add("enable_cuda_graph", "1");
-  for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
+  KeyValues kv = CudaOptionsByName(d, graphSession);
   auto keys = kv.Keys(), values = kv.Values();
   e = api.Take(api.UpdateCUDAProviderOptions(o, keys.data(), values.data(), keys.size()));
   if (e.empty() && d.stream != nullptr)
@@ -184,16 +190,11 @@ std::string AppendCuda(Runtime const* rt, OrtSessionOptions* so, DeviceOptions c
     std::string closed;
     CudaEpDevices(rt, &closed);
     if (closed.empty()) {
-      KeyValues kv;
-      kv.Add("device_id", std::to_string(d.deviceId));
-      kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
-      kv.Add("do_copy_in_default_stream", "1");
-      if (d.stream != nullptr) {
+      KeyValues kv = CudaOptionsByName(d, graphSession);
+      if (d.stream != nullptr) {  // as a string here: this route takes no pointer values
         kv.Add("has_user_compute_stream", "1");
         kv.Add("user_compute_stream", std::to_string(reinterpret_cast<uintptr_t>(d.stream)));
       }
-      if (graphSession) kv.Add("enable_cuda_graph", "1");
-      for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
       std::string e = AppendCudaByDevice(rt, so, d.deviceId, kv.keys, kv.values);
       if (!e.empty()) return "the CUDA execution provider cannot be used (EP-device route): " + e;
       result->route = "ep-device";
@@ -293,6 +294,12 @@ DeviceRunner::~DeviceRunner() {
   if (runOptions_ != nullptr) rt_->api.ReleaseRunOptions(runOptions_);
   if (captureRunOptions_ != nullptr) rt_->api.ReleaseRunOptions(captureRunOptions_);
   if (producerDone_ != nullptr) cudaEventDestroy(producerDone_);
+}
+
+void DeviceRunner::RecordRefusal(std::string const& reason) {
+  counters_.graphRefusals++;
+  std::lock_guard<std::mutex> lock(refusedMutex_);
+  graphRefused_ = reason;
 }
 
 std::string DeviceRunner::GraphRefused() const {
@@ -435,11 +442,7 @@ std::string DeviceRunner::RunBound(size_t variant, Binding* b, void* streamHandl
     cudaGetLastError();  // a failed capture leaves no error behind for the next run
     b->graph = nullptr;
     b->graphRefused = true;
-    counters_.graphRefusals++;
-    {
-      std::lock_guard<std::mutex> lock(refusedMutex_);
-      graphRefused_ = e;
-    }
+    RecordRefusal(e);
     return api.Take(api.RunWithBinding(session, runOptions_, b->io));  // this run, eagerly
   }
   counters_.graphCaptures++;
@@ -459,13 +462,10 @@ std::string DeviceRunner::RunOnnxruntimeGraph(OrtSession* session, Binding* b) {
     std::unique_lock<std::shared_mutex> alone(CaptureLock());
     b->eagerRuns++;
     std::string e = api.Take(api.RunWithBinding(session, captureRunOptions_, b->io));
-    if (!e.empty()) {
-      std::lock_guard<std::mutex> lock(refusedMutex_);
-      graphRefused_ = e;
-      counters_.graphRefusals++;
-    } else if (b->eagerRuns == kOnnxruntimeRunsToCapture) {
+    if (!e.empty())
+      RecordRefusal(e);
+    else if (b->eagerRuns == kOnnxruntimeRunsToCapture)
       counters_.graphCaptures++;
-    }
     return e;
   }
   std::shared_lock<std::shared_mutex> shared(CaptureLock());

@@ -119,6 +119,8 @@ class DeviceRunner {
   // onnxruntime's run on the bound buffers: eager, captured into a CUDA graph, or that graph replayed.
   std::string RunBound(size_t variant, Binding* b, void* stream);
   std::string RunOnnxruntimeGraph(OrtSession* session, Binding* b);
+  // A capture refused or failed: counted, and its reason kept for GraphRefused().
+  void RecordRefusal(std::string const& reason);
 
   Runtime const* rt_;
   DeviceOptions options_;
