@@ -4,6 +4,7 @@
  * gRPC ModelConfig RPC (as the message).
  */
 import { backendEntry } from '../backends/index.js';
+import { parseDevice } from '../device.js';
 import type { ModelConfig, TensorSpec } from './config.js';
 import type { RepositoryEntry } from './repository.js';
 import { tritonConfigJson, type TritonModelConfig } from './triton-config.js';
@@ -19,10 +20,13 @@ export function toTriton(config: ModelConfig, device = 0): TritonModelConfig {
   const batch = hasBatchDim(config);
   const backend = backendEntry(config.backend);
   // A backend that runs anywhere is on the GPU its config.json `device` names ('cuda:N').
-  const cudaDevice =
-    backend.triton.instanceKind === 'any' ? /^cuda(?::(\d+))?$/.exec(config.device ?? '') : null;
-  const onGpu = backend.triton.instanceKind === 'gpu' || cudaDevice !== null;
-  const gpu = cudaDevice ? Number(cudaDevice[1] ?? 0) : device;
+  const placed =
+    backend.triton.instanceKind === 'any' && config.device !== undefined
+      ? parseDevice(config.device, 'config.device')
+      : undefined;
+  const cudaDevice = placed?.kind === 'cuda';
+  const onGpu = backend.triton.instanceKind === 'gpu' || cudaDevice;
+  const gpu = cudaDevice ? placed.id : device;
   const cudaGraphsDefault = backend.triton.cudaGraphsDefault;
   const tensor = (t: TensorSpec) => ({
     name: t.name,
