@@ -79,6 +79,8 @@ function recorder(pipeline) {
     cpu: process.cpuUsage(),
     bytes: copiedBytes(pipeline, pump),
     detections: pipeline.stats.detections,
+    ticks: pipeline.stats.ticks,
+    stage: { ...pipeline.stats.stageMs, ...(pipeline.stages.timing ?? {}) },
     at: nowUs(),
   });
   let from = snapshot();
@@ -118,6 +120,10 @@ function recorder(pipeline) {
         detectionsPerFrame: (to.detections - from.detections) / n,
         longestWithoutDetection: longest,
         faceRate: after.length ? after.filter((r) => r.faces > 0).length / after.length : 0,
+        ticks: to.ticks - from.ticks,
+        perTick: Object.fromEntries(
+          Object.entries(to.stage).map(([k, v]) => [k, (v - from.stage[k]) / Math.max(1, to.ticks - from.ticks)]),
+        ),
       };
     },
   };
@@ -144,6 +150,8 @@ function printRow(mode, cameras, f, detectEvery, extra = '') {
     (sustained(f, detectEvery) ? 'yes' : 'no').padStart(5),
   ];
   console.log(`${cells.join(' ')}  faces on ${(100 * f.faceRate).toFixed(0)}% of frames${extra}`);
+  const parts = Object.entries(f.perTick).map(([k, v]) => `${k} ${v.toFixed(2)}`);
+  console.log(`${''.padEnd(18)} ${f.ticks} ticks, ms per tick: ${parts.join(', ')}`);
 }
 
 const HEADER =
@@ -285,9 +293,14 @@ export default async function main(args) {
   try {
     if (onGpu) {
       const t = performance.now();
-      o.detector = await loadModel(o.detectorDir, { device });
-      o.landmarks = await loadModel(o.landmarksDir, { device });
-      console.log(`models on ${o.detector.device}, every batch size warmed up in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      // As createFacePipeline loads an entry on the GPU: CUDA-graph sessions of fixed batch sizes.
+      o.detector = await loadModel(o.detectorDir, { device, cudaGraph: true });
+      o.landmarks = await loadModel(o.landmarksDir, { device, cudaGraph: true });
+      const w = (m) =>
+        'ms' in m.warmup ? `warm-up ${(m.warmup.ms / 1000).toFixed(1)} s (${m.warmup.runs} runs)` : m.warmup.skipped;
+      console.log(
+        `models on ${o.detector.device}, every batch size warmed up in ${((performance.now() - t) / 1000).toFixed(1)} s: detector ${w(o.detector)}, landmarks ${w(o.landmarks)}`,
+      );
       capture = await startCapture(arg(args, 'capture', 'process'), width, height);
     }
     console.log(HEADER);

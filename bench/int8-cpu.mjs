@@ -1,11 +1,13 @@
-// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N]`: INT8 against FP32 on onnxruntime's CPU
+// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N] [--spin] [--profile]`: INT8 against FP32 on onnxruntime's CPU
 // provider, both in one run. BlazeFace with a dynamic batch (1..64) is built FP32 and INT8 (calibrated with the
 // defaults on the 11 franck frames); the TensorRT form (model.onnx: Q/DQ on inputs only) and the onnxruntime
 // form (model.ort.onnx: QLinearConv/QLinearAdd, all NHWC) run with FP32 in interleaved rounds on the same
 // frames at batch 16 and 64 (threads: all cores by default), run by run in turn. Prints each round's median run
 // and INT8/FP32 ratio (a shared machine's noise moves all three alike), then the median time per run, the
 // throughput and the median of the rounds' ratios; the load average and CPU shares; the onnxruntime form's
-// optimized graph.
+// optimized graph. --spin lets the pool threads spin as the onnxruntime backend does with one context (the forms
+// then take turns by rounds of --seconds each, not run by run: idle spinning pools would take the running one's
+// cores); --profile prints where each form's batch-64 run goes, by operator (onnxruntime's profiler).
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,6 +23,8 @@ export default async function main(args) {
   const rounds = Number(arg(args, 'rounds', 7));
   const seconds = Number(arg(args, 'seconds', 1));
   const threads = Number(arg(args, 'threads', availableParallelism()));
+  const spin = args.includes('--spin');
+  const profile = args.includes('--profile');
   const work = mkdtempSync(join(tmpdir(), 'yqp-bench-int8-'));
   try {
     const calib = join(work, 'calib');
@@ -67,8 +71,9 @@ export default async function main(args) {
       sessions[k] = await ort.InferenceSession.create(p, {
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
+        extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
       });
+    if (profile) await profileForms(models, threads, input(64), work);
     // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
     const optimized = join(work, 'ort-optimized.onnx');
     await (
@@ -102,12 +107,22 @@ export default async function main(args) {
         // Run by run in turn (fp32, trt, ort, fp32, ...), so a burst of other work lands on all three alike.
         const runs = Object.fromEntries(names.map((k) => [k, []]));
         const start = performance.now();
-        while (performance.now() - start < seconds * 1000 * names.length || runs.fp32.length < 3)
+        if (spin)
           for (const [k, s] of Object.entries(sessions)) {
-            const t0 = performance.now();
-            await s.run({ 'input:0': x });
-            runs[k].push(performance.now() - t0);
+            const from = performance.now();
+            while (performance.now() - from < seconds * 1000 || runs[k].length < 3) {
+              const t0 = performance.now();
+              await s.run({ 'input:0': x });
+              runs[k].push(performance.now() - t0);
+            }
           }
+        else
+          while (performance.now() - start < seconds * 1000 * names.length || runs.fp32.length < 3)
+            for (const [k, s] of Object.entries(sessions)) {
+              const t0 = performance.now();
+              await s.run({ 'input:0': x });
+              runs[k].push(performance.now() - t0);
+            }
         for (const k of names) times[k].push(median(runs[k]));
         console.log(
           `batch ${b} round ${r + 1}: ${names
@@ -127,5 +142,44 @@ export default async function main(args) {
     for (const s of Object.values(sessions)) await s.release();
   } finally {
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Each form's batch-64 runs under onnxruntime's profiler: time by operator, largest first. */
+async function profileForms(models, threads, x, work) {
+  const cwd = process.cwd();
+  process.chdir(work);
+  try {
+    for (const [k, p] of Object.entries(models)) {
+      const s = await ort.InferenceSession.create(p, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        enableProfiling: true,
+        profileFilePrefix: `profile-${k.split(' ')[0]}-${Object.keys(models).indexOf(k)}`,
+      });
+      for (let i = 0; i < 25; i++) await s.run({ 'input:0': x });
+      s.endProfiling();
+      await s.release();
+    }
+    for (const f of readdirSync(work).filter((f) => f.startsWith('profile-') && f.endsWith('.json')).sort()) {
+      const events = JSON.parse(readFileSync(join(work, f), 'utf8'));
+      const byOp = {};
+      let runs = 0;
+      for (const e of events) {
+        if (e.cat === 'Session' && e.name === 'model_run') runs++;
+        if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+        const op = e.args?.op_name ?? '?';
+        byOp[op] = (byOp[op] ?? 0) + e.dur;
+      }
+      const total = Object.values(byOp).reduce((a, b) => a + b, 0);
+      const top = Object.entries(byOp)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 10)
+        .map(([op, us]) => `${op} ${(us / 1000 / Math.max(1, runs)).toFixed(2)}`)
+        .join(', ');
+      console.log(`profile ${f}: ${runs} runs, kernels ${(total / 1000 / Math.max(1, runs)).toFixed(2)} ms/run: ${top}`);
+    }
+  } finally {
+    process.chdir(cwd);
   }
 }

@@ -68,6 +68,11 @@ export function planWarmup(config: ModelConfig, setting: WarmupConfig | undefine
   return { batchSizes: sizes.sort((a, b) => b - a), shapes, batched };
 }
 
+/** The smallest graph size that holds batch b. */
+function graphFor(sizes: readonly number[], b: number): number | undefined {
+  return [...sizes].sort((x, y) => x - y).find((g) => g >= b);
+}
+
 /**
  * Runs the plan on every context (contexts in parallel, sizes in turn) with zero-filled inputs. A failed run fails
  * the load: a model that cannot run a shape its batcher will form would fail its first such request instead.
@@ -98,7 +103,12 @@ export async function warmUp(
     }
     return feeds;
   };
-  const runs: (number | undefined)[] = plan.batched ? plan.batchSizes : [undefined];
+  const runs: (number | undefined)[] = plan.batched ? [...plan.batchSizes] : [undefined];
+  // A CUDA graph is captured on its second run: every graph size the plan reaches runs once more, so no request
+  // pays for a capture (a graph size of 1 or 2 is reached by one batch size only).
+  if (plan.batched)
+    for (const g of session.graphBatchSizes ?? [])
+      if (plan.batchSizes.some((b) => graphFor(session.graphBatchSizes!, b) === g)) runs.push(g);
   const start = performance.now();
   await Promise.all(
     Array.from({ length: session.contexts }, async (_, context) => {

@@ -78,6 +78,11 @@ export interface BackendSession {
    * a copy on the event loop (shared memory for worker threads; pinned host memory for a GPU backend).
    */
   allocate?(dtype: DType, length: number): TypedArray;
+  /**
+   * Batch sizes of the contexts' CUDA graphs: every batch runs on the smallest that holds it, and a graph is
+   * captured on its second run, so the warm-up runs each of them twice.
+   */
+  readonly graphBatchSizes?: readonly number[];
   /** Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete. */
   run(context: number, feeds: TensorMap): Promise<TensorMap>;
   close(): Promise<void>;

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PACKAGE_ROOT, loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
@@ -95,6 +96,20 @@ const GPU_SOLUTIONS = [
   "the CUDA provider needs CUDA 13's cuBLAS, cuRAND and cudart and cuDNN 9 on LD_LIBRARY_PATH (e.g. the nvidia-*-cu13 Python wheels' lib folders)",
 ];
 
+/**
+ * onnxruntime-node's binding asks the dynamic loader for libonnxruntime.so.1, the soname of the GPU core too: once
+ * the GPU core (another version) is loaded, the loader hands the binding that one and onnxruntime-node fails to
+ * load (version `VERS_1.30.0' not found) for the rest of the process, so a CUDA model followed by an INT8 build's
+ * calibration broke. Loaded first, onnxruntime-node keeps its own core and the GPU core loads beside it by path.
+ */
+function loadOnnxruntimeNodeFirst(): void {
+  try {
+    createRequire(import.meta.url)('onnxruntime-node');
+  } catch {
+    // Not installed or not loadable: nothing of it to keep working.
+  }
+}
+
 /** What `doctor` says of the CUDA and TensorRT providers: found, loadable, and why not. Never throws. */
 export async function gpuOnnxruntimeStatus(explicit?: string): Promise<GpuOnnxruntimeStatus> {
   const { found, tried } = findGpuOnnxruntime(explicit);
@@ -126,6 +141,7 @@ export async function gpuOnnxruntimeStatus(explicit?: string): Promise<GpuOnnxru
   }
   let version: string | undefined;
   let compiled: string[] = [];
+  loadOnnxruntimeNodeFirst();
   const coreError = native.probe(found.core);
   if (!coreError) {
     try {

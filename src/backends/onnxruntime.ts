@@ -390,6 +390,10 @@ export class OnnxruntimeSession implements BackendSession {
   get contexts(): number {
     return this.contextList.length;
   }
+  /** The CUDA-graph batch sizes of the contexts ([] without graphs). */
+  get graphBatchSizes(): readonly number[] {
+    return this.nativeSessions[0]?.graphBatchSizes ?? [];
+  }
   run(context: number, feeds: TensorMap): Promise<TensorMap> {
     const c = this.contextList[context];
     if (!c) return Promise.reject(new YqpError('E_INTERNAL', `no context ${context}`));

@@ -50,7 +50,11 @@ export interface FrameResult {
 }
 
 export interface FacePipelineOptions {
-  /** Detector entry folder (MediaPipe face_detection_short_range imported) or a loaded Model. */
+  /**
+   * Detector entry folder (MediaPipe face_detection_short_range imported) or a loaded Model. An entry folder loads
+   * on CUDA graphs of fixed batch sizes on the GPU; a Model loaded for cuda should be too (`cudaGraph: true`):
+   * with dynamic shapes each change of batch re-plans the model's convolutions.
+   */
   detector: string | Model;
   /** Landmark entry folder (MediaPipe face_landmark imported) or a loaded Model. */
   landmarks: string | Model;
@@ -75,6 +79,8 @@ export interface PipelineStats {
   detections: number;
   landmarkRuns: number;
   ticks: number;
+  /** Wall time spent in each stage of the ticks so far, ms (where a slow tick goes). */
+  stageMs: { open: number; detect: number; landmarks: number; close: number };
 }
 
 interface Pending {
@@ -161,6 +167,7 @@ export class FacePipeline extends EventEmitter {
       detections: 0,
       landmarkRuns: 0,
       ticks: 0,
+      stageMs: { open: 0, detect: 0, landmarks: 0, close: 0 },
     };
   }
 
@@ -263,12 +270,17 @@ export class FacePipeline extends EventEmitter {
       s.pending = undefined;
     }
     let results: FrameResult[];
+    const ms = this.stats.stageMs;
     try {
+      let t = performance.now();
       const opened = await this.stages.open(work.map((w) => w.p.image));
+      ms.open += performance.now() - t;
       try {
         results = await this.run(work, opened);
       } finally {
+        t = performance.now();
         await opened.dispose();
+        ms.close += performance.now() - t;
       }
     } finally {
       for (const w of work) releaseFrame(w.p.image);
@@ -287,8 +299,11 @@ export class FacePipeline extends EventEmitter {
       if (!tracking || s.tracked.length === 0 || s.sinceDetection + 1 >= detectEvery) needDetect.push(i);
     }
     const detections = new Map<number, Face[]>();
+    const ms = this.stats.stageMs;
     if (needDetect.length > 0) {
+      const t = performance.now();
       const faces = await frames.detect(needDetect);
+      ms.detect += performance.now() - t;
       this.stats.detections += needDetect.length;
       needDetect.forEach((i, k) => detections.set(work[i].camera, faces[k]));
     }
@@ -320,7 +335,9 @@ export class FacePipeline extends EventEmitter {
     // Landmarks, batched across every face of every camera.
     let decoded: FaceLandmarks[] = [];
     if (rois.length > 0) {
+      const t = performance.now();
       decoded = await frames.landmarks(rois);
+      ms.landmarks += performance.now() - t;
       this.stats.landmarkRuns++;
     }
     const now = performance.now();
@@ -405,8 +422,14 @@ export async function createFacePipeline(options: FacePipelineOptions): Promise<
         throw invalidParameter(name, 'an entry folder or a loaded Model', m);
       return m;
     }
-    // On the GPU every batch size is warmed at load (its first run of a shape plans memory and picks kernels).
-    const model = await loadModel(m, device.kind === 'cpu' ? { warmup: false } : { device: deviceName });
+    // On the GPU each model runs on CUDA-graph sessions of fixed batch sizes (a batch runs padded on the smallest
+    // that holds it), every size warmed at load. The tick's batches follow its cameras and faces: on a session of
+    // dynamic shape every change of batch re-plans every convolution (about 1 s a run for these models on the
+    // H200, against 1-2 ms at a batch already seen), so fixed shapes are what let many cameras run.
+    const model = await loadModel(
+      m,
+      device.kind === 'cpu' ? { warmup: false } : { device: deviceName, cudaGraph: true },
+    );
     owned.push(model);
     return model;
   };

@@ -34,6 +34,13 @@ export interface GpuStageCopies {
   hostToDeviceBytes: number;
 }
 
+/** Wall time inside the detect and landmark stages, ms: kernels awaited, model runs, what the stream still held. */
+export interface GpuStageTiming {
+  kernelWaitMs: number;
+  inferMs: number;
+  settleMs: number;
+}
+
 /**
  * The face pipeline on one GPU: frames in GPU memory (ring slots, device buffers; host frames uploaded once) ->
  * the preprocessing kernel -> the detector on the CUDA provider, fed from device memory -> decode in JS (only the
@@ -45,6 +52,7 @@ export interface GpuStageCopies {
 export class GpuFaceStages implements FaceStages {
   readonly device: string;
   readonly copies: GpuStageCopies = { hostFrames: 0, hostToDeviceBytes: 0 };
+  readonly timing: GpuStageTiming = { kernelWaitMs: 0, inferMs: 0, settleMs: 0 };
   readonly faceDetector: FaceDetector;
   readonly landmarker: FaceLandmarker;
   readonly preprocessor: GpuPreprocessor;
@@ -146,13 +154,20 @@ class GpuTickFrames implements StageFrames {
           input,
           stream,
         );
+        const timing = this.stages.timing;
+        let t = performance.now();
         await preprocessor.done(stream);
+        timing.kernelWaitMs += performance.now() - t;
+        t = performance.now();
         const outputs = await detector.infer({
           [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
         });
+        timing.inferMs += performance.now() - t;
         return this.stages.faceDetector.decode(outputs, transforms);
       } finally {
+        const t = performance.now();
         await this.stages.settle();
+        this.stages.timing.settleMs += performance.now() - t;
         input.dispose();
       }
     });
@@ -166,13 +181,20 @@ class GpuTickFrames implements StageFrames {
       try {
         // roi.frame indexes the tick's frames: every face of every camera in one launch, read in place.
         cropper.enqueue(this.frames, slice, input, stream);
+        const timing = this.stages.timing;
+        let t = performance.now();
         await cropper.done(stream);
+        timing.kernelWaitMs += performance.now() - t;
+        t = performance.now();
         const outputs = await landmarkModel.infer({
           [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
         });
+        timing.inferMs += performance.now() - t;
         return this.stages.landmarker.decode(outputs, slice);
       } finally {
+        const t = performance.now();
         await this.stages.settle();
+        this.stages.timing.settleMs += performance.now() - t;
         input.dispose();
       }
     });

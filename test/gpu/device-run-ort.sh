@@ -4,7 +4,7 @@
 #   call 2: bash .devbundle/run.sh bash test/gpu/device-run-ort.sh
 # the route to the CUDA provider, doctor, the gpu-inference benchmark beside its PyTorch peer (BENCH=0 skips it;
 # BENCHES='gpu-inference face-pipeline' runs several, BENCH_ARGS_face_pipeline='--device cuda' gives each its args),
-# the GPU suite (SUITE= narrows it, TESTS=0 skips it), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
+# the GPU suite (SUITE= narrows it, TESTS=0 skips it, FILE_TIMEOUT=s runs it file by file), compute-sanitizer memcheck over CUDA sessions (SANITIZE=0 skips it), all
 # within DEADLINE seconds (560); logs under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/yqp-out}
@@ -26,16 +26,28 @@ node dist/cli/main.js doctor 2>&1 | grep -E "onnxruntime|CUDA|GPU" | head -12
 tests=skipped
 if [[ ${TESTS:-1} == 1 ]]; then
   echo "== GPU suite (${SUITE:-all})"
-  timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
-  tests=$?
-  grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+  if [[ -n ${FILE_TIMEOUT:-} ]]; then  # file by file, each within FILE_TIMEOUT: a hang costs one file, not the rest
+    tests=0
+    for f in ${SUITE:-test/gpu/*.test.ts}; do
+      t0=$SECONDS
+      timeout $(left $FILE_TIMEOUT) npx vitest run --config vitest.gpu.config.ts --reporter=verbose "$f" > "$OUT/tests-$(basename "$f" .test.ts).log" 2>&1
+      rc=$?; (( rc != 0 )) && tests=$rc
+      echo "-- $f rc=$rc $((SECONDS - t0)) s"
+      grep -E "✓|✗|×|↓|FAIL|AssertionError|Error:|expected|Tests |inter-ocular|CUDA vs CPU" "$OUT/tests-$(basename "$f" .test.ts).log" | grep -v "^npm warn" | head -25
+    done
+  else
+    timeout $(left ${SUITE_TIMEOUT:-300}) npx vitest run --config vitest.gpu.config.ts ${SUITE:-} > "$OUT/tests.log" 2>&1
+    tests=$?
+    grep -E "✓|✗|×|↓|FAIL|Error|expected|received|Tests |Test Files|inter-ocular|CUDA vs CPU" "$OUT/tests.log" | grep -v "^npm warn" | head -80
+  fi
 fi
 if [[ ${BENCH:-1} == 1 ]]; then
   for bench in ${BENCHES:-gpu-inference}; do
     args_var="BENCH_ARGS_${bench//-/_}"
     args=${!args_var:-${BENCH_ARGS:-}}
     echo "== bench $bench $args"
-    timeout $(left ${BENCH_TIMEOUT:-200}) node scripts/bench.mjs "$bench" --out "$OUT" $args 2>&1 | tee "$OUT/bench-$bench.log"
+    # BENCH_NODE_ARGS: e.g. --cpu-prof --cpu-prof-dir=$OUT/prof (a profile of the bench process)
+    timeout $(left ${BENCH_TIMEOUT:-200}) node ${BENCH_NODE_ARGS:-} scripts/bench.mjs "$bench" --out "$OUT" $args 2>&1 | tee "$OUT/bench-$bench.log"
   done
 fi
 if [[ ${SANITIZE:-1} == 1 ]]; then
