@@ -3,7 +3,9 @@
 // kernel -> detector on the CUDA provider -> ROI kernel -> landmark model, only detections and landmarks to the
 // host) against the same pipeline on the CPU provider: photos of several people, frames from the ring, several
 // cameras in order.
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gpuOnnxruntimeStatus } from '../../src/backends/onnxruntime-gpu.js';
 import type { OnnxruntimeSession } from '../../src/backends/onnxruntime.js';
@@ -26,7 +28,7 @@ import { readRawImage } from '../../src/pipeline/sources.js';
 import type { RawImage } from '../../src/preprocess/cpu.js';
 import { cropRois, faceRoi } from '../../src/preprocess/rotated-crop.js';
 import { readEntry } from '../../src/repository/repository.js';
-import { MEDIA_DIR } from '../helpers/data.js';
+import { MEDIA_DIR, ROOT } from '../helpers/data.js';
 import { importFaceModels } from '../helpers/face-models.js';
 import { NO_GPU, runtimeState } from './gpu-env.js';
 
@@ -383,5 +385,49 @@ describe.skipIf(NO_CUDA)(`face pipeline on device cuda${NO_CUDA ? ` (skipped: ${
       buffer.dispose();
       pool.dispose();
     }
+  });
+
+  it('yqp-trt track --device cuda --json prints the faces the CPU provider prints (images of 3 people and a mask)', async () => {
+    const files = ['audrey.jpg', 'SeanConnery.jpg', 'kim1_crop.jpg', 'ironman.jpg'].map((f) =>
+      join(MEDIA_DIR, f),
+    );
+    const track = async (device: string) => {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [
+          join(ROOT, 'dist', 'cli', 'main.js'),
+          'track',
+          '--detector',
+          models.detector,
+          '--landmarks',
+          models.landmarks,
+          '--image',
+          ...files,
+          '--device',
+          device,
+          '--json',
+        ],
+        { encoding: 'utf8', timeout: 240_000, maxBuffer: 64 << 20 },
+      );
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { source: string; faces: TrackedFace[] });
+      return new Map(lines.map((l) => [l.source, l.faces]));
+    };
+    const [onCpu, onGpu] = [await track('cpu'), await track('cuda')];
+    expect([...onGpu.keys()].sort()).toEqual([...onCpu.keys()].sort());
+    expect(onGpu.size).toBe(files.length);
+    for (const [source, a] of onCpu) {
+      const b = onGpu.get(source)!;
+      expect(b.length, source).toBe(a.length);
+      for (const [i, fa] of a.entries()) {
+        expect(b[i].landmarks, source).toHaveLength(468);
+        expect(iou(fa.box, b[i].box), source).toBeGreaterThanOrEqual(0.9);
+        expect(meanOverIod(fa.landmarks, b[i].landmarks), source).toBeLessThanOrEqual(END_TO_END);
+      }
+    }
+    expect(onCpu.get(files[3])).toEqual([]); // the mask: no face on either provider
+    expect([...onCpu.values()].filter((f) => f.length === 1)).toHaveLength(3);
   });
 });
