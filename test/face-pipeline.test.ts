@@ -7,7 +7,7 @@ import { readRawImage, videoFrames } from '../src/pipeline/sources.js';
 import type { RawImage } from '../src/preprocess/cpu.js';
 import { loadRuntime } from '../src/gpu/runtime.js';
 import { MEDIA_DIR, ROOT } from './helpers/data.js';
-import { importFaceModels } from './helpers/face-models.js';
+import { importFaceModels, trackArgs } from './helpers/face-models.js';
 
 const CLI = join(ROOT, 'dist', 'cli', 'main.js');
 const VIDEO = join(MEDIA_DIR, 'franck.mp4');
@@ -165,18 +165,7 @@ describe('face pipeline (CPU provider)', () => {
       expect((err as Error).message).toMatch(/^device cuda:0 is unavailable: /);
       const r = spawnSync(
         process.execPath,
-        [
-          CLI,
-          'track',
-          '--detector',
-          models.detector,
-          '--landmarks',
-          models.landmarks,
-          '--image',
-          join(MEDIA_DIR, 'cage.jpg'),
-          '--device',
-          'cuda',
-        ],
+        trackArgs(models, [join(MEDIA_DIR, 'cage.jpg')], '--device', 'cuda'),
         { encoding: 'utf8', timeout: 60_000 },
       );
       expect(r.status, r.stderr).toBe(3);
@@ -188,18 +177,7 @@ describe('face pipeline (CPU provider)', () => {
   it('yqp-trt track --image --json prints faces with box, score, keypoints and 468 landmarks', () => {
     const r = spawnSync(
       process.execPath,
-      [
-        CLI,
-        'track',
-        '--detector',
-        models.detector,
-        '--landmarks',
-        models.landmarks,
-        '--image',
-        join(MEDIA_DIR, 'cage.jpg'),
-        join(MEDIA_DIR, 'ironman.jpg'),
-        '--json',
-      ],
+      trackArgs(models, [join(MEDIA_DIR, 'cage.jpg'), join(MEDIA_DIR, 'ironman.jpg')], '--json'),
       { encoding: 'utf8', timeout: 120_000 },
     );
     expect(r.status, r.stderr).toBe(0);

@@ -28,8 +28,8 @@ import { readRawImage } from '../../src/pipeline/sources.js';
 import type { RawImage } from '../../src/preprocess/cpu.js';
 import { cropRois, faceRoi } from '../../src/preprocess/rotated-crop.js';
 import { readEntry } from '../../src/repository/repository.js';
-import { MEDIA_DIR, ROOT } from '../helpers/data.js';
-import { importFaceModels } from '../helpers/face-models.js';
+import { MEDIA_DIR } from '../helpers/data.js';
+import { importFaceModels, trackArgs } from '../helpers/face-models.js';
 import { NO_GPU, runtimeState } from './gpu-env.js';
 
 const kernels = gpuKernelsAvailability();
@@ -394,19 +394,7 @@ describe.skipIf(NO_CUDA)(`face pipeline on device cuda${NO_CUDA ? ` (skipped: ${
     const track = async (device: string) => {
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        [
-          join(ROOT, 'dist', 'cli', 'main.js'),
-          'track',
-          '--detector',
-          models.detector,
-          '--landmarks',
-          models.landmarks,
-          '--image',
-          ...files,
-          '--device',
-          device,
-          '--json',
-        ],
+        trackArgs(models, files, '--device', device, '--json'),
         { encoding: 'utf8', timeout: 240_000, maxBuffer: 64 << 20 },
       );
       const lines = stdout
