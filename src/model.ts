@@ -55,7 +55,8 @@ export interface LoadModelOptions {
   /**
    * Let onnxruntime's idle pool threads (and the native runner thread) spin between runs instead of sleeping:
    * lower latency, at the price of busy cores. Default: on when the contexts' threads leave a core free for the
-   * event loop (contexts x threadsPerContext < cores), or with a single context.
+   * event loop (contexts x threadsPerContext < cores), or with a single context. On device cuda, default off: the
+   * runner thread then sleeps between runs (true saves its wake-up on a request that follows closely).
    */
   spinWait?: boolean;
   /**

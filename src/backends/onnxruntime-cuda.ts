@@ -121,8 +121,16 @@ export async function openCudaContexts(
           providerOptions: options.cudaProviderOptions,
           tensorrt,
         };
-        // One intra-op thread: the GPU computes; the thread only launches (and runs what stays on the CPU).
-        return startNative(found.native!, ort.core, modelPath, options.threadsPerContext ?? 1, false, device);
+        // One intra-op thread: the GPU computes; the thread only launches (and runs what stays on the CPU). The
+        // runner sleeps between runs unless asked to spin: a pipeline's CPU time a frame is a target of its own.
+        return startNative(
+          found.native!,
+          ort.core,
+          modelPath,
+          options.threadsPerContext ?? 1,
+          options.spinWait ?? false,
+          device,
+        );
       }),
     );
   const settle = async (results: PromiseSettledResult<NativeContext>[]) => {

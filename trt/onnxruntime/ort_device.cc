@@ -4,12 +4,12 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <shared_mutex>
 #include <utility>
 
 #include "core/cuda_check.h"
-#include "onnxruntime/ort_ep_devices.h"
 
 namespace yqp::ort {
 namespace {
@@ -20,192 +20,6 @@ std::string CudaReason(std::string const& what, cudaError_t e) {
   return what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
 }
 
-// keys/values for onnxruntime's Update*ProviderOptions.
-struct KeyValues {
-  std::vector<std::string> keys, values;
-  // A key given twice keeps its last value (the user's options come after ours).
-  void Add(std::string k, std::string v) {
-    for (size_t i = 0; i < keys.size(); ++i)
-      if (keys[i] == k) {
-        values[i] = std::move(v);
-        return;
-      }
-    keys.push_back(std::move(k));
-    values.push_back(std::move(v));
-  }
-  std::vector<char const*> Keys() const { return Pointers(keys); }
-  std::vector<char const*> Values() const { return Pointers(values); }
-  static std::vector<char const*> Pointers(std::vector<std::string> const& s) {
-    std::vector<char const*> p;
-    for (auto const& x : s) p.push_back(x.c_str());
-    return p;
-  }
-};
-
-// OrtCUDAProviderOptions and OrtTensorRTProviderOptions, the plain structs of the first provider entries, field by
-// field as onnxruntime's C API documents them (their layout is part of its ABI).
-struct CudaProviderOptionsV1 {
-  int device_id = 0;
-  int cudnn_conv_algo_search = 0;  // 0 exhaustive, 1 heuristic, 2 default
-  size_t gpu_mem_limit = SIZE_MAX;
-  int arena_extend_strategy = 0;
-  int do_copy_in_default_stream = 1;
-  int has_user_compute_stream = 0;
-  void* user_compute_stream = nullptr;
-  void* default_memory_arena_cfg = nullptr;
-  int tunable_op_enable = 0;
-  int tunable_op_tuning_enable = 0;
-  int tunable_op_max_tuning_duration_ms = 0;
-};
-struct TensorrtProviderOptionsV1 {
-  int device_id = 0;
-  int has_user_compute_stream = 0;
-  void* user_compute_stream = nullptr;
-  int trt_max_partition_iterations = 1000;
-  int trt_min_subgraph_size = 1;
-  size_t trt_max_workspace_size = size_t{1} << 30;
-  int trt_fp16_enable = 0;
-  int trt_int8_enable = 0;
-  char const* trt_int8_calibration_table_name = "";
-  int trt_int8_use_native_calibration_table = 0;
-  int trt_dla_enable = 0;
-  int trt_dla_core = 0;
-  int trt_dump_subgraphs = 0;
-  int trt_engine_cache_enable = 0;
-  char const* trt_engine_cache_path = "";
-  int trt_engine_decryption_enable = 0;
-  char const* trt_engine_decryption_lib_path = "";
-  int trt_force_sequential_engine_build = 0;
-};
-
-// The V2 options need a core with the provider compiled in or its interface ("not enabled in this build"
-// otherwise); the npm GPU build loads the providers as libraries, which the first entries still reach.
-bool NotInThisBuild(std::string const& e) { return e.find("not enabled in this build") != std::string::npos; }
-
-std::string AppendTensorrtV1(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
-  TensorrtProviderOptionsV1 o;
-  o.device_id = d.deviceId;
-  o.has_user_compute_stream = d.stream != nullptr;
-  o.user_compute_stream = d.stream;
-  o.trt_fp16_enable = d.tensorrt.fp16;
-  o.trt_int8_enable = d.tensorrt.int8;
-  o.trt_int8_calibration_table_name = d.tensorrt.calibrationTable.c_str();
-  o.trt_engine_cache_enable = !d.tensorrt.engineCachePath.empty();
-  o.trt_engine_cache_path = d.tensorrt.engineCachePath.c_str();
-  std::string e = api.Take(api.SessionOptionsAppendExecutionProvider_TensorRT(so, &o));
-  return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
-}
-
-std::string AppendCudaV1(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
-  if (!d.providerOptions.empty())
-    return "CUDA provider options by name (" + d.providerOptions.front().first +
-           " ...) need onnxruntime's EP-device route or a core with CUDA compiled in; this one takes the first "
-           "option struct only";
-  CudaProviderOptionsV1 o;
-  o.device_id = d.deviceId;
-  o.cudnn_conv_algo_search = d.convAlgoSearch == "EXHAUSTIVE" ? 0 : d.convAlgoSearch == "DEFAULT" ? 2 : 1;
-  o.has_user_compute_stream = d.stream != nullptr;
-  o.user_compute_stream = d.stream;
-  std::string e = api.Take(api.SessionOptionsAppendExecutionProvider_CUDA(so, &o));
-  return e.empty() ? e : "the CUDA execution provider cannot be used: " + e;
-}
-
-std::string AppendTensorrt(Api const& api, OrtSessionOptions* so, DeviceOptions const& d) {
-  TensorrtOptions const& t = d.tensorrt;
-  OrtTensorRTProviderOptionsV2* o = nullptr;
-  std::string e = api.Take(api.CreateTensorRTProviderOptions(&o));
-  if (NotInThisBuild(e)) return AppendTensorrtV1(api, so, d);
-  if (!e.empty()) return "the TensorRT provider options cannot be made: " + e;
-  KeyValues kv;
-  kv.Add("device_id", std::to_string(d.deviceId));
-  kv.Add("trt_fp16_enable", t.fp16 ? "1" : "0");
-  kv.Add("trt_int8_enable", t.int8 ? "1" : "0");
-  if (!t.calibrationTable.empty()) kv.Add("trt_int8_calibration_table_name", t.calibrationTable);
-  if (!t.engineCachePath.empty()) {
-    kv.Add("trt_engine_cache_enable", "1");
-    kv.Add("trt_engine_cache_path", t.engineCachePath);
-  }
-  if (!t.timingCachePath.empty()) {
-    kv.Add("trt_timing_cache_enable", "1");
-    kv.Add("trt_timing_cache_path", t.timingCachePath);
-  }
-  if (!t.minShapes.empty()) {
-    kv.Add("trt_profile_min_shapes", t.minShapes);
-    kv.Add("trt_profile_opt_shapes", t.optShapes);
-    kv.Add("trt_profile_max_shapes", t.maxShapes);
-  }
-  auto keys = kv.Keys(), values = kv.Values();
-  e = api.Take(api.UpdateTensorRTProviderOptions(o, keys.data(), values.data(), keys.size()));
-  if (e.empty() && d.stream != nullptr)
-    e = api.Take(api.UpdateTensorRTProviderOptionsWithValue(o, "user_compute_stream", d.stream));
-  if (e.empty()) e = api.Take(api.SessionOptionsAppendExecutionProvider_TensorRT_V2(so, o));
-  api.ReleaseTensorRTProviderOptions(o);
-  return e.empty() ? e : "the TensorRT execution provider cannot be used: " + e;
-}
-
-// The CUDA options both named routes give (the V2 option struct, the EP-device route), the user's after ours.
-KeyValues CudaOptionsByName(DeviceOptions const& d, bool graphSession) {
-  KeyValues kv;
-  kv.Add("device_id", std::to_string(d.deviceId));
-  kv.Add("cudnn_conv_algo_search", d.convAlgoSearch);
-  // Copies on the compute stream: inputs are ordered with the run that reads them.
-  kv.Add("do_copy_in_default_stream", "1");
-  if (graphSession) kv.Add("enable_cuda_graph", "1");
-  for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
-  return kv;
-}
-
-std::string AppendCudaOptions(Api const& api, OrtSessionOptions* so, DeviceOptions const& d, bool graphSession,
-                              AppendResult* result) {
-  OrtCUDAProviderOptionsV2* o = nullptr;
-  std::string e = api.Take(api.CreateCUDAProviderOptions(&o));
-  if (NotInThisBuild(e)) {
-    result->route = "options-v1";
-    return AppendCudaV1(api, so, d);
-  }
-  if (!e.empty()) return "the CUDA provider options cannot be made: " + e;
-  result->route = "options-v2";
-  KeyValues kv = CudaOptionsByName(d, graphSession);
-  auto keys = kv.Keys(), values = kv.Values();
-  e = api.Take(api.UpdateCUDAProviderOptions(o, keys.data(), values.data(), keys.size()));
-  if (e.empty() && d.stream != nullptr)
-    e = api.Take(api.UpdateCUDAProviderOptionsWithValue(o, "user_compute_stream", d.stream));
-  if (e.empty()) e = api.Take(api.SessionOptionsAppendExecutionProvider_CUDA_V2(so, o));
-  api.ReleaseCUDAProviderOptions(o);
-  result->onnxruntimeGraph = e.empty() && graphSession;
-  return e.empty() ? e : "the CUDA execution provider cannot be used: " + e;
-}
-
-// YQP_ORT_CUDA_ROUTE: "ep-device" (that route or an error), "options" (the option structs only), else the EP-device
-// route where this onnxruntime has it and the option structs otherwise.
-std::string CudaRoute() {
-  char const* v = std::getenv("YQP_ORT_CUDA_ROUTE");
-  return v != nullptr ? v : "";
-}
-
-std::string AppendCuda(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& d, bool graphSession,
-                       AppendResult* result) {
-  std::string route = CudaRoute();
-  if (route != "options") {
-    std::string closed;
-    CudaEpDevices(rt, &closed);
-    if (closed.empty()) {
-      KeyValues kv = CudaOptionsByName(d, graphSession);
-      if (d.stream != nullptr) {  // as a string here: this route takes no pointer values
-        kv.Add("has_user_compute_stream", "1");
-        kv.Add("user_compute_stream", std::to_string(reinterpret_cast<uintptr_t>(d.stream)));
-      }
-      std::string e = AppendCudaByDevice(rt, so, d.deviceId, kv.keys, kv.values);
-      if (!e.empty()) return "the CUDA execution provider cannot be used (EP-device route): " + e;
-      result->route = "ep-device";
-      result->onnxruntimeGraph = graphSession;
-      return {};
-    }
-    if (route == "ep-device") return "the EP-device route to the CUDA provider is closed: " + closed;
-  }
-  return AppendCudaOptions(rt->api, so, d, graphSession, result);
-}
-
 std::string DimsKey(std::vector<int64_t> const& dims) {
   std::string k;
   for (int64_t d : dims) k += std::to_string(d) + "x";
@@ -213,16 +27,6 @@ std::string DimsKey(std::vector<int64_t> const& dims) {
 }
 
 }  // namespace
-
-std::string AppendProviders(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& device, bool graphSession,
-                            AppendResult* result) {
-  if (!device.cuda) return {};
-  if (device.tensorrt.enabled) {
-    std::string e = AppendTensorrt(rt->api, so, device);
-    if (!e.empty()) return e;
-  }
-  return AppendCuda(rt, so, device, graphSession, result);
-}
 
 // Device buffers bound once per (variant, input shapes): a CUDA graph replays on these addresses.
 struct DeviceRunner::Binding {
@@ -235,6 +39,9 @@ struct DeviceRunner::Binding {
   std::vector<size_t> outputBytes;
   std::vector<std::vector<int64_t>> outputDims;
   std::vector<int> outputTypes;
+  // Pinned host memory per output of known size: the copy back is a DMA the runner thread waits for once, not the
+  // driver's staged copy from pageable memory (which also faults fresh pages in for a large output).
+  std::vector<std::unique_ptr<core::Lease>> staging;
   // CUDA graph of the run on these addresses (graph mode, every output bound here).
   cudaGraphExec_t graph = nullptr;
   int eagerRuns = 0;
@@ -262,8 +69,18 @@ DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector
       outputs_(std::move(outputs)) {
   Api const& api = rt_->api;
   pool_ = core::BufferPool::Device(options_.deviceId);
+  pinned_ = core::BufferPool::Pinned();
   api.Take(api.CreateMemoryInfo("Cuda", kDeviceAllocator, options_.deviceId, kMemTypeDefault, &deviceMemory_));
   cudaEventCreateWithFlags(&producerDone_, cudaEventDisableTiming);
+  if (char const* t = std::getenv("YQP_CUDA_TIMING"); t != nullptr && std::string(t) == "1") {
+    bool ok = cudaEventCreate(&modelStart_) == cudaSuccess;
+    for (cudaEvent_t& e : timing_) ok = ok && cudaEventCreate(&e) == cudaSuccess;
+    if (!ok) {
+      cudaGetLastError();  // timing is a diagnostic: without its events the runs are simply not timed
+      if (modelStart_ != nullptr) cudaEventDestroy(modelStart_);
+      modelStart_ = nullptr;
+    }
+  }
   api.Take(api.CreateRunOptions(&runOptions_));
   api.Take(api.CreateRunOptions(&captureRunOptions_));
   if (captureRunOptions_ != nullptr)
@@ -294,6 +111,9 @@ DeviceRunner::~DeviceRunner() {
   if (runOptions_ != nullptr) rt_->api.ReleaseRunOptions(runOptions_);
   if (captureRunOptions_ != nullptr) rt_->api.ReleaseRunOptions(captureRunOptions_);
   if (producerDone_ != nullptr) cudaEventDestroy(producerDone_);
+  if (modelStart_ != nullptr) cudaEventDestroy(modelStart_);
+  for (cudaEvent_t e : timing_)
+    if (e != nullptr) cudaEventDestroy(e);
 }
 
 void DeviceRunner::RecordRefusal(std::string const& reason) {
@@ -393,6 +213,16 @@ std::string DeviceRunner::Prepare(size_t variant, int64_t batch, std::vector<Fee
     b->outputBytes[i] = count * ElementSize(info.type);
     b->outputDims[i] = info.dims;
     b->outputTypes[i] = info.type;
+  }
+  // Pinned staging where it can be had (the pool is process-wide; none left means the pageable copy, as before).
+  b->staging.resize(outputs_.size());
+  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
+    if (b->outputBytes[i] == 0) continue;
+    try {
+      b->staging[i] = pinned_->Acquire(b->outputBytes[i]);
+    } catch (std::exception const&) {
+      cudaGetLastError();
+    }
   }
   if (!e.empty()) {
     if (b->io != nullptr) api.ReleaseIoBinding(b->io);
@@ -508,6 +338,8 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     if (c == cudaSuccess) c = cudaStreamWaitEvent(stream, producerDone_, 0);
     if (c != cudaSuccess) return CudaReason("waiting for the stream that writes input " + inputs_[f.index], c);
   }
+  bool timed = modelStart_ != nullptr;
+  if (timed) cudaEventRecord(timing_[0], stream);
   // Inputs into the bound buffers: one upload from the host, or a device-to-device copy. Rows past the request's
   // batch in a padded graph run are left as they are: batch rows are independent and their outputs are dropped.
   for (auto const& f : feeds) {
@@ -517,8 +349,10 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     if (c != cudaSuccess) return CudaReason("copying input " + inputs_[f.index] + " to the GPU", c);
     (f.onDevice ? counters_.deviceToDevice : counters_.hostToDevice) += f.bytes;
   }
+  if (timed) cudaEventRecord(modelStart_, stream);
   e = RunBound(variant, b, stream);
   if (!e.empty()) return e;
+  if (timed) cudaEventRecord(timing_[1], stream);
   outputs->assign(outputs_.size(), {});
   OrtValue** bound = nullptr;
   size_t boundCount = 0;
@@ -555,17 +389,31 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     }
     o.bytes.resize(bytes);
     if (bytes == 0) continue;
-    cudaError_t c = cudaMemcpyAsync(o.bytes.data(), src, bytes, cudaMemcpyDeviceToHost, stream);
+    void* dst = b->outputPtr[i] != nullptr && b->staging[i] ? b->staging[i]->data() : o.bytes.data();
+    cudaError_t c = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream);
     if (c != cudaSuccess) {
       e = CudaReason("copying output " + outputs_[i] + " to the host", c);
       break;
     }
     counters_.deviceToHost += bytes;
   }
+  if (e.empty() && timed) cudaEventRecord(timing_[2], stream);
   if (e.empty()) {
     cudaError_t c = cudaStreamSynchronize(stream);  // the runner thread waits, never the event loop
     if (c != cudaSuccess) e = CudaReason("the context's stream", c);
   }
+  float modelMs = 0, runMs = 0;
+  if (e.empty() && timed && cudaEventElapsedTime(&modelMs, modelStart_, timing_[1]) == cudaSuccess &&
+      cudaEventElapsedTime(&runMs, timing_[0], timing_[2]) == cudaSuccess) {
+    counters_.timedRuns++;
+    counters_.gpuModelNanos += static_cast<uint64_t>(modelMs * 1e6);
+    counters_.gpuRunNanos += static_cast<uint64_t>(runMs * 1e6);
+  } else if (timed) {
+    cudaGetLastError();
+  }
+  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i)
+    if (b->outputPtr[i] != nullptr && b->staging[i] && !(*outputs)[i].bytes.empty())
+      std::memcpy((*outputs)[i].bytes.data(), b->staging[i]->data(), (*outputs)[i].bytes.size());
   if (bound != nullptr) {
     for (size_t i = 0; i < boundCount; ++i) api.ReleaseValue(bound[i]);
     api.Take(api.AllocatorFree(rt_->allocator, bound));

@@ -1,9 +1,9 @@
-// onnxruntime on a GPU: the CUDA (and TensorRT) execution providers appended to a session's options, and the run
-// path of a CUDA session: IOBinding over device memory from the core's pool, one CUDA stream per context, inputs
-// taken from the host (one upload) or from device memory (ring slots, CUDA shared memory, the preprocessing
-// kernel's output: no host round trip), and only the outputs copied back. With CUDA graphs a context holds one
-// onnxruntime session per graph batch size (the batch fixed by a free-dimension override, so the shape subgraph
-// folds away and every node lands on the CUDA provider) and a batch runs on the smallest one that holds it.
+// onnxruntime on a GPU, the run path of a CUDA session (its providers are appended by ort_providers.cc): IOBinding over
+// device memory from the core's pool, one CUDA stream per context, inputs taken from the host (one upload) or from
+// device memory (ring slots, CUDA shared memory, the preprocessing kernel's output: no host round trip), and only the
+// outputs copied back. With CUDA graphs a context holds one onnxruntime session per graph batch size (the batch fixed
+// by a free-dimension override, so the shape subgraph folds away and every node lands on the CUDA provider) and a batch
+// runs on the smallest one that holds it.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,43 +19,9 @@
 
 #include "core/buffer_pool.h"
 #include "onnxruntime/ort_api.h"
+#include "onnxruntime/ort_providers.h"
 
 namespace yqp::ort {
-
-struct TensorrtOptions {
-  bool enabled = false, fp16 = false, int8 = false;
-  std::string calibrationTable, engineCachePath, timingCachePath;
-  std::string minShapes, optShapes, maxShapes;  // "input:1x128x128x3,..." as the provider reads them
-};
-
-struct DeviceOptions {
-  bool cuda = false;
-  int deviceId = 0;
-  void* stream = nullptr;  // the context's cudaStream_t, from the core's stream pool
-  bool cudaGraph = false;
-  // Set at open: onnxruntime captures and replays the graph sessions itself (enable_cuda_graph through the
-  // EP-device route); otherwise they are captured here around its run (experimental, see ort_device.cc).
-  bool onnxruntimeGraphs = false;
-  std::string route;                     // how the CUDA provider was appended (AppendResult::route), for copyStats
-  std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
-  bool dynamicFallback = false;          // and a dynamic eager session for larger batches
-  std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
-  std::string convAlgoSearch = "HEURISTIC";
-  // More CUDA provider options by onnxruntime's names, applied after ours (routes that take names only).
-  std::vector<std::pair<std::string, std::string>> providerOptions;
-  TensorrtOptions tensorrt;
-};
-
-// How a session's CUDA provider was appended and what its graph session gets.
-struct AppendResult {
-  std::string route;              // "ep-device", "options-v2" or "options-v1"
-  bool onnxruntimeGraph = false;  // enable_cuda_graph was set (a graph session on a route that takes it)
-};
-
-// Appends the providers `device` asks for to `so` (TensorRT first, CUDA after it for what TensorRT leaves); "" or
-// onnxruntime's reason. graphSession: a session of fixed batch that CUDA graphs run.
-std::string AppendProviders(Runtime const* rt, OrtSessionOptions* so, DeviceOptions const& device, bool graphSession,
-                            AppendResult* result);
 
 // One input of a run: host memory (a TypedArray, read in place) or device memory on the session's GPU.
 struct Feed {
@@ -79,6 +45,9 @@ struct HostOutput {
 struct CopyCounters {
   std::atomic<uint64_t> runs{0}, hostToDevice{0}, deviceToHost{0}, deviceToDevice{0}, paddedRuns{0};
   std::atomic<uint64_t> graphCaptures{0}, graphReplays{0}, graphRefusals{0};
+  // GPU time of the runs timed with CUDA events (YQP_CUDA_TIMING=1 at load): the model alone, and the whole run
+  // from the input copies to the end of the output copies. Where a run's wall time goes that is not the GPU's.
+  std::atomic<uint64_t> timedRuns{0}, gpuModelNanos{0}, gpuRunNanos{0};
 };
 
 class DeviceRunner {
@@ -130,9 +99,12 @@ class DeviceRunner {
   OrtMemoryInfo* deviceMemory_ = nullptr;
   OrtRunOptions* runOptions_ = nullptr;
   std::shared_ptr<core::BufferPool> pool_;
+  std::shared_ptr<core::BufferPool> pinned_;  // outputs come back through pinned staging (a true async copy)
   std::map<std::string, std::unique_ptr<Binding>> bindings_;
   CopyCounters counters_;
-  cudaEvent_t producerDone_ = nullptr;          // recorded on a feed's producer stream, waited for on the context's
+  cudaEvent_t producerDone_ = nullptr;  // recorded on a feed's producer stream, waited for on the context's
+  cudaEvent_t timing_[3] = {nullptr, nullptr, nullptr};  // run start, model end, run end (YQP_CUDA_TIMING=1)
+  cudaEvent_t modelStart_ = nullptr;
   OrtRunOptions* captureRunOptions_ = nullptr;  // no stream synchronization inside a captured run
   mutable std::mutex refusedMutex_;
   std::string graphRefused_;

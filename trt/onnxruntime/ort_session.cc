@@ -414,6 +414,11 @@ class Session final : public Napi::ObjectWrap<Session> {
     o.Set("graphCaptures", static_cast<double>(c.graphCaptures.load()));
     o.Set("graphReplays", static_cast<double>(c.graphReplays.load()));
     o.Set("graphRefusals", static_cast<double>(c.graphRefusals.load()));
+    if (c.timedRuns.load() > 0) {  // totals: a caller takes the difference over its own window
+      o.Set("timedRuns", static_cast<double>(c.timedRuns.load()));
+      o.Set("gpuModelMs", static_cast<double>(c.gpuModelNanos.load()) / 1e6);
+      o.Set("gpuRunMs", static_cast<double>(c.gpuRunNanos.load()) / 1e6);
+    }
     o.Set("graphRefused", core_->device->GraphRefused());
     o.Set("route", core_->device->route());
     o.Set("graphMode", core_->device->graphMode());
