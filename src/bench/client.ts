@@ -3,7 +3,7 @@
  * tensor extension) over keep-alive connections, one request in flight per connection.
  */
 import http from 'node:http';
-import { YqpError } from '../errors.js';
+import { invalidParameter, YqpError } from '../errors.js';
 import type { Model } from '../model.js';
 import { DTYPE_ARRAY, elementCount, type DType, type Tensor, type TensorMap } from '../tensor.js';
 import { encodeInferRequest, parseInferResponse } from '../serve/client-codec.js';
@@ -100,13 +100,19 @@ export interface HttpClientOptions {
   authToken?: string;
   /** Check every response parses (costs client CPU; off for throughput runs). */
   verify?: boolean;
+  /**
+   * JSON request bodies sent in turn instead of the feeds (shared-memory requests: tensors in registered regions,
+   * one body per output slot; see shared-memory-client.ts).
+   */
+  requestBodies?: Buffer[];
 }
 
 export class HttpClient implements BenchClient {
   readonly description: string;
   private readonly agents: http.Agent[];
   private nextAgent = 0;
-  private readonly body: Buffer;
+  private readonly bodies: Buffer[];
+  private nextBody = 0;
   private readonly headers: Record<string, string>;
   private readonly path: string;
   private readonly target: URL;
@@ -129,29 +135,36 @@ export class HttpClient implements BenchClient {
     this.headers = {};
     if (options.authToken) this.headers.authorization = `Bearer ${options.authToken}`;
     const inputs = Object.entries(options.feeds).map(([name, tensor]) => ({ name, tensor }));
-    if (options.protocol === 'binary') {
+    if (options.requestBodies) {
+      if (options.requestBodies.length === 0)
+        throw invalidParameter('requestBodies', 'at least one request body', options.requestBodies);
+      this.bodies = options.requestBodies;
+      this.headers['content-type'] = 'application/json';
+    } else if (options.protocol === 'binary') {
       const { body, headerLength } = encodeInferRequest(inputs, { binaryOutput: true });
-      this.body = body;
+      this.bodies = [body];
       this.headers['content-type'] = 'application/octet-stream';
       this.headers['inference-header-content-length'] = String(headerLength);
     } else {
-      this.body = Buffer.from(
-        JSON.stringify({
-          inputs: inputs.map(({ name, tensor }) => ({
-            name,
-            datatype: DTYPE_TO_DATATYPE[tensor.dtype],
-            shape: tensor.dims,
-            data: jsonFromTyped(tensor),
-          })),
-        }),
-      );
+      this.bodies = [
+        Buffer.from(
+          JSON.stringify({
+            inputs: inputs.map(({ name, tensor }) => ({
+              name,
+              datatype: DTYPE_TO_DATATYPE[tensor.dtype],
+              shape: tensor.dims,
+              data: jsonFromTyped(tensor),
+            })),
+          }),
+        ),
+      ];
       this.headers['content-type'] = 'application/json';
     }
-    this.headers['content-length'] = String(this.body.length);
-    this.description = `HTTP ${options.protocol} ${options.url} ${options.model}`;
+    this.description = `HTTP ${options.requestBodies ? 'shared memory' : options.protocol} ${options.url} ${options.model}`;
   }
 
   infer(): Promise<void> {
+    const body = this.bodies[this.nextBody++ % this.bodies.length];
     return new Promise<void>((resolve, reject) => {
       const req = http.request(
         {
@@ -160,7 +173,7 @@ export class HttpClient implements BenchClient {
           method: 'POST',
           path: this.path,
           agent: this.agents[this.nextAgent++ % this.agents.length],
-          headers: this.headers,
+          headers: { ...this.headers, 'content-length': String(body.length) },
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -187,7 +200,7 @@ export class HttpClient implements BenchClient {
         },
       );
       req.on('error', reject);
-      req.end(this.body);
+      req.end(body);
     });
   }
 
@@ -202,29 +215,36 @@ export async function fetchModelInputs(
   model: string,
   authToken?: string,
 ): Promise<{ name: string; dtype: DType; dims: number[] }[]> {
+  return (await fetchModelMetadata(url, model, authToken)).inputs;
+}
+
+/** GET /v2/models/<m>: its inputs and outputs with their types and shapes (-1: dynamic). */
+export async function fetchModelMetadata(
+  url: string,
+  model: string,
+  authToken?: string,
+): Promise<{ inputs: InputSpec[]; outputs: InputSpec[] }> {
   const res = await fetch(new URL(`/v2/models/${encodeURIComponent(model)}`, url), {
     headers: authToken ? { authorization: `Bearer ${authToken}` } : {},
   });
-  const body = (await res.json()) as {
-    error?: string;
-    inputs?: { name: string; datatype: string; shape: number[] }[];
-  };
+  type Io = { name: string; datatype: string; shape: number[] };
+  const body = (await res.json()) as { error?: string; inputs?: Io[]; outputs?: Io[] };
   if (!res.ok || !body.inputs)
     throw new YqpError('E_NOT_FOUND', `Model ${model} at ${url}: ${body.error ?? `HTTP ${res.status}`}`, {
       argument: 'model',
     });
-  return body.inputs.map((i) => {
-    const dtype = DATATYPE_TO_DTYPE[i.datatype];
-    if (!dtype)
-      throw new YqpError(
-        'E_DTYPE',
-        `Input ${i.name} has datatype ${i.datatype}, which bench cannot synthesize`,
-        {
-          argument: i.name,
-        },
-      );
-    return { name: i.name, dtype, dims: i.shape };
-  });
+  const typed = (what: string, list: Io[]) =>
+    list.map((i) => {
+      const dtype = DATATYPE_TO_DTYPE[i.datatype];
+      if (!dtype)
+        throw new YqpError(
+          'E_DTYPE',
+          `${what} ${i.name} has datatype ${i.datatype}, which bench cannot ${what === 'Input' ? 'synthesize' : 'size'}`,
+          { argument: i.name },
+        );
+      return { name: i.name, dtype, dims: i.shape };
+    });
+  return { inputs: typed('Input', body.inputs), outputs: typed('Output', body.outputs ?? []) };
 }
 
 export type { Tensor };

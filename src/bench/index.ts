@@ -2,6 +2,7 @@ export {
   HttpClient,
   InProcessClient,
   fetchModelInputs,
+  fetchModelMetadata,
   resolveShapes,
   syntheticInputs,
   type BenchClient,
@@ -18,5 +19,11 @@ export {
   type LoadPoint,
   type SweepOptions,
 } from './runner.js';
+export {
+  openBenchSharedMemory,
+  type BenchSharedMemory,
+  type BenchSharedMemoryKind,
+  type BenchSharedMemoryOptions,
+} from './shared-memory-client.js';
 export { GrpcClient, fetchModelInputsGrpc, grpcTarget, type GrpcClientOptions } from './grpc-client.js';
 export { plotHtml, plotSvg, type Series } from './plot.js';

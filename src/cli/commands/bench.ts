@@ -5,13 +5,15 @@ import { loadModel, type Model } from '../../model.js';
 import {
   HttpClient,
   InProcessClient,
-  fetchModelInputs,
+  fetchModelMetadata,
   resolveShapes,
   syntheticInputs,
   type BenchClient,
 } from '../../bench/client.js';
 import { GrpcClient, fetchModelInputsGrpc } from '../../bench/grpc-client.js';
 import { plotHtml, plotSvg } from '../../bench/plot.js';
+import { openBenchSharedMemory, type BenchSharedMemory } from '../../bench/shared-memory-client.js';
+import { DTYPE_BYTES } from '../../tensor.js';
 import { sweep, type LoadPoint } from '../../bench/runner.js';
 import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { EXIT, runCommand } from '../run-command.js';
@@ -35,6 +37,8 @@ interface BenchArgs extends DeviceArgs {
   'dynamic-batching': boolean;
   'max-queue-delay-us'?: number;
   'auth-token'?: string;
+  'shared-memory': 'none' | 'system' | 'cuda';
+  'shared-memory-key-prefix': string;
   json?: string | boolean;
   plot?: string;
   verbose?: boolean;
@@ -177,6 +181,17 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
         describe: 'in process: dynamic batching with this max queue delay (overrides config.json)',
       })
       .option('auth-token', { type: 'string', describe: 'bearer token (HTTP; default env YQP_AUTH_TOKEN)' })
+      .option('shared-memory', {
+        choices: ['none', 'system', 'cuda'] as const,
+        default: 'none' as const,
+        describe:
+          "HTTP: inputs and outputs in a shared memory region this process registers (perf_analyzer's --shared-memory; cuda needs the server on another process of this GPU machine)",
+      })
+      .option('shared-memory-key-prefix', {
+        type: 'string',
+        default: '/yqp',
+        describe: "with --shared-memory system: the server's --shared-memory-key-prefix",
+      })
       .option('json', { describe: 'write the results as JSON to this file (no value: stdout)' })
       .option('plot', {
         type: 'string',
@@ -186,6 +201,10 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
       .example(
         '$0 bench http://127.0.0.1:8000 --model face --concurrency-range 1:8:1 --plot report.html',
         'a running server over HTTP binary, plot and table in report.html',
+      )
+      .example(
+        '$0 bench http://127.0.0.1:8000 --model face --protocol json --shared-memory cuda',
+        'tensors in CUDA shared memory, not in the bodies (serve --shared-memory cuda --device cuda)',
       )
       .example(
         '$0 bench http://127.0.0.1:8000 --model face --request-rate 100 200 400 --json rate.json',
@@ -216,18 +235,45 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     const token = argv['auth-token'] ?? (process.env.YQP_AUTH_TOKEN || undefined);
     let client: BenchClient;
     let model: Model | undefined;
+    let region: BenchSharedMemory | undefined;
     const maxConcurrency = Math.max(1, ...concurrency);
+    if (argv['shared-memory'] !== 'none' && !http)
+      throw invalidParameter(
+        '--shared-memory',
+        'a server URL as the target (in process, tensors are passed in place already)',
+        argv.target,
+      );
     if (http) {
       if (!argv.model)
         throw new YqpError('E_ARGUMENT', 'Expected --model <name> with a server URL but received none', {
           argument: '--model',
         });
-      const inputs = grpc
-        ? await fetchModelInputsGrpc(argv.target, argv.model, token)
-        : await fetchModelInputs(argv.target, argv.model, token).catch((e: unknown) => {
+      if (argv['shared-memory'] !== 'none' && argv.protocol !== 'json')
+        throw invalidParameter(
+          '--protocol',
+          "json with --shared-memory (the tensors are in the region, the body is Triton's JSON)",
+          argv.protocol,
+        );
+      const metadata = grpc
+        ? { inputs: await fetchModelInputsGrpc(argv.target, argv.model, token), outputs: [] }
+        : await fetchModelMetadata(argv.target, argv.model, token).catch((e: unknown) => {
             throw unreachable(argv.target, e) ?? e;
           });
-      const feeds = syntheticInputs(resolveShapes(inputs, argv.batch, shapes));
+      const feeds = syntheticInputs(resolveShapes(metadata.inputs, argv.batch, shapes));
+      if (argv['shared-memory'] !== 'none')
+        region = await openBenchSharedMemory({
+          url: argv.target,
+          model: argv.model,
+          kind: argv['shared-memory'],
+          feeds,
+          outputs: resolveShapes(metadata.outputs, argv.batch, shapes).map((o) => ({
+            name: o.name,
+            byteSize: o.dims.reduce((a, d) => a * d, 1) * DTYPE_BYTES[o.dtype],
+          })),
+          slots: rates.length > 0 ? 256 : maxConcurrency,
+          keyPrefix: argv['shared-memory-key-prefix'],
+          authToken: token,
+        });
       client = grpc
         ? new GrpcClient({
             address: argv.target,
@@ -248,6 +294,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
             connections: rates.length > 0 ? 256 : maxConcurrency,
             clients: argv.clients,
             authToken: token,
+            requestBodies: region?.bodies,
           });
     } else {
       model = await loadModel(argv.target, {
@@ -280,11 +327,16 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
     } finally {
       await client.close();
       await model?.close();
+      await region?.close();
     }
     const report = {
       target: argv.target,
       model: argv.model ?? model?.name,
-      mode: grpc ? 'grpc' : http ? `http-${argv.protocol}` : 'in-process',
+      mode: grpc
+        ? 'grpc'
+        : http
+          ? `http-${argv['shared-memory'] !== 'none' ? `${argv['shared-memory']}-shm` : argv.protocol}`
+          : 'in-process',
       batch: argv.batch,
       durationS: argv.duration,
       points: points.map((p) => ({ ...p, inferencesPerSecond: p.throughput * argv.batch })),
