@@ -72,6 +72,17 @@ export class GpuFaceStages implements FaceStages {
     ] as const)
       if (model.device !== this.device)
         throw invalidParameter(name, `a model loaded with device '${this.device}'`, model.device);
+    // A model handed in loaded with dynamic shapes runs, but re-plans its convolutions at every change of batch
+    // (about 1 s a run for these models on an H200): say so once, with the mend. (A session without CUDA-graph
+    // sizes to tell, TensorRT's, has its own fixed profiles.)
+    for (const [name, model] of [
+      ['detector', detector],
+      ['landmarks', landmarkModel],
+    ] as const)
+      if (model.config.maxBatchSize > 0 && model.scheduler.session.graphBatchSizes?.length === 0)
+        process.stderr.write(
+          `yqp-trt: face pipeline: ${name} ${model.name} runs on a CUDA session of dynamic shape; every change of batch (cameras, faces) re-plans its convolutions, about 1 s a run: load it with cudaGraph: true (fixed batch sizes), or pass its entry folder\n`,
+        );
     this.faceDetector = faceDetectorOf(detector);
     this.landmarker = faceLandmarkerFor(landmarkModel.config);
     // Antialias: a 1080p -> 128 downscale, as sharp's reduce on the CPU path (not 4 taps of a 15x larger grid).
