@@ -84,7 +84,13 @@ export async function warmUp(
 ): Promise<WarmupReport> {
   const plan = planWarmup(config, setting);
   if (typeof plan === 'string') return { skipped: plan };
-  const largest = plan.batched ? plan.batchSizes[0] : 1;
+  const runs: (number | undefined)[] = plan.batched ? [...plan.batchSizes] : [undefined];
+  // A CUDA graph is captured on its second run: every graph size the plan reaches runs once more, so no request
+  // pays for a capture (a graph size of 1 or 2 is reached by one batch size only).
+  if (plan.batched)
+    for (const g of session.graphBatchSizes ?? [])
+      if (plan.batchSizes.some((b) => graphFor(session.graphBatchSizes!, b) === g)) runs.push(g);
+  const largest = plan.batched ? Math.max(...(runs as number[])) : 1;
   // One zero array per input, for the largest batch; the smaller batches are views of its start.
   const zeros: Record<string, TypedArray> = {};
   for (const input of config.inputs) {
@@ -103,12 +109,6 @@ export async function warmUp(
     }
     return feeds;
   };
-  const runs: (number | undefined)[] = plan.batched ? [...plan.batchSizes] : [undefined];
-  // A CUDA graph is captured on its second run: every graph size the plan reaches runs once more, so no request
-  // pays for a capture (a graph size of 1 or 2 is reached by one batch size only).
-  if (plan.batched)
-    for (const g of session.graphBatchSizes ?? [])
-      if (plan.batchSizes.some((b) => graphFor(session.graphBatchSizes!, b) === g)) runs.push(g);
   const start = performance.now();
   await Promise.all(
     Array.from({ length: session.contexts }, async (_, context) => {

@@ -11,7 +11,8 @@ import { loadModel, type Model } from '../src/model.js';
 import type { ModelConfig } from '../src/repository/config.js';
 import { validateConfig } from '../src/repository/repository.js';
 import type { BatchEvent } from '../src/scheduler/scheduler.js';
-import { planWarmup, type WarmupReport } from '../src/warmup.js';
+import type { BackendSession } from '../src/backends/backend.js';
+import { planWarmup, warmUp, type WarmupReport } from '../src/warmup.js';
 import { describeWarmup } from '../src/serve/model-manager.js';
 import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
 import { writeBlazeFace } from './serve-fixtures.js';
@@ -99,6 +100,38 @@ describe('warm-up plan', () => {
     );
     expect(() => validateConfig({ ...config(), warmup: 'yes' })).toThrow(/warmup/);
     expect(() => validateConfig(config({ warmup: { batchSizes: [] } }))).toThrow(/warmup\.batchSizes/);
+  });
+
+  it('runs every CUDA-graph size it reaches a second time (a graph is captured on its second run)', async () => {
+    const runs: number[][] = [[], []];
+    const session: BackendSession = {
+      backend: 'fake',
+      contexts: 2,
+      graphBatchSizes: [1, 2, 4, 8, 16],
+      run: async (context, feeds) => {
+        runs[context].push(feeds.x.dims[0]);
+        return {};
+      },
+      close: async () => {},
+    };
+    const report = await warmUp(session, config(), { batchSizes: [16, 3, 2] });
+    // 16 and 2 are graph sizes; 3 runs on graph 4, which counts as reached; 1 and 8 are not reached.
+    for (const r of runs) expect(r).toEqual([16, 3, 2, 2, 4, 16]);
+    expect(report).toMatchObject({ contexts: 2, runs: 12 });
+    const plain = { ...session, graphBatchSizes: undefined };
+    runs[0] = [];
+    runs[1] = [];
+    await warmUp(plain, config(), { batchSizes: [16, 3] });
+    expect(runs[0]).toEqual([16, 3]);
+    // A graph above every planned size (3 runs on graph 4): its zeros are sized for it.
+    runs[0] = [];
+    const sized: number[] = [];
+    await warmUp(
+      { ...session, contexts: 1, run: async (_c, f) => (sized.push(f.x.data.length), {}) },
+      config(),
+      { batchSizes: [3] },
+    );
+    expect(sized).toEqual([3 * 8 * 8 * 3, 4 * 8 * 8 * 3]);
   });
 });
 
