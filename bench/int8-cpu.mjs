@@ -1,4 +1,4 @@
-// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N] [--spin] [--profile]`: INT8 against FP32 on onnxruntime's CPU
+// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N] [--spin] [--profile] [--contexts K]`: INT8 against FP32 on onnxruntime's CPU
 // provider, both in one run. BlazeFace with a dynamic batch (1..64) is built FP32 and INT8 (calibrated with the
 // defaults on the 11 franck frames); the TensorRT form (model.onnx: Q/DQ on inputs only) and the onnxruntime
 // form (model.ort.onnx: QLinearConv/QLinearAdd, all NHWC) run with FP32 in interleaved rounds on the same
@@ -7,12 +7,15 @@
 // throughput and the median of the rounds' ratios; the load average and CPU shares; the onnxruntime form's
 // optimized graph. --spin lets the pool threads spin as the onnxruntime backend does with one context (the forms
 // then take turns by rounds of --seconds each, not run by run: idle spinning pools would take the running one's
-// cores); --profile prints where each form's batch-64 run goes, by operator (onnxruntime's profiler).
+// cores); --profile prints where each form's batch-64 run goes, by operator (onnxruntime's profiler). --contexts K
+// adds rows where each batch is split into K parts run at once on K contexts of threads/K threads each (yqp-trt's
+// own loadModel, FP32 against the INT8 entry): onnxruntime's QLinearConv parallelizes inside one image at a time,
+// so many threads on one batch of small images wait more than they compute.
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
-import { build } from '../dist/index.js';
+import { build, loadModel } from '../dist/index.js';
 import { decodeOnnx } from '../dist/onnx/model.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { BLAZEFACE, arg, cpuShares, cpuTimes, median } from './lib/common.mjs';
@@ -25,6 +28,7 @@ export default async function main(args) {
   const threads = Number(arg(args, 'threads', availableParallelism()));
   const spin = args.includes('--spin');
   const profile = args.includes('--profile');
+  const splitContexts = Number(arg(args, 'contexts', 1));
   const work = mkdtempSync(join(tmpdir(), 'yqp-bench-int8-'));
   try {
     const calib = join(work, 'calib');
@@ -138,6 +142,8 @@ export default async function main(args) {
         );
       }
     }
+    if (splitContexts > 1)
+      await splitRows({ fp32: fp32.entry.dir, int8: int8.entry.dir }, splitContexts, threads, spin, rounds, seconds, input);
     console.log(`load average at end: ${load()}; CPU during the timed rounds: ${cpuShares(cpu0, cpuTimes())}`);
     for (const s of Object.values(sessions)) await s.release();
   } finally {
@@ -181,5 +187,46 @@ async function profileForms(models, threads, x, work) {
     }
   } finally {
     process.chdir(cwd);
+  }
+}
+
+/** FP32 against INT8 with each batch split across k contexts (threads / k each), the parts run at once. */
+async function splitRows(dirs, k, threads, spin, rounds, seconds, input) {
+  const per = Math.max(1, Math.floor(threads / k));
+  for (const b of [16, 64]) {
+    const part = b / k;
+    if (!Number.isInteger(part)) {
+      console.log(`batch ${b} split ${k} ways: skipped (not a whole number of images a context)`);
+      continue;
+    }
+    const x = input(part);
+    const feed = { 'input:0': { dtype: 'float32', dims: x.dims, data: x.data } };
+    const models = {};
+    for (const [name, dir] of Object.entries(dirs))
+      models[name] = await loadModel(dir, {
+        contexts: k,
+        threadsPerContext: per,
+        dynamicBatching: false,
+        spinWait: spin,
+        warmup: [part],
+      });
+    const batchRun = (m) => Promise.all(Array.from({ length: k }, () => m.infer(feed)));
+    const times = { fp32: [], int8: [] };
+    for (let r = 0; r < rounds; r++)
+      for (const [name, m] of Object.entries(models)) {
+        const runs = [];
+        const from = performance.now();
+        while (performance.now() - from < seconds * 1000 || runs.length < 3) {
+          const t0 = performance.now();
+          await batchRun(m);
+          runs.push(performance.now() - t0);
+        }
+        times[name].push(median(runs));
+      }
+    const ratios = times.int8.map((v, r) => times.fp32[r] / v);
+    console.log(
+      `batch ${b} split ${k} ways (${k} contexts x ${per} threads): fp32 ${median(times.fp32).toFixed(2)} ms, int8 (${models.int8.config.modelFile ?? 'model.onnx'}) ${median(times.int8).toFixed(2)} ms: x${median(ratios).toFixed(2)} of FP32 (lowest x${Math.min(...ratios).toFixed(2)}); ${((b * 1000) / median(times.int8)).toFixed(0)} against ${((b * 1000) / median(times.fp32)).toFixed(0)} frames/s`,
+    );
+    for (const m of Object.values(models)) await m.close();
   }
 }
