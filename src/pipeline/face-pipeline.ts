@@ -422,13 +422,15 @@ export async function createFacePipeline(options: FacePipelineOptions): Promise<
         throw invalidParameter(name, 'an entry folder or a loaded Model', m);
       return m;
     }
+    // On the CPU the two models' pools sleep between runs: both spinning, each on every core, took 4x the CPU a frame
+    // on 2 cores (42.6 against 10.9 ms, the p99 twice as long) and 515 ms a frame on 16.
     // On the GPU each model runs on CUDA-graph sessions of fixed batch sizes (a batch runs padded on the smallest
     // that holds it), every size warmed at load. The tick's batches follow its cameras and faces: on a session of
     // dynamic shape every change of batch re-plans every convolution (about 1 s a run for these models on the
     // H200, against 1-2 ms at a batch already seen), so fixed shapes are what let many cameras run.
     const model = await loadModel(
       m,
-      device.kind === 'cpu' ? { warmup: false } : { device: deviceName, cudaGraph: true },
+      device.kind === 'cpu' ? { warmup: false, spinWait: false } : { device: deviceName, cudaGraph: true },
     );
     owned.push(model);
     return model;
