@@ -624,6 +624,10 @@ describe('metrics and statistics', () => {
     expect(r.text).toMatch(/yqp_queue_duration_seconds_count\{model="tiny"\} [1-9]/);
     expect(r.text).toMatch(/yqp_compute_duration_seconds_count\{model="face"\} [1-9]/);
     expect(r.text).toMatch(/yqp_batch_size_bucket\{le="2",model="face"\} [1-9]/);
+    const busy = /yqp_context_busy_seconds_total\{model="tiny",context="0",device="cpu"\} ([\d.e-]+)/.exec(
+      r.text,
+    );
+    expect(Number(busy?.[1])).toBeGreaterThan(0);
     expect(r.text).toMatch(/yqp_queue_depth\{model="tiny"\} 0/);
     expect(r.text).toMatch(/yqp_inflight_requests\{model="tiny"\} 0/);
     expect(r.text).toMatch(/yqp_model_ready\{model="face",version="1"\} 1/);

@@ -22,6 +22,7 @@ export class ServerMetrics {
   readonly queue: client.Histogram<'model'>;
   readonly compute: client.Histogram<'model'>;
   readonly batchSize: client.Histogram<'model'>;
+  readonly contextBusy: client.Counter<'model' | 'context' | 'device'>;
   readonly inFlight: client.Gauge<'model'>;
   readonly workerRequests: client.Counter<'worker'>;
   private readonly models = new Map<string, Model>();
@@ -61,6 +62,12 @@ export class ServerMetrics {
       help: 'Batch size of each backend run',
       labelNames: ['model'],
       buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.contextBusy = new client.Counter({
+      name: 'yqp_context_busy_seconds_total',
+      help: "Time each execution context spent running batches (on a GPU: its CUDA stream's runs, up to their output copies; the native runner's own measure of its run where it reports one); rate() over wall time is the context's utilization",
+      labelNames: ['model', 'context', 'device'],
       registers,
     });
     this.inFlight = new client.Gauge({
@@ -155,9 +162,15 @@ export class ServerMetrics {
     this.untrack(model);
     const name = model.name;
     this.models.set(name, model);
+    const device = model.device;
     const onBatch = (e: BatchEvent) => {
       this.batchSize.observe({ model: name }, e.size);
       this.compute.observe({ model: name }, e.computeMs / 1000);
+      if (!e.error)
+        this.contextBusy.inc(
+          { model: name, context: String(e.context), device },
+          (e.timing?.runMs ?? e.computeMs) / 1000,
+        );
       for (const q of e.queueMs) this.queue.observe({ model: name }, q / 1000);
     };
     this.listeners.set(model, onBatch);
