@@ -251,6 +251,15 @@ export default async function main(args) {
   const half = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
   for (let i = 0; i < 8; i++) await half.infer(feed);
   rows.batch64fp16 = (await closedLoop(() => half.infer(feed), 8, seconds)) * 64;
+  // FP16 convolutions reach the tensor cores in NHWC: the same with the CUDA provider's prefer_nhwc.
+  try {
+    const halfNhwc = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions: { prefer_nhwc: '1' } });
+    for (let i = 0; i < 8; i++) await halfNhwc.infer(feed);
+    rows.batch64fp16Nhwc = (await closedLoop(() => halfNhwc.infer(feed), 8, seconds)) * 64;
+    await halfNhwc.close();
+  } catch (e) {
+    rows.batch64fp16Nhwc = `refused: ${e.message.slice(0, 200)}`;
+  }
   const scoresOf = (outs) => Object.values(outs).find((t) => t.dims.at(-1) === 1).data;
   const s32 = scoresOf(await big.infer(feed));
   const s16 = scoresOf(await half.infer(feed));
@@ -299,6 +308,7 @@ export default async function main(args) {
   for (const [label, v] of Object.entries(rows.batch64Options))
     console.log(`    with ${label}: ${typeof v === 'number' ? `${Math.round(v)} images/s` : v}`);
   console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
+  console.log(`    fp16 with prefer_nhwc: ${typeof rows.batch64fp16Nhwc === 'number' ? `${Math.round(rows.batch64fp16Nhwc)} images/s` : rows.batch64fp16Nhwc}`);
   console.log(`  batch 1, 16 in flight, eager: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
   console.log(`  batch 1, 16 in flight, graphs: 1 context ${Math.round(rows.graphStreams1)}/s, 4 contexts ${Math.round(rows.graphStreams4)}/s, 4 spinning ${Math.round(rows.graphStreams4Spinning)}/s`);
   console.log(`  graph mode: ${c1.graphMode} (route ${c1.route})${c1.graphRefused ? `; refused: ${c1.graphRefused}` : ''}`);
