@@ -73,13 +73,9 @@ DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector
   api.Take(api.CreateMemoryInfo("Cuda", kDeviceAllocator, options_.deviceId, kMemTypeDefault, &deviceMemory_));
   cudaEventCreateWithFlags(&producerDone_, cudaEventDisableTiming);
   if (char const* t = std::getenv("YQP_CUDA_TIMING"); t != nullptr && std::string(t) == "1") {
-    bool ok = cudaEventCreate(&modelStart_) == cudaSuccess;
-    for (cudaEvent_t& e : timing_) ok = ok && cudaEventCreate(&e) == cudaSuccess;
-    if (!ok) {
-      cudaGetLastError();  // timing is a diagnostic: without its events the runs are simply not timed
-      if (modelStart_ != nullptr) cudaEventDestroy(modelStart_);
-      modelStart_ = nullptr;
-    }
+    timed_ = true;
+    for (cudaEvent_t& e : timing_) timed_ = timed_ && cudaEventCreate(&e) == cudaSuccess;
+    if (!timed_) cudaGetLastError();  // timing is a diagnostic: without its events the runs are simply not timed
   }
   api.Take(api.CreateRunOptions(&runOptions_));
   api.Take(api.CreateRunOptions(&captureRunOptions_));
@@ -111,7 +107,6 @@ DeviceRunner::~DeviceRunner() {
   if (runOptions_ != nullptr) rt_->api.ReleaseRunOptions(runOptions_);
   if (captureRunOptions_ != nullptr) rt_->api.ReleaseRunOptions(captureRunOptions_);
   if (producerDone_ != nullptr) cudaEventDestroy(producerDone_);
-  if (modelStart_ != nullptr) cudaEventDestroy(modelStart_);
   for (cudaEvent_t e : timing_)
     if (e != nullptr) cudaEventDestroy(e);
 }
@@ -338,8 +333,7 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     if (c == cudaSuccess) c = cudaStreamWaitEvent(stream, producerDone_, 0);
     if (c != cudaSuccess) return CudaReason("waiting for the stream that writes input " + inputs_[f.index], c);
   }
-  bool timed = modelStart_ != nullptr;
-  if (timed) cudaEventRecord(timing_[0], stream);
+  if (timed_) cudaEventRecord(timing_[kRunStart], stream);
   // Inputs into the bound buffers: one upload from the host, or a device-to-device copy. Rows past the request's
   // batch in a padded graph run are left as they are: batch rows are independent and their outputs are dropped.
   for (auto const& f : feeds) {
@@ -349,10 +343,10 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     if (c != cudaSuccess) return CudaReason("copying input " + inputs_[f.index] + " to the GPU", c);
     (f.onDevice ? counters_.deviceToDevice : counters_.hostToDevice) += f.bytes;
   }
-  if (timed) cudaEventRecord(modelStart_, stream);
+  if (timed_) cudaEventRecord(timing_[kModelStart], stream);
   e = RunBound(variant, b, stream);
   if (!e.empty()) return e;
-  if (timed) cudaEventRecord(timing_[1], stream);
+  if (timed_) cudaEventRecord(timing_[kModelEnd], stream);
   outputs->assign(outputs_.size(), {});
   OrtValue** bound = nullptr;
   size_t boundCount = 0;
@@ -389,7 +383,8 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     }
     o.bytes.resize(bytes);
     if (bytes == 0) continue;
-    void* dst = b->outputPtr[i] != nullptr && b->staging[i] ? b->staging[i]->data() : o.bytes.data();
+    // Staging exists only for the outputs bound here with a known size.
+    void* dst = b->staging[i] ? b->staging[i]->data() : o.bytes.data();
     cudaError_t c = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream);
     if (c != cudaSuccess) {
       e = CudaReason("copying output " + outputs_[i] + " to the host", c);
@@ -397,22 +392,22 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
     }
     counters_.deviceToHost += bytes;
   }
-  if (e.empty() && timed) cudaEventRecord(timing_[2], stream);
+  if (e.empty() && timed_) cudaEventRecord(timing_[kRunEnd], stream);
   if (e.empty()) {
     cudaError_t c = cudaStreamSynchronize(stream);  // the runner thread waits, never the event loop
     if (c != cudaSuccess) e = CudaReason("the context's stream", c);
   }
   float modelMs = 0, runMs = 0;
-  if (e.empty() && timed && cudaEventElapsedTime(&modelMs, modelStart_, timing_[1]) == cudaSuccess &&
-      cudaEventElapsedTime(&runMs, timing_[0], timing_[2]) == cudaSuccess) {
+  if (e.empty() && timed_ && cudaEventElapsedTime(&modelMs, timing_[kModelStart], timing_[kModelEnd]) == cudaSuccess &&
+      cudaEventElapsedTime(&runMs, timing_[kRunStart], timing_[kRunEnd]) == cudaSuccess) {
     counters_.timedRuns++;
     counters_.gpuModelNanos += static_cast<uint64_t>(modelMs * 1e6);
     counters_.gpuRunNanos += static_cast<uint64_t>(runMs * 1e6);
-  } else if (timed) {
+  } else if (timed_) {
     cudaGetLastError();
   }
   for (size_t i = 0; e.empty() && i < outputs_.size(); ++i)
-    if (b->outputPtr[i] != nullptr && b->staging[i] && !(*outputs)[i].bytes.empty())
+    if (b->staging[i] && !(*outputs)[i].bytes.empty())
       std::memcpy((*outputs)[i].bytes.data(), b->staging[i]->data(), (*outputs)[i].bytes.size());
   if (bound != nullptr) {
     for (size_t i = 0; i < boundCount; ++i) api.ReleaseValue(bound[i]);

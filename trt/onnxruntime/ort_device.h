@@ -103,8 +103,10 @@ class DeviceRunner {
   std::map<std::string, std::unique_ptr<Binding>> bindings_;
   CopyCounters counters_;
   cudaEvent_t producerDone_ = nullptr;  // recorded on a feed's producer stream, waited for on the context's
-  cudaEvent_t timing_[3] = {nullptr, nullptr, nullptr};  // run start, model end, run end (YQP_CUDA_TIMING=1)
-  cudaEvent_t modelStart_ = nullptr;
+  // YQP_CUDA_TIMING=1: events at the run's start, the model's start and end, the end of the output copies.
+  enum TimingEvent { kRunStart, kModelStart, kModelEnd, kRunEnd, kTimingEvents };
+  cudaEvent_t timing_[kTimingEvents] = {};
+  bool timed_ = false;
   OrtRunOptions* captureRunOptions_ = nullptr;  // no stream synchronization inside a captured run
   mutable std::mutex refusedMutex_;
   std::string graphRefused_;
