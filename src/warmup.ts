@@ -68,11 +68,6 @@ export function planWarmup(config: ModelConfig, setting: WarmupConfig | undefine
   return { batchSizes: sizes.sort((a, b) => b - a), shapes, batched };
 }
 
-/** The smallest graph size that holds batch b. */
-function graphFor(sizes: readonly number[], b: number): number | undefined {
-  return [...sizes].sort((x, y) => x - y).find((g) => g >= b);
-}
-
 /**
  * Runs the plan on every context (contexts in parallel, sizes in turn) with zero-filled inputs. A failed run fails
  * the load: a model that cannot run a shape its batcher will form would fail its first such request instead.
@@ -87,9 +82,11 @@ export async function warmUp(
   const runs: (number | undefined)[] = plan.batched ? [...plan.batchSizes] : [undefined];
   // A CUDA graph is captured on its second run: every graph size the plan reaches runs once more, so no request
   // pays for a capture (a graph size of 1 or 2 is reached by one batch size only).
-  if (plan.batched)
-    for (const g of session.graphBatchSizes ?? [])
-      if (plan.batchSizes.some((b) => graphFor(session.graphBatchSizes!, b) === g)) runs.push(g);
+  if (plan.batched && session.graphBatchSizes?.length) {
+    const graphs = [...session.graphBatchSizes].sort((a, b) => a - b);
+    const reached = new Set(plan.batchSizes.map((b) => graphs.find((g) => g >= b)));
+    for (const g of graphs) if (reached.has(g)) runs.push(g);
+  }
   const largest = plan.batched ? Math.max(...(runs as number[])) : 1;
   // One zero array per input, for the largest batch; the smaller batches are views of its start.
   const zeros: Record<string, TypedArray> = {};

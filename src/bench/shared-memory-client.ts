@@ -81,7 +81,9 @@ export async function openBenchSharedMemory(o: BenchSharedMemoryOptions): Promis
         argument: 'sharedMemory',
       });
   };
+  // The region, filled with the inputs, and what registering it tells the server.
   let release: () => void;
+  let registration: Record<string, unknown>;
   let key: string | undefined;
   if (o.kind === 'system') {
     key = `${o.keyPrefix ?? '/yqp'}-${name}`;
@@ -90,26 +92,28 @@ export async function openBenchSharedMemory(o: BenchSharedMemoryOptions): Promis
     inputs.forEach((i, k) => image.set(i.bytes, inputAt[k]));
     writeFileSync(file, image, { mode: 0o600 });
     release = () => rmSync(file, { force: true });
-    try {
-      await post(`/v2/systemsharedmemory/region/${name}/register`, { key, offset: 0, byte_size: byteSize });
-    } catch (e) {
-      release();
-      throw e;
-    }
+    registration = { key, offset: 0, byte_size: byteSize };
   } else {
     const region: ExportedIpcRegion = exportIpcMemory(byteSize, o.device ?? 0);
     release = () => region.close();
+    registration = {
+      raw_handle: { b64: Buffer.from(region.handle).toString('base64') },
+      device_id: o.device ?? 0,
+      byte_size: byteSize,
+    };
     try {
       inputs.forEach((i, k) => region.write(inputAt[k], i.bytes));
-      await post(`/v2/cudasharedmemory/region/${name}/register`, {
-        raw_handle: { b64: Buffer.from(region.handle).toString('base64') },
-        device_id: o.device ?? 0,
-        byte_size: byteSize,
-      });
     } catch (e) {
       release();
       throw e;
     }
+  }
+  const endpoint = `/v2/${o.kind}sharedmemory/region/${name}`;
+  try {
+    await post(`${endpoint}/register`, registration);
+  } catch (e) {
+    release();
+    throw e;
   }
   const outputOffsets = Array.from({ length: o.slots }, (_, slot) => {
     let at = outputsAt + slot * slotBytes;
@@ -119,8 +123,8 @@ export async function openBenchSharedMemory(o: BenchSharedMemoryOptions): Promis
       return here;
     });
   });
-  const bodies = outputOffsets.map((offsets) => {
-    return Buffer.from(
+  const bodies = outputOffsets.map((offsets) =>
+    Buffer.from(
       JSON.stringify({
         inputs: inputs.map((i, k) => ({
           name: i.name,
@@ -141,8 +145,8 @@ export async function openBenchSharedMemory(o: BenchSharedMemoryOptions): Promis
           },
         })),
       }),
-    );
-  });
+    ),
+  );
   return {
     bodies,
     byteSize,
@@ -150,10 +154,7 @@ export async function openBenchSharedMemory(o: BenchSharedMemoryOptions): Promis
     key,
     async close() {
       try {
-        await post(
-          `/v2/${o.kind === 'system' ? 'system' : 'cuda'}sharedmemory/region/${name}/unregister`,
-          {},
-        );
+        await post(`${endpoint}/unregister`, {});
       } finally {
         release();
       }

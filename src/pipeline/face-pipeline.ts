@@ -261,6 +261,16 @@ export class FacePipeline extends EventEmitter {
     })();
   }
 
+  /** Runs `work`, adding its wall time to stats.stageMs[stage]. */
+  private async timed<T>(stage: keyof PipelineStats['stageMs'], work: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.stats.stageMs[stage] += performance.now() - t;
+    }
+  }
+
   private async tick(): Promise<void> {
     this.stats.ticks++;
     const work: { camera: number; p: Pending }[] = [];
@@ -270,17 +280,12 @@ export class FacePipeline extends EventEmitter {
       s.pending = undefined;
     }
     let results: FrameResult[];
-    const ms = this.stats.stageMs;
     try {
-      let t = performance.now();
-      const opened = await this.stages.open(work.map((w) => w.p.image));
-      ms.open += performance.now() - t;
+      const opened = await this.timed('open', () => this.stages.open(work.map((w) => w.p.image)));
       try {
         results = await this.run(work, opened);
       } finally {
-        t = performance.now();
-        await opened.dispose();
-        ms.close += performance.now() - t;
+        await this.timed('close', () => opened.dispose());
       }
     } finally {
       for (const w of work) releaseFrame(w.p.image);
@@ -299,11 +304,8 @@ export class FacePipeline extends EventEmitter {
       if (!tracking || s.tracked.length === 0 || s.sinceDetection + 1 >= detectEvery) needDetect.push(i);
     }
     const detections = new Map<number, Face[]>();
-    const ms = this.stats.stageMs;
     if (needDetect.length > 0) {
-      const t = performance.now();
-      const faces = await frames.detect(needDetect);
-      ms.detect += performance.now() - t;
+      const faces = await this.timed('detect', () => frames.detect(needDetect));
       this.stats.detections += needDetect.length;
       needDetect.forEach((i, k) => detections.set(work[i].camera, faces[k]));
     }
@@ -335,9 +337,7 @@ export class FacePipeline extends EventEmitter {
     // Landmarks, batched across every face of every camera.
     let decoded: FaceLandmarks[] = [];
     if (rois.length > 0) {
-      const t = performance.now();
-      decoded = await frames.landmarks(rois);
-      ms.landmarks += performance.now() - t;
+      decoded = await this.timed('landmarks', () => frames.landmarks(rois));
       this.stats.landmarkRuns++;
     }
     const now = performance.now();

@@ -95,6 +95,16 @@ export class GpuFaceStages implements FaceStages {
     this.stream = this.streams.handle(0);
   }
 
+  /** Runs `work`, adding its wall time to timing[key]. */
+  async timed<T>(key: keyof GpuStageTiming, work: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.timing[key] += performance.now() - t;
+    }
+  }
+
   async open(frames: readonly PipelineFrame[]): Promise<StageFrames> {
     const uploads: NativeDeviceBuffer[] = [];
     const copies: Promise<void>[] = [];
@@ -165,20 +175,13 @@ class GpuTickFrames implements StageFrames {
           input,
           stream,
         );
-        const timing = this.stages.timing;
-        let t = performance.now();
-        await preprocessor.done(stream);
-        timing.kernelWaitMs += performance.now() - t;
-        t = performance.now();
-        const outputs = await detector.infer({
-          [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
-        });
-        timing.inferMs += performance.now() - t;
+        await this.stages.timed('kernelWaitMs', () => preprocessor.done(stream));
+        const outputs = await this.stages.timed('inferMs', () =>
+          detector.infer({ [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)) }),
+        );
         return this.stages.faceDetector.decode(outputs, transforms);
       } finally {
-        const t = performance.now();
-        await this.stages.settle();
-        this.stages.timing.settleMs += performance.now() - t;
+        await this.stages.timed('settleMs', () => this.stages.settle());
         input.dispose();
       }
     });
@@ -192,20 +195,15 @@ class GpuTickFrames implements StageFrames {
       try {
         // roi.frame indexes the tick's frames: every face of every camera in one launch, read in place.
         cropper.enqueue(this.frames, slice, input, stream);
-        const timing = this.stages.timing;
-        let t = performance.now();
-        await cropper.done(stream);
-        timing.kernelWaitMs += performance.now() - t;
-        t = performance.now();
-        const outputs = await landmarkModel.infer({
-          [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
-        });
-        timing.inferMs += performance.now() - t;
+        await this.stages.timed('kernelWaitMs', () => cropper.done(stream));
+        const outputs = await this.stages.timed('inferMs', () =>
+          landmarkModel.infer({
+            [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
+          }),
+        );
         return this.stages.landmarker.decode(outputs, slice);
       } finally {
-        const t = performance.now();
-        await this.stages.settle();
-        this.stages.timing.settleMs += performance.now() - t;
+        await this.stages.timed('settleMs', () => this.stages.settle());
         input.dispose();
       }
     });

@@ -13,7 +13,7 @@ import {
 import { GrpcClient, fetchModelInputsGrpc } from '../../bench/grpc-client.js';
 import { plotHtml, plotSvg } from '../../bench/plot.js';
 import { openBenchSharedMemory, type BenchSharedMemory } from '../../bench/shared-memory-client.js';
-import { DTYPE_BYTES } from '../../tensor.js';
+import { DTYPE_BYTES, elementCount } from '../../tensor.js';
 import { sweep, type LoadPoint } from '../../bench/runner.js';
 import { deviceLoadOptions, withDeviceOptions, type DeviceArgs } from '../device-options.js';
 import { EXIT, runCommand } from '../run-command.js';
@@ -268,7 +268,7 @@ export const benchCommand: CommandModule<object, BenchArgs> = {
           feeds,
           outputs: resolveShapes(metadata.outputs, argv.batch, shapes).map((o) => ({
             name: o.name,
-            byteSize: o.dims.reduce((a, d) => a * d, 1) * DTYPE_BYTES[o.dtype],
+            byteSize: elementCount(o.dims) * DTYPE_BYTES[o.dtype],
           })),
           slots: rates.length > 0 ? 256 : maxConcurrency,
           keyPrefix: argv['shared-memory-key-prefix'],
