@@ -10,7 +10,6 @@
 // transport's JavaScript runs) and the load generator. On a loaded machine throughput swings between turns; CPU
 // per request holds the comparison. The load is spread over --client-threads worker threads (one client each),
 // so on a large machine the generator is not what saturates.
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +25,7 @@ import {
 import { makeBatchDynamic } from '../dist/onnx/dynamic-batch.js';
 import { decodeOnnx, encodeOnnx } from '../dist/onnx/model.js';
 import { BLAZEFACE, arg, cpuShares, cpuTimes, processCpuMs } from './lib/common.mjs';
+import { spawnServe } from './lib/serve-process.mjs';
 
 const pbtxt = (instances) => `name: "blaze"
 platform: "onnxruntime_onnx"
@@ -134,37 +134,16 @@ async function startGenerator(job, concurrency, threads) {
 
 /** `yqp-trt serve --grpc-port 0` on `repo`; resolves to its HTTP URL and gRPC address once both listen. */
 function startServer(repo, { profileDir, threadsPerContext }) {
-  const child = spawn(
-    process.execPath,
+  return spawnServe(
     [
-      ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
-      'dist/cli/main.js',
-      'serve',
       '--model-repository',
       repo,
-      '--port',
-      '0',
-      '--grpc-port',
-      '0',
       // Idle intra-op threads spinning would count as server CPU of whichever side ran.
       '--no-spin-wait',
       ...(threadsPerContext ? ['--threads-per-context', String(threadsPerContext)] : []),
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { grpc: true, nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [] },
   );
-  return new Promise((resolve, reject) => {
-    let log = '';
-    const found = {};
-    child.stderr.on('data', (d) => {
-      log += d;
-      const http = /listening on (http:\/\/\S+)/.exec(log);
-      const grpc = /gRPC listening on (\S+)/.exec(log);
-      if (http) found.url = http[1];
-      if (grpc) found.grpc = grpc[1];
-      if (found.url && found.grpc) resolve({ child, ...found, log: () => log });
-    });
-    child.on('exit', (code) => reject(new Error(`serve exited with ${code}:\n${log}`)));
-  });
 }
 
 export default async function main(args) {

