@@ -71,8 +71,16 @@ export default async function main(args) {
       'int8 TensorRT form (model.onnx)': join(repo, 'int8', '1', 'model.onnx'),
       'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
     };
+    // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
+    const optimized = join(work, 'ort-optimized.onnx');
+    await (
+      await ort.InferenceSession.create(models['int8 onnxruntime form (model.ort.onnx)'], {
+        optimizedModelFilePath: optimized,
+        logSeverityLevel: 3,
+      })
+    ).release();
     if (fold) {
-      const f = await foldPointwise(models['int8 onnxruntime form (model.ort.onnx)'], work, 'input:0', [1, 128, 128, 3]);
+      const f = await foldPointwise(optimized, work, 'input:0', [1, 128, 128, 3]);
       models['int8 ort form, 1x1 convs batch-folded'] = f.path;
       console.log(`folded form: ${f.folded} of ${f.convs} QLinearConvs batch-folded`);
     }
@@ -96,14 +104,6 @@ export default async function main(args) {
       console.log(`folded form against the onnxruntime form at batch 16: max difference ${diff}`);
     }
     if (profile) await profileForms(models, threads, input(64), work);
-    // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
-    const optimized = join(work, 'ort-optimized.onnx');
-    await (
-      await ort.InferenceSession.create(models['int8 onnxruntime form (model.ort.onnx)'], {
-        optimizedModelFilePath: optimized,
-        logSeverityLevel: 3,
-      })
-    ).release();
     const ops = {};
     for (const n of decodeOnnx(readFileSync(optimized), optimized).graph.node ?? [])
       ops[n.opType] = (ops[n.opType] ?? 0) + 1;
@@ -130,14 +130,7 @@ export default async function main(args) {
         const runs = Object.fromEntries(names.map((k) => [k, []]));
         const start = performance.now();
         if (spin)
-          for (const [k, s] of Object.entries(sessions)) {
-            const from = performance.now();
-            while (performance.now() - from < seconds * 1000 || runs[k].length < 3) {
-              const t0 = performance.now();
-              await s.run({ 'input:0': x });
-              runs[k].push(performance.now() - t0);
-            }
-          }
+          for (const [k, s] of Object.entries(sessions)) runs[k] = await timedRuns(seconds, () => s.run({ 'input:0': x }));
         else
           while (performance.now() - start < seconds * 1000 * names.length || runs.fp32.length < 3)
             for (const [k, s] of Object.entries(sessions)) {
@@ -231,20 +224,23 @@ async function splitRows(dirs, k, threads, spin, rounds, seconds, input) {
     const batchRun = (m) => Promise.all(Array.from({ length: k }, () => m.infer(feed)));
     const times = { fp32: [], int8: [] };
     for (let r = 0; r < rounds; r++)
-      for (const [name, m] of Object.entries(models)) {
-        const runs = [];
-        const from = performance.now();
-        while (performance.now() - from < seconds * 1000 || runs.length < 3) {
-          const t0 = performance.now();
-          await batchRun(m);
-          runs.push(performance.now() - t0);
-        }
-        times[name].push(median(runs));
-      }
+      for (const [name, m] of Object.entries(models)) times[name].push(median(await timedRuns(seconds, () => batchRun(m))));
     const ratios = times.int8.map((v, r) => times.fp32[r] / v);
     console.log(
       `batch ${b} split ${k} ways (${k} contexts x ${per} threads): fp32 ${median(times.fp32).toFixed(2)} ms, int8 (${models.int8.config.modelFile ?? 'model.onnx'}) ${median(times.int8).toFixed(2)} ms: x${median(ratios).toFixed(2)} of FP32 (lowest x${Math.min(...ratios).toFixed(2)}); ${((b * 1000) / median(times.int8)).toFixed(0)} against ${((b * 1000) / median(times.fp32)).toFixed(0)} frames/s`,
     );
     for (const m of Object.values(models)) await m.close();
   }
+}
+
+/** Each run's ms of `run`, run after run for `seconds` (3 runs at least). */
+async function timedRuns(seconds, run) {
+  const runs = [];
+  const from = performance.now();
+  while (performance.now() - from < seconds * 1000 || runs.length < 3) {
+    const t0 = performance.now();
+    await run();
+    runs.push(performance.now() - t0);
+  }
+  return runs;
 }

@@ -10,10 +10,11 @@ import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-/** Writes the folded model into `work`; returns its path and how many convolutions were folded, of how many. */
-export async function foldPointwise(ortForm, work, inputName, inputDims) {
-  const optimized = join(work, 'ort-form-optimized.onnx');
-  await (await ort.InferenceSession.create(ortForm, { optimizedModelFilePath: optimized, logSeverityLevel: 3 })).release();
+/**
+ * From `optimized` (the onnxruntime form as onnxruntime wrote it optimized: optimizedModelFilePath), writes the
+ * folded model into `work`; returns its path and how many convolutions were folded, of how many.
+ */
+export async function foldPointwise(optimized, work, inputName, inputDims) {
   // Each QLinearConv's input and output shapes, from one batch-1 run with them as extra graph outputs.
   const probe = onnx.ModelProto.decode(readFileSync(optimized));
   const convs = probe.graph.node.filter((n) => n.opType === 'QLinearConv');
