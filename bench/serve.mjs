@@ -14,74 +14,16 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadModel } from '../dist/index.js';
-import {
-  HttpClient,
-  InProcessClient,
-  mergePoints,
-  resolveShapes,
-  runConcurrency,
-  runRate,
-  syntheticInputs,
-} from '../dist/bench/index.js';
+import { InProcessClient, resolveShapes, runConcurrency, runRate, syntheticInputs } from '../dist/bench/index.js';
 import { InferenceServer } from '../dist/serve/index.js';
 import { arg, buildBatchedBlazeFace, cpuShares, cpuTimes, ortTailPeer } from './lib/common.mjs';
+import { httpClients } from './lib/http-client-process.mjs';
 import { spawnServe } from './lib/serve-process.mjs';
 
 const fmt = (p) =>
   `${p.throughput.toFixed(1).padStart(8)} req/s  p50 ${p.latencyMs.p50.toFixed(2)} ms  p90 ${p.latencyMs.p90.toFixed(2)} ms  p99 ${p.latencyMs.p99.toFixed(2)} ms` +
   (p.errors ? `  errors ${p.errors} (${p.firstError})` : '');
-
-// The HTTP load generator is its own process, as perf_analyzer is: the server's event loop and heap then carry
-// only the server's work. The child is this file run directly with the parameters in the environment.
-if (process.env.YQP_BENCH_HTTP_CLIENT) {
-  const { url, feedsSpec, protocol, mode, value, load } = JSON.parse(process.env.YQP_BENCH_HTTP_CLIENT);
-  const feeds = syntheticInputs(feedsSpec);
-  const client = new HttpClient({
-    url,
-    model: 'face',
-    protocol,
-    feeds,
-    connections: mode === 'rate' ? 256 : value,
-    // Open loop: independent clients with a connection each, as cameras stream (see HttpClientOptions.clients).
-    clients: mode === 'rate' ? 16 : undefined,
-  });
-  const options = { ...load, keepLatencies: true };
-  // The generator's own event-loop delay: a tail it makes itself is not the server's.
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
-  const p =
-    mode === 'rate' ? await runRate(client, value, options) : await runConcurrency(client, value, options);
-  loop.disable();
-  p.clientLoopDelayMs = { p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 };
-  await client.close();
-  // Exit only once the pipe has taken everything (every latency rides along: it can be megabytes).
-  process.stdout.write(JSON.stringify(p), () => process.exit(0));
-}
-
-/**
- * The HTTP load spread over `processes` generator processes (perf_analyzer runs several threads): one Node
- * process reads and writes only so many bodies per second, and the measurement must not stop there.
- */
-async function httpClients(params, processes) {
-  const n = params.mode === 'concurrency' ? Math.min(processes, params.value) : processes;
-  const shares = Array.from({ length: n }, (_, i) =>
-    params.mode === 'concurrency'
-      ? Math.floor(params.value / n) + (i < params.value % n ? 1 : 0)
-      : params.value / n,
-  );
-  const points = await Promise.all(shares.map((value) => httpClientProcess({ ...params, value })));
-  const merged = mergePoints(points);
-  delete merged.latenciesMs;
-  merged.clientLoopDelayMs = {
-    p99: Math.max(...points.map((p) => p.clientLoopDelayMs.p99)),
-    max: Math.max(...points.map((p) => p.clientLoopDelayMs.max)),
-  };
-  return merged;
-}
 
 /**
  * Watches a model's batches while `run` goes: mean batch size, and how busy its contexts were (compute time over
@@ -235,21 +177,6 @@ async function saturate(point, from, to = from * 8) {
     if (gain < 1.03) break;
   }
   return best;
-}
-
-function httpClientProcess(params) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
-      env: { ...process.env, YQP_BENCH_HTTP_CLIENT: JSON.stringify(params) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`HTTP client exited ${code}`)),
-    );
-  });
 }
 
 export default async function main(args) {

@@ -6,7 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { findGpuOnnxruntime, gpuOnnxruntimeStatus } from '../src/backends/onnxruntime-gpu.js';
-import { graphBatchSizes, tensorrtProfileShapes } from '../src/backends/onnxruntime-cuda.js';
+import {
+  cudaProviderDefaults,
+  graphBatchSizes,
+  tensorrtProfileShapes,
+} from '../src/backends/onnxruntime-cuda.js';
 import type { BackendSession } from '../src/backends/backend.js';
 import { parseDevice } from '../src/device.js';
 import { loadBinding } from '../src/native/binding.js';
@@ -63,6 +67,12 @@ describe('device', () => {
       optShapes: 'input:0:4x128x128x3',
       maxShapes: 'input:0:16x128x128x3',
     });
+  });
+
+  it("runs FP16 models' convolutions in NHWC on the CUDA provider by default, and FP32 ones as onnxruntime does", () => {
+    expect(cudaProviderDefaults({ precision: 'fp16' } as ModelConfig)).toEqual({ prefer_nhwc: '1' });
+    expect(cudaProviderDefaults({ precision: 'fp32' } as ModelConfig)).toBeUndefined();
+    expect(cudaProviderDefaults({ precision: 'int8' } as ModelConfig)).toBeUndefined();
   });
 
   it('checks a device tensor against its shape and never batches it with others', async () => {

@@ -1,7 +1,7 @@
 // Shared by the benchmarks: arguments, the BlazeFace model and its preprocessing spec at other sizes, a median, the
 // machine's CPU shares (steal), the Python onnxruntime tail peer.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { build } from '../../dist/index.js';
 import { blazefacePreset } from '../../dist/presets.js';
 
@@ -87,4 +87,25 @@ export function processCpuMs(pid) {
   const total = ((Number(f[11]) + Number(f[12])) * 1000) / 100;
   const sched = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ');
   return { total, loop: Number(sched[0]) / 1e6 };
+}
+
+/** CPU time (ms) of process `pid` and every process below it (a server's HTTP worker processes), where /proc is. */
+export function processTreeCpuMs(pid) {
+  const parentOf = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      parentOf.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const inTree = (p) => {
+    for (let q = p; q > 1; q = parentOf.get(q) ?? 0) if (q === pid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const p of parentOf.keys()) if (inTree(p)) total += processCpuMs(p)?.total ?? 0;
+  return total;
 }

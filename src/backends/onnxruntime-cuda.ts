@@ -58,6 +58,16 @@ export function tensorrtProfileShapes(config: ModelConfig): {
   return { minShapes: join('min'), optShapes: join('opt'), maxShapes: join('max') };
 }
 
+/**
+ * The CUDA provider's options yqp-trt picks for a model, under the user's cudaProviderOptions: FP16 convolutions
+ * in NHWC (prefer_nhwc), where cuDNN's tensor-core kernels are (BlazeFace batch 64 on the H200, two runs: 68,928
+ * and 76,224 images/s against 61,632 and 54,592 in NCHW; FP32 showed no steady difference, 58,304 and 66,496
+ * against 60,032 and 56,064: BENCHMARKS.md, eighth session).
+ */
+export function cudaProviderDefaults(config: ModelConfig): Record<string, string> | undefined {
+  return config.precision === 'fp16' ? { prefer_nhwc: '1' } : undefined;
+}
+
 export async function openCudaContexts(
   modelPath: string,
   config: ModelConfig,
@@ -118,6 +128,7 @@ export async function openCudaContexts(
           dynamicFallback:
             graph && sizes !== undefined && sizes.length > 0 && Math.max(...sizes) < config.maxBatchSize,
           batchDimension: DEFAULT_BATCH_DIMENSION,
+          providerDefaults: cudaProviderDefaults(config),
           providerOptions: options.cudaProviderOptions,
           tensorrt,
         };

@@ -139,6 +139,8 @@ export interface NativeDeviceOptions {
   dynamicFallback?: boolean;
   batchDimension?: string;
   convAlgoSearch?: 'EXHAUSTIVE' | 'HEURISTIC' | 'DEFAULT';
+  /** CUDA provider options yqp-trt chooses for the model (before the user's; dropped on the first-struct route). */
+  providerDefaults?: Record<string, string>;
   /** More CUDA provider options by onnxruntime's names (its string values), after yqp-trt's. */
   providerOptions?: Record<string, string>;
   tensorrt?: {

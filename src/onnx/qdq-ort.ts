@@ -13,7 +13,13 @@ import { bumpOpsetTo13, floatTensor, int8Tensor, quantizeWeight, type QdqPlan } 
  * This form, written beside the TensorRT one (model.onnx stays what TensorRT reads):
  * - activations uint8 (MLAS's fast u8s8 path): a non-negative tensor (ReLU output) zero point 0 and scale
  *   amax/255, a signed one zero point 128 and scale amax/127 (the TensorRT form's int8 grid, shifted);
- * - weights int8 symmetric per output channel, as in the TensorRT form; bias int32 with scale s_in * s_w[c];
+ * - weights symmetric per output channel on the TensorRT form's int8 grid; for the convolutions MLAS runs as a
+ *   GEMM (all but the depthwise ones) stored as uint8 with zero point 128 (u8u8): on x86 CPUs without VNNI (AVX2
+ *   only: AMD before Zen 4, Intel before Ice Lake) MLAS's u8s8 GEMM sums pairs of uint8 x int8 products in int16
+ *   with saturation (vpmaddubsw; a pair reaches 2 x 255 x 127 = 64,770) and on an AVX2-only EPYC the INT8 model
+ *   found 9 of 12 FP32 faces on other people; u8u8 widens to int16 first and computes what VNNI computes, on every
+ *   CPU. (7-bit weights, onnxruntime's reduce_range, fit too but lost faces on the mixed calibration test.) Bias
+ *   int32 with scale s_in * s_w[c];
  * - a Q/DQ pair after each quantized Conv (after its Relu when the Relu is its only reader), and after each
  *   residual Add's Relu, so every Conv and Add is a DQ -> op -> Q group. Convs whose output reaches a graph
  *   output (a detector's heads) keep a float output unless `options.heads` gives their range (uint8, asymmetric);
@@ -27,6 +33,16 @@ export interface OrtQdqResult {
   /** Quantizable ops left with a float output, and why. */
   floatOutputs: { node: string; reason: string }[];
   activations: number;
+}
+
+/** A depthwise convolution (one input channel a group): MLAS's depthwise kernel widens to int16, no saturation. */
+function isDepthwise(n: NodeProto, dims: readonly number[]): boolean {
+  const group = Number(n.attribute?.find((a) => a.name === 'group')?.i ?? 1);
+  return group > 1 && dims[1] === 1;
+}
+
+function uint8Tensor(name: string, values: Uint8Array, dims: number[]): TensorProto {
+  return onnx.TensorProto.create({ name, dataType: 2, dims, rawData: values });
 }
 
 const LAYOUT_OPS = new Set(['Reshape', 'Transpose', 'Concat', 'Identity', 'Squeeze', 'Unsqueeze', 'Flatten']);
@@ -248,14 +264,25 @@ export function insertOrtQdq(
     const dims = (w.dims ?? []).map(toNumber);
     const axis = weightAxis.get(u.weight) ?? 0;
     const { q, scales } = quantizeWeight(readFloats(w), dims, axis);
+    const unsignedWeight = !isDepthwise(n, dims);
     let wOut = weightDq.get(u.weight);
     if (!wOut) {
       const qn = unique(`${u.weight}_ort_quantized`);
       const sn = unique(`${u.weight}_ort_scale`);
       const zn = unique(`${u.weight}_ort_zero_point`);
       const per = axis >= 0;
-      newInits.push(int8Tensor(qn, q, dims), floatTensor(sn, scales, per ? [scales.length] : []));
-      newInits.push(int8Tensor(zn, new Int8Array(scales.length), per ? [scales.length] : []));
+      const zDims = per ? [scales.length] : [];
+      const weight = unsignedWeight
+        ? uint8Tensor(
+            qn,
+            Uint8Array.from(q, (v) => v + 128),
+            dims,
+          )
+        : int8Tensor(qn, q, dims);
+      const zeroPoint = unsignedWeight
+        ? uint8Tensor(zn, new Uint8Array(scales.length).fill(128), zDims)
+        : int8Tensor(zn, new Int8Array(scales.length), zDims);
+      newInits.push(weight, floatTensor(sn, scales, zDims), zeroPoint);
       wOut = unique(`${u.weight}_DequantizeLinear_Output`);
       before.set(u.node, [
         ...(before.get(u.node) ?? []),

@@ -107,7 +107,9 @@ class DeviceRunner {
   enum TimingEvent { kRunStart, kModelStart, kModelEnd, kRunEnd, kTimingEvents };
   cudaEvent_t timing_[kTimingEvents] = {};
   bool timed_ = false;
-  OrtRunOptions* captureRunOptions_ = nullptr;  // no stream synchronization inside a captured run
+  bool gpuOnlyTiming_ = false;
+  static constexpr unsigned kTimingDelayMicroseconds = 2000;  // far above a run's host work before its launches
+  OrtRunOptions* captureRunOptions_ = nullptr;                // no stream synchronization inside a captured run
   mutable std::mutex refusedMutex_;
   std::string graphRefused_;
 };

@@ -17,8 +17,8 @@ using core::CodedError;
 constexpr int kRunnerSpinMicroseconds = 200;
 
 // options.device: { kind: 'cuda', id, stream (bigint cudaStream_t), cudaGraph, graphBatchSizes, batchDimension,
-// convAlgoSearch, tensorrt: { fp16, int8, calibrationTable, engineCachePath, timingCachePath, minShapes, optShapes,
-// maxShapes } }.
+// convAlgoSearch, providerDefaults, providerOptions, tensorrt: { fp16, int8, calibrationTable, engineCachePath,
+// timingCachePath, minShapes, optShapes, maxShapes } }.
 DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
   DeviceOptions d;
   auto str = [](Napi::Object o, char const* key, std::string fallback) {
@@ -43,15 +43,18 @@ DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
   d.dynamicFallback = js.Get("dynamicFallback").ToBoolean();
   d.batchDimension = str(js, "batchDimension", d.batchDimension);
   d.convAlgoSearch = str(js, "convAlgoSearch", d.convAlgoSearch);
-  Napi::Value extra = js.Get("providerOptions");
-  if (extra.IsObject()) {
-    Napi::Object o = extra.As<Napi::Object>();
+  auto pairs = [&](char const* key, std::vector<std::pair<std::string, std::string>>* out) {
+    Napi::Value v = js.Get(key);
+    if (!v.IsObject()) return;
+    Napi::Object o = v.As<Napi::Object>();
     Napi::Array keys = o.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       std::string k = keys.Get(i).As<Napi::String>();
-      d.providerOptions.emplace_back(k, o.Get(k).ToString().Utf8Value());
+      out->emplace_back(k, o.Get(k).ToString().Utf8Value());
     }
-  }
+  };
+  pairs("providerDefaults", &d.providerDefaults);
+  pairs("providerOptions", &d.providerOptions);
   Napi::Value trt = js.Get("tensorrt");
   if (trt.IsObject()) {
     Napi::Object t = trt.As<Napi::Object>();

@@ -142,6 +142,7 @@ KeyValues CudaOptionsByName(DeviceOptions const& d, bool graphSession) {
   // Copies on the compute stream: inputs are ordered with the run that reads them.
   kv.Add("do_copy_in_default_stream", "1");
   if (graphSession) kv.Add("enable_cuda_graph", "1");
+  for (auto const& [k, v] : d.providerDefaults) kv.Add(k, v);
   for (auto const& [k, v] : d.providerOptions) kv.Add(k, v);
   return kv;
 }

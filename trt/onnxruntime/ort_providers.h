@@ -29,7 +29,12 @@ struct DeviceOptions {
   std::vector<int64_t> graphBatchSizes;  // with cudaGraph: one session per size
   bool dynamicFallback = false;          // and a dynamic eager session for larger batches
   std::string batchDimension = "batch";  // the symbolic dimension those sizes fix
+  // cuDNN's algorithm search. HEURISTIC: EXHAUSTIVE on the graph sessions was no faster at batch 1 (GPU 0.362 ms
+  // against 0.357) nor, within the noise, at 64, and the face pipeline's warm-up took 3 s more (BENCHMARKS.md).
   std::string convAlgoSearch = "HEURISTIC";
+  // CUDA provider options by onnxruntime's names that yqp-trt chooses for the model (prefer_nhwc for FP16): before
+  // the user's, and left out on the route that takes the first option struct only (they are defaults, not asks).
+  std::vector<std::pair<std::string, std::string>> providerDefaults;
   // More CUDA provider options by onnxruntime's names, applied after ours (routes that take names only).
   std::vector<std::pair<std::string, std::string>> providerOptions;
   TensorrtOptions tensorrt;
