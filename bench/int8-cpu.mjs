@@ -70,6 +70,8 @@ export default async function main(args) {
       fp32: join(repo, 'fp32', '1', 'model.onnx'),
       'int8 TensorRT form (model.onnx)': join(repo, 'int8', '1', 'model.onnx'),
       'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
+      // What CPUs with VNNI load (int8 weights); elsewhere it saturates, so its speed there is for comparison only.
+      'int8 ort form, int8 weights (model.ort.s8.onnx)': join(repo, 'int8', '1', 'model.ort.s8.onnx'),
     };
     // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
     const optimized = join(work, 'ort-optimized.onnx');

@@ -140,6 +140,17 @@ describe('INT8 on scenes it was not calibrated on (issue 18)', () => {
     expect(ortForm.Transpose ?? 0).toBe(meta.quantizedHeads === 4 ? 0 : 6);
     expect(ortForm.QuantizeLinear ?? 0).toBeLessThanOrEqual(1);
     expect(meta.widened).toEqual({ convs: 16, padsRemoved: 7 });
+    // The same fusion from the int8-weight sibling that VNNI CPUs load; the exact form keeps the GEMM
+    // convolutions' weights uint8 (no int16 saturation without VNNI), the depthwise ones int8.
+    expect(await fused('model.ort.s8.onnx')).toEqual(ortForm);
+    const weightTypes = async (file: string) => {
+      const types = new Set<number>();
+      for (const t of (await loadOnnx(join(dir, file))).proto.graph!.initializer ?? [])
+        if (t.name?.endsWith('_ort_quantized') && t.dataType !== 6) types.add(t.dataType ?? 0);
+      return [...types].sort();
+    };
+    expect(await weightTypes('model.ort.onnx')).toEqual([2, 3]);
+    expect(await weightTypes('model.ort.s8.onnx')).toEqual([3]);
     const trtForm = await fused('model.onnx');
     // There only the bias-free depthwise Convs whose output is the next Conv's quantized input fuse (10 of 37).
     expect(trtForm.QLinearConv ?? 0).toBeLessThan(16);

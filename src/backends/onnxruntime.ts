@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
+import { cpuInt8Form } from '../onnx/int8-weights.js';
 import type { ModelConfig } from '../repository/config.js';
 import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
 import {
@@ -468,11 +469,13 @@ export const onnxruntimeBackend: Backend = {
         argument: 'runner',
       });
     const runner: OnnxruntimeRunner = options.runner ?? (found.native ? 'native' : 'worker');
+    // An INT8 onnxruntime form: the file for this CPU (int8 weights where VNNI is, uint8 elsewhere).
+    const file = cpuInt8Form(modelPath);
     const contexts = await Promise.allSettled(
       Array.from({ length: options.contexts }, () =>
         runner === 'native'
-          ? startNative(found.native!, found.library!, modelPath, threads, spin)
-          : startWorker(modelPath, threads, spin),
+          ? startNative(found.native!, found.library!, file, threads, spin)
+          : startWorker(file, threads, spin),
       ),
     );
     const failed = contexts.find((c): c is PromiseRejectedResult => c.status === 'rejected');

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { concatPadsToPad } from '../onnx/channel-pad.js';
+import { ORT_MODEL_FILE, ORT_S8_MODEL_FILE } from '../onnx/int8-weights.js';
 import { encodeOnnx, type ModelProto } from '../onnx/model.js';
 import { excludeFromPlan, planQdq } from '../onnx/qdq.js';
 import { insertOrtQdq, ortHeadTensors, type OrtQdqResult } from '../onnx/qdq-ort.js';
@@ -8,7 +9,7 @@ import { widenChannels, type WidenResult } from '../onnx/widen-channels.js';
 import { describeAccuracy, type AccuracyProbe, type AccuracyResult } from './accuracy.js';
 import { cloneModel } from './equalize.js';
 
-export const ORT_MODEL_FILE = 'model.ort.onnx';
+export { ORT_MODEL_FILE, ORT_S8_MODEL_FILE };
 
 /** What calibration.json keeps of a tensor's range for the onnxruntime form (ortExtra). */
 export interface OrtRange {
@@ -56,7 +57,7 @@ export interface OrtFormInputs {
  */
 export function ortForm(
   inputs: OrtFormInputs,
-  options: { heads: boolean; extras: ExtraMethod },
+  options: { heads: boolean; extras: ExtraMethod; signedWeights?: boolean },
 ): { proto: ModelProto; qdq: OrtQdqResult; pads: number; widen: WidenResult; heads: number } {
   const proto = cloneModel(inputs.fp32);
   const pads = concatPadsToPad(proto.graph!);
@@ -73,7 +74,10 @@ export function ortForm(
       const e = inputs.extra[t];
       if (e?.hi !== undefined) heads.set(t, { min: e.min, max: e.hi });
     }
-  const qdq = insertOrtQdq(proto, plan, all, (t) => (mins.get(t) ?? -1) >= 0, { heads });
+  const qdq = insertOrtQdq(proto, plan, all, (t) => (mins.get(t) ?? -1) >= 0, {
+    heads,
+    signedWeights: options.signedWeights,
+  });
   return { proto, qdq, pads, widen, heads: heads.size };
 }
 
@@ -107,6 +111,7 @@ export async function writeOrtForm(
     }
   }
   let headsNote = '';
+  let heads = false;
   if (probe && result?.pass) {
     const withHeads = ortForm(inputs, { heads: true, extras });
     if (withHeads.heads > 0) {
@@ -115,12 +120,17 @@ export async function writeOrtForm(
       if (kept) {
         form = withHeads;
         result = r;
+        heads = true;
         headsNote = `, ${withHeads.heads} heads on 8 bits`;
       } else
         headsNote = `, heads kept float (with 8-bit heads: ${r.metric === 'faces' ? `${r.matched}/${r.facesFp32} faces against ${result.matched}, ` : ''}lowest output cosine ${r.cosine.toFixed(3)} against ${result.cosine.toFixed(3)})`;
     }
   }
   await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(form.proto));
+  // The same form with int8 weights, for CPUs with VNNI (src/onnx/int8-weights.ts). Not validated apart: where it
+  // runs it computes the integers the u8u8 form computes.
+  const signed = ortForm(inputs, { heads, extras, signedWeights: true });
+  await writeFile(join(versionDir, ORT_S8_MODEL_FILE), encodeOnnx(signed.proto));
   const usable = !result || result.pass;
   const { qdq, widen } = form;
   return {
@@ -134,6 +144,7 @@ export async function writeOrtForm(
     }`,
     metadata: {
       file: ORT_MODEL_FILE,
+      vnniFile: ORT_S8_MODEL_FILE,
       fusedConvs: qdq.fusedConvs,
       floatOutputs: qdq.floatOutputs,
       quantizedHeads: form.heads,

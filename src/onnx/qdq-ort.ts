@@ -128,6 +128,8 @@ export function insertOrtQdq(
   options: {
     /** Quantize these heads' outputs too (uint8, asymmetric over [min, max]): the logits on 8 bits. */
     heads?: ReadonlyMap<string, { min: number; max: number }>;
+    /** int8 weights everywhere (u8s8: for CPUs with VNNI), not uint8 for the GEMM convolutions. */
+    signedWeights?: boolean;
   } = {},
 ): OrtQdqResult {
   bumpOpsetTo13(proto);
@@ -264,7 +266,7 @@ export function insertOrtQdq(
     const dims = (w.dims ?? []).map(toNumber);
     const axis = weightAxis.get(u.weight) ?? 0;
     const { q, scales } = quantizeWeight(readFloats(w), dims, axis);
-    const unsignedWeight = !isDepthwise(n, dims);
+    const unsignedWeight = !options.signedWeights && !isDepthwise(n, dims);
     let wOut = weightDq.get(u.weight);
     if (!wOut) {
       const qn = unique(`${u.weight}_ort_quantized`);
