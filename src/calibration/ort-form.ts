@@ -111,7 +111,6 @@ export async function writeOrtForm(
     }
   }
   let headsNote = '';
-  let heads = false;
   if (probe && result?.pass) {
     const withHeads = ortForm(inputs, { heads: true, extras });
     if (withHeads.heads > 0) {
@@ -120,7 +119,6 @@ export async function writeOrtForm(
       if (kept) {
         form = withHeads;
         result = r;
-        heads = true;
         headsNote = `, ${withHeads.heads} heads on 8 bits`;
       } else
         headsNote = `, heads kept float (with 8-bit heads: ${r.metric === 'faces' ? `${r.matched}/${r.facesFp32} faces against ${result.matched}, ` : ''}lowest output cosine ${r.cosine.toFixed(3)} against ${result.cosine.toFixed(3)})`;
@@ -129,7 +127,7 @@ export async function writeOrtForm(
   await writeFile(join(versionDir, ORT_MODEL_FILE), encodeOnnx(form.proto));
   // The same form with int8 weights, for CPUs with VNNI (src/onnx/int8-weights.ts). Not validated apart: where it
   // runs it computes the integers the u8u8 form computes.
-  const signed = ortForm(inputs, { heads, extras, signedWeights: true });
+  const signed = ortForm(inputs, { heads: form.heads > 0, extras, signedWeights: true });
   await writeFile(join(versionDir, ORT_S8_MODEL_FILE), encodeOnnx(signed.proto));
   const usable = !result || result.pass;
   const { qdq, widen } = form;

@@ -46,12 +46,13 @@ export function x86CpuFlags(): string[] {
  * The file to load for `modelPath`: the u8s8 sibling of an INT8 onnxruntime form on a CPU with VNNI, else
  * modelPath. YQP_INT8_WEIGHTS=u8u8 or u8s8 forces one (for benchmarks).
  */
-export function cpuInt8Form(modelPath: string, flags: readonly string[] = x86CpuFlags()): string {
+export function cpuInt8Form(modelPath: string, flags?: readonly string[]): string {
   if (basename(modelPath) !== ORT_MODEL_FILE) return modelPath;
   const s8 = join(dirname(modelPath), ORT_S8_MODEL_FILE);
   const forced = process.env.YQP_INT8_WEIGHTS;
   if (forced && forced !== 'u8u8' && forced !== 'u8s8')
     throw invalidParameter('YQP_INT8_WEIGHTS', "'u8u8' or 'u8s8'", forced);
-  const signed = forced ? forced === 'u8s8' : hasInt8DotProduct(flags);
+  // The CPU's flags are read only for an INT8 onnxruntime form, not for every model the backend opens.
+  const signed = forced ? forced === 'u8s8' : hasInt8DotProduct(flags ?? x86CpuFlags());
   return signed && existsSync(s8) ? s8 : modelPath;
 }

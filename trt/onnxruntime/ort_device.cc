@@ -75,10 +75,11 @@ DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector
   cudaEventCreateWithFlags(&producerDone_, cudaEventDisableTiming);
   // YQP_CUDA_TIMING=1: events around each run's copies and model; =gpu: the same after a delay kernel, so that they
   // time the GPU's work alone (the host has launched the run by the time the GPU reaches the first event).
-  if (char const* t = std::getenv("YQP_CUDA_TIMING");
-      t != nullptr && (std::string(t) == "1" || std::string(t) == "gpu")) {
+  char const* timing = std::getenv("YQP_CUDA_TIMING");
+  std::string mode = timing != nullptr ? timing : "";
+  if (mode == "1" || mode == "gpu") {
     timed_ = true;
-    gpuOnlyTiming_ = std::string(t) == "gpu";
+    gpuOnlyTiming_ = mode == "gpu";
     for (cudaEvent_t& e : timing_) timed_ = timed_ && cudaEventCreate(&e) == cudaSuccess;
     if (!timed_) cudaGetLastError();  // timing is a diagnostic: without its events the runs are simply not timed
   }
