@@ -302,6 +302,11 @@ export default async function main(args) {
         `models on ${o.detector.device}, every batch size warmed up in ${((performance.now() - t) / 1000).toFixed(1)} s: detector ${w(o.detector)}, landmarks ${w(o.landmarks)}`,
       );
       capture = await startCapture(arg(args, 'capture', 'process'), width, height);
+      // NVML opens on its first sample (dlopen + nvmlInit on this thread): before the rows, or that stall lands in
+      // the first row's window (it dropped frames there at 64 cameras).
+      const n0 = performance.now();
+      const nvml = nvmlSample({ pcie: false });
+      console.log(`NVML ${nvml.available ? 'opened' : 'unavailable'} in ${(performance.now() - n0).toFixed(1)} ms`);
     }
     console.log(HEADER);
     let failedInARow = 0;
