@@ -67,13 +67,18 @@ export default async function main(args) {
         data.set(frames.data.subarray((i % franck.length) * per, ((i % franck.length) + 1) * per), i * per);
       return new ort.Tensor('float32', data, [b, 128, 128, 3]);
     };
-    const models = {
-      fp32: join(repo, 'fp32', '1', 'model.onnx'),
-      'int8 TensorRT form (model.onnx)': join(repo, 'int8', '1', 'model.onnx'),
-      'int8 onnxruntime form (model.ort.onnx)': join(repo, 'int8', '1', 'model.ort.onnx'),
-      // What CPUs with VNNI load (int8 weights); elsewhere it saturates, so its speed there is for comparison only.
-      'int8 ort form, int8 weights (model.ort.s8.onnx)': join(repo, 'int8', '1', 'model.ort.s8.onnx'),
+    // Each form's file, and its short name in the round lines.
+    const models = {};
+    const short = {};
+    const form = (name, label, path) => {
+      models[name] = path;
+      short[name] = label;
     };
+    form('fp32', 'fp32', join(repo, 'fp32', '1', 'model.onnx'));
+    form('int8 TensorRT form (model.onnx)', 'trt form', join(repo, 'int8', '1', 'model.onnx'));
+    form('int8 onnxruntime form (model.ort.onnx)', 'ort form u8u8', join(repo, 'int8', '1', 'model.ort.onnx'));
+    // What CPUs with VNNI load (int8 weights); elsewhere it saturates, so its speed there is for comparison only.
+    form('int8 ort form, int8 weights (model.ort.s8.onnx)', 'ort form s8', join(repo, 'int8', '1', 'model.ort.s8.onnx'));
     // What onnxruntime runs of the onnxruntime form (its optimized graph, written once).
     const optimized = join(work, 'ort-optimized.onnx');
     await (
@@ -84,7 +89,7 @@ export default async function main(args) {
     ).release();
     if (fold) {
       const f = await foldPointwise(optimized, work, 'input:0', [1, 128, 128, 3]);
-      models['int8 ort form, 1x1 convs batch-folded'] = f.path;
+      form('int8 ort form, 1x1 convs batch-folded', 'folded', f.path);
       console.log(`folded form: ${f.folded} of ${f.convs} QLinearConvs batch-folded`);
     }
     const sessions = {};
@@ -103,20 +108,18 @@ export default async function main(args) {
       const b = await sessions['int8 ort form, 1x1 convs batch-folded'].run({ 'input:0': x });
       let diff = 0;
       for (const k of Object.keys(a))
-        for (let i = 0; i < a[k].data.length; i++)
-          diff = Math.max(diff, Math.abs(a[k].data[i] - b[k].data[i]));
+        for (let i = 0; i < a[k].data.length; i++) diff = Math.max(diff, Math.abs(a[k].data[i] - b[k].data[i]));
       console.log(`folded form against the onnxruntime form at batch 16: max difference ${diff}`);
     }
     if (profile) await profileForms(models, threads, input(64), work);
+    // The file the onnxruntime backend loads here: model.ort.onnx, or model.ort.s8.onnx on a CPU with VNNI.
+    const int8File = basename(cpuInt8Form(int8.entry.modelPath));
     const ops = {};
     for (const n of decodeOnnx(readFileSync(optimized), optimized).graph.node ?? [])
       ops[n.opType] = (ops[n.opType] ?? 0) + 1;
-    const load = () =>
-      loadavg()
-        .map((x) => x.toFixed(2))
-        .join(' ');
+    const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
     console.log(
-      `int8-cpu: ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, onnxruntime-node ${ort.env.versions?.common ?? ''} CPU provider, ${threads} intra-op threads; INT8 build (calibration + validation + both forms) ${buildSeconds.toFixed(1)} s; loaded by the onnxruntime backend on this CPU: ${loadedFile(int8.entry.modelPath)}`,
+      `int8-cpu: ${cpus()[0]?.model ?? 'cpu'} x${availableParallelism()}, onnxruntime-node ${ort.env.versions?.common ?? ''} CPU provider, ${threads} intra-op threads; INT8 build (calibration + validation + both forms) ${buildSeconds.toFixed(1)} s; loaded by the onnxruntime backend on this CPU: ${int8File}`,
     );
     console.log(
       `onnxruntime form as optimized: ${Object.entries(ops)
@@ -127,13 +130,6 @@ export default async function main(args) {
     console.log(`load average at start: ${load()}`);
     const cpu0 = cpuTimes();
     const names = Object.keys(sessions);
-    const short = {
-      fp32: 'fp32',
-      'int8 TensorRT form (model.onnx)': 'trt form',
-      'int8 onnxruntime form (model.ort.onnx)': 'ort form u8u8',
-      'int8 ort form, int8 weights (model.ort.s8.onnx)': 'ort form s8',
-      'int8 ort form, 1x1 convs batch-folded': 'folded',
-    };
     for (const b of [16, 64]) {
       const x = input(b);
       const times = Object.fromEntries(names.map((k) => [k, []]));
@@ -143,8 +139,7 @@ export default async function main(args) {
         const runs = Object.fromEntries(names.map((k) => [k, []]));
         const start = performance.now();
         if (spin)
-          for (const [k, s] of Object.entries(sessions))
-            runs[k] = await timedRuns(seconds, () => s.run({ 'input:0': x }));
+          for (const [k, s] of Object.entries(sessions)) runs[k] = await timedRuns(seconds, () => s.run({ 'input:0': x }));
         else
           while (performance.now() - start < seconds * 1000 * names.length || runs.fp32.length < 3)
             for (const [k, s] of Object.entries(sessions)) {
@@ -155,10 +150,7 @@ export default async function main(args) {
         for (const k of names) times[k].push(median(runs[k]));
         console.log(
           `batch ${b} round ${r + 1}: ${names
-            .map(
-              (k) =>
-                `${short[k]} ${times[k][r].toFixed(2)} ms${k === 'fp32' ? '' : ` (x${(times.fp32[r] / times[k][r]).toFixed(2)})`}`,
-            )
+            .map((k) => `${short[k]} ${times[k][r].toFixed(2)} ms${k === 'fp32' ? '' : ` (x${(times.fp32[r] / times[k][r]).toFixed(2)})`}`)
             .join('  ')}  load ${load()}`,
         );
       }
@@ -171,19 +163,8 @@ export default async function main(args) {
       }
     }
     if (splitContexts > 1)
-      await splitRows(
-        { fp32: fp32.entry.dir, int8: int8.entry.dir },
-        int8.entry.modelPath,
-        splitContexts,
-        threads,
-        spin,
-        rounds,
-        seconds,
-        input,
-      );
-    console.log(
-      `load average at end: ${load()}; CPU during the timed rounds: ${cpuShares(cpu0, cpuTimes())}`,
-    );
+      await splitRows({ fp32: fp32.entry.dir, int8: int8.entry.dir }, int8File, splitContexts, threads, spin, rounds, seconds, input);
+    console.log(`load average at end: ${load()}; CPU during the timed rounds: ${cpuShares(cpu0, cpuTimes())}`);
     for (const s of Object.values(sessions)) await s.release();
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -206,9 +187,7 @@ async function profileForms(models, threads, x, work) {
       s.endProfiling();
       await s.release();
     }
-    for (const f of readdirSync(work)
-      .filter((f) => f.startsWith('profile-') && f.endsWith('.json'))
-      .sort()) {
+    for (const f of readdirSync(work).filter((f) => f.startsWith('profile-') && f.endsWith('.json')).sort()) {
       const events = JSON.parse(readFileSync(join(work, f), 'utf8'));
       const byOp = {};
       let runs = 0;
@@ -224,22 +203,15 @@ async function profileForms(models, threads, x, work) {
         .slice(0, 10)
         .map(([op, us]) => `${op} ${(us / 1000 / Math.max(1, runs)).toFixed(2)}`)
         .join(', ');
-      console.log(
-        `profile ${f}: ${runs} runs, kernels ${(total / 1000 / Math.max(1, runs)).toFixed(2)} ms/run: ${top}`,
-      );
+      console.log(`profile ${f}: ${runs} runs, kernels ${(total / 1000 / Math.max(1, runs)).toFixed(2)} ms/run: ${top}`);
     }
   } finally {
     process.chdir(cwd);
   }
 }
 
-/** The file the onnxruntime backend loads for an entry here (model.ort.onnx or, on a CPU with VNNI, model.ort.s8.onnx). */
-function loadedFile(modelPath) {
-  return basename(cpuInt8Form(modelPath));
-}
-
 /** FP32 against INT8 with each batch split across k contexts (threads / k each), the parts run at once. */
-async function splitRows(dirs, int8Path, k, threads, spin, rounds, seconds, input) {
+async function splitRows(dirs, int8File, k, threads, spin, rounds, seconds, input) {
   const per = Math.max(1, Math.floor(threads / k));
   for (const b of [16, 64]) {
     const part = b / k;
@@ -261,11 +233,10 @@ async function splitRows(dirs, int8Path, k, threads, spin, rounds, seconds, inpu
     const batchRun = (m) => Promise.all(Array.from({ length: k }, () => m.infer(feed)));
     const times = { fp32: [], int8: [] };
     for (let r = 0; r < rounds; r++)
-      for (const [name, m] of Object.entries(models))
-        times[name].push(median(await timedRuns(seconds, () => batchRun(m))));
+      for (const [name, m] of Object.entries(models)) times[name].push(median(await timedRuns(seconds, () => batchRun(m))));
     const ratios = times.int8.map((v, r) => times.fp32[r] / v);
     console.log(
-      `batch ${b} split ${k} ways (${k} contexts x ${per} threads): fp32 ${median(times.fp32).toFixed(2)} ms, int8 (${loadedFile(int8Path)}) ${median(times.int8).toFixed(2)} ms: x${median(ratios).toFixed(2)} of FP32 (lowest x${Math.min(...ratios).toFixed(2)}); ${((b * 1000) / median(times.int8)).toFixed(0)} against ${((b * 1000) / median(times.fp32)).toFixed(0)} frames/s`,
+      `batch ${b} split ${k} ways (${k} contexts x ${per} threads): fp32 ${median(times.fp32).toFixed(2)} ms, int8 (${int8File}) ${median(times.int8).toFixed(2)} ms: x${median(ratios).toFixed(2)} of FP32 (lowest x${Math.min(...ratios).toFixed(2)}); ${((b * 1000) / median(times.int8)).toFixed(0)} against ${((b * 1000) / median(times.fp32)).toFixed(0)} frames/s`,
     );
     for (const m of Object.values(models)) await m.close();
   }
