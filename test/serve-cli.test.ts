@@ -53,6 +53,65 @@ function faceBatchRequest(): { header: Buffer; body: Buffer } {
   return { header, body: Buffer.concat([header, data]) };
 }
 
+type Answer = { status: number; text: string };
+
+/**
+ * Sends rounds of batch-16 face requests, each over its own connection, until one round is caught with requests
+ * still queued or running once the server holds all of them (its in-flight gauge plus the answers so far reach the
+ * round's size). A fast machine can answer a whole round before that moment, which would test no drain: the next
+ * round is twice as large. Resolves with that round's answers, how many were pending, and the round's size; the
+ * caller signals at once.
+ */
+async function floodUntilQueued(
+  url: string,
+): Promise<{ answers: Promise<Answer>[]; pending: number; sent: number }> {
+  const { header, body } = faceBatchRequest();
+  const inFlight = async () =>
+    Number(
+      /^yqp_inflight_requests\{model="face"\} (\S+)$/m.exec(
+        await (await fetch(`${url}/metrics`)).text(),
+      )?.[1] ?? 0,
+    );
+  for (let sent = 32; ; sent *= 2) {
+    let answered = 0;
+    const answers = Array.from(
+      { length: sent },
+      () =>
+        new Promise<Answer>((resolve, reject) => {
+          const req = httpRequest(
+            `${url}/v2/models/face/infer`,
+            {
+              method: 'POST',
+              agent: false,
+              headers: { 'Inference-Header-Content-Length': String(header.length) },
+            },
+            (res) => {
+              let text = '';
+              res.on('data', (d: Buffer) => (text += d.toString()));
+              res.on('end', () => {
+                answered++;
+                resolve({ status: res.statusCode ?? 0, text });
+              });
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        }),
+    );
+    // The gauge drops before a response is written, so `before + pending` never counts a request twice.
+    for (;;) {
+      const before = answered;
+      const pending = await inFlight();
+      if (pending > 0 && before + pending >= sent) return { answers, pending, sent };
+      if (before === sent) break;
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    for (const r of await Promise.all(answers)) expect(r.status, r.text).toBe(200);
+    if (sent >= 256)
+      throw new Error(`every round of up to ${sent} requests was answered before it was all received`);
+  }
+}
+
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} missing: run \`npm run build:ts\` first`);
   repo = tempRepo('yqp-serve-cli-');
@@ -70,34 +129,15 @@ describe('yqp-trt serve (the real CLI)', () => {
       '1',
       '--no-dynamic-batching',
     ]);
-    const { header, body } = faceBatchRequest();
-    const sent = 32;
-    let answered = 0;
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const answers = Array.from({ length: sent }, () =>
-      fetch(`${url}/v2/models/face/infer`, {
-        method: 'POST',
-        body,
-        headers: { 'Inference-Header-Content-Length': String(header.length) },
-      }).then(async (res) => {
-        const answer = {
-          status: res.status,
-          body: (await res.json()) as { outputs?: { shape: number[] }[] },
-        };
-        answered++;
-        return answer;
-      }),
-    );
-    // Let the requests arrive (several are queued behind one context), then ask it to stop.
-    await new Promise((r) => setTimeout(r, 300));
-    const answeredBeforeSignal = answered;
+    // Several requests are queued behind one context when the signal comes: the drain is what answers them.
+    const { answers, pending, sent } = await floodUntilQueued(url);
     child.kill('SIGTERM');
     const results = await Promise.all(answers);
+    expect(pending).toBeGreaterThan(0);
     expect(results.map((r) => r.status)).toEqual(new Array(sent).fill(200));
-    for (const r of results) expect(r.body.outputs![0].shape).toEqual([16, 512, 1]);
+    for (const r of results) expect(JSON.parse(r.text).outputs[0].shape).toEqual([16, 512, 1]);
     expect(await exited).toBe(0);
-    // The signal came while requests were still queued or running: the drain is what answered them.
-    expect(answeredBeforeSignal).toBeLessThan(sent);
     expect(stderr()).toMatch(/SIGTERM: draining/);
     // Every batch size ran on the context before the model was ready, and the log says so.
     expect(stderr()).toMatch(/model face: warmed up batch 16\.\.1 on 1 context \(16 runs, \d+ ms\)/);
@@ -325,53 +365,18 @@ describe('yqp-trt serve --http-workers (several server processes behind one port
       '--load-model',
       'face',
       '--contexts',
-      '2',
+      '1',
       '--threads-per-context',
       '1',
       '--no-dynamic-batching',
     ]);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     try {
-      const { header, body } = faceBatchRequest();
-      const sent = 48;
-      let answered = 0;
-      const answers = Array.from(
-        { length: sent },
-        () =>
-          new Promise<{ status: number; text: string }>((resolve, reject) => {
-            const req = httpRequest(
-              `${url}/v2/models/face/infer`,
-              {
-                method: 'POST',
-                agent: false,
-                headers: { 'Inference-Header-Content-Length': String(header.length) },
-              },
-              (res) => {
-                let text = '';
-                res.on('data', (d: Buffer) => (text += d.toString()));
-                res.on('end', () => {
-                  answered++;
-                  resolve({ status: res.statusCode ?? 0, text });
-                });
-              },
-            );
-            req.on('error', reject);
-            req.end(body);
-          }),
-      );
-      // Every request reaches a process and queues behind its one context (the summed in-flight gauge says
-      // so); then the signal.
-      const inFlight = async () =>
-        Number(
-          /^yqp_inflight_requests\{model="face"\} (\S+)$/m.exec(
-            await (await fetch(`${url}/metrics`)).text(),
-          )?.[1] ?? 0,
-        );
-      while ((await inFlight()) + answered < sent) await new Promise((r) => setTimeout(r, 5));
-      const answeredBeforeSignal = answered;
+      // Every request reaches a process and queues behind its one context; then the signal.
+      const { answers, pending } = await floodUntilQueued(url);
       child.kill('SIGTERM');
       const results = await Promise.all(answers);
-      expect(answeredBeforeSignal).toBeLessThan(sent);
+      expect(pending).toBeGreaterThan(0);
       for (const r of results) {
         expect(r.status, r.text).toBe(200);
         expect(JSON.parse(r.text).outputs[0].shape).toEqual([16, 512, 1]);
