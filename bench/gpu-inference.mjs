@@ -9,7 +9,9 @@
 //  - streams: 4 contexts on 4 streams against 1 context, batch 1, 16 requests in flight: >= 2.5x;
 //  - the latency and graph-streams rows again with the runner threads spinning between runs (spinWait);
 //  - copies: bytes over PCIe per frame on the ring path against the host path (frame down, tensor up, outputs
-//    down): >= 90% fewer; counted at the copies the runner issues.
+//    down): >= 90% fewer; counted at the copies the runner issues;
+//  - the latency, batch-64 and copy rows again with the row selection on the GPU (selectRows: only the anchors
+//    that may pass come back, not every anchor's outputs).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -153,6 +155,8 @@ export default async function main(args) {
   });
   if (peer.status !== 0) throw new Error(`the PyTorch peer failed: ${peer.stderr.slice(-2000)}`);
   const peerRows = peer.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  // Printed now: a run cut short by a time limit still has its peer.
+  for (const r of peerRows) console.log(`  [measured] peer ${r.precision} ${r.mode} batch ${r.batch}: ${JSON.stringify(r)}`);
   const peerOf = (precision, mode, batch) => peerRows.find((r) => r.precision === precision && r.mode === mode && r.batch === batch);
 
   const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'].map((f) => join(MEDIA, f));
@@ -192,6 +196,21 @@ export default async function main(args) {
   const viaSpinning = new DeviceFrameInference(spinning);
   rows.ringGraphSpinning = await latencies(() => viaSpinning.infer([frame]), iterations);
   await spinning.close();
+  // The same with the row selection on the GPU (selectRows): only the anchors that may pass come back to decode.
+  const selecting = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, selectRows: true });
+  const viaSelecting = new DeviceFrameInference(selecting);
+  const sel = selecting.scheduler.session.nativeSessions[0];
+  const s0 = sel.copyStats();
+  rows.ringGraphSelected = await latencies(() => viaSelecting.infer([frame]), iterations);
+  const s1 = sel.copyStats();
+  rows.ringGraphSelectedSplit = await runSplit(selecting, () => viaSelecting.infer([frame]), iterations);
+  await viaSelecting.close();
+  await selecting.close();
+  const selectingSpinning = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, selectRows: true, spinWait: true });
+  const viaSelectingSpinning = new DeviceFrameInference(selectingSpinning);
+  rows.ringGraphSelectedSpinning = await latencies(() => viaSelectingSpinning.infer([frame]), iterations);
+  await viaSelectingSpinning.close();
+  await selectingSpinning.close();
   const eagerFrames = new DeviceFrameInference(naive);
   rows.ringEager = await latencies(() => eagerFrames.infer([frame]), iterations);
   const faces = (await viaGraph.infer([frame])).faces[0].length;
@@ -271,7 +290,16 @@ export default async function main(args) {
   modelInput.dispose();
   const pcie = (c1.hostToDeviceBytes - c0.hostToDeviceBytes + c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
   const hostPath = 1920 * 1080 * 3 + one.tensor.data.byteLength + (c1.deviceToHostBytes - c0.deviceToHostBytes) / iterations;
-  rows.copies = { ringBytesPerFrame: pcie, hostPathBytesPerFrame: hostPath, fewer: 1 - pcie / hostPath, graphRefused: c1.graphRefused };
+  const pcieSelected = (s1.hostToDeviceBytes - s0.hostToDeviceBytes + s1.deviceToHostBytes - s0.deviceToHostBytes) / iterations;
+  rows.copies = {
+    ringBytesPerFrame: pcie,
+    ringSelectedBytesPerFrame: pcieSelected,
+    selectedRuns: s1.selectedRuns - s0.selectedRuns,
+    hostPathBytesPerFrame: hostPath,
+    fewer: 1 - pcie / hostPath,
+    fewerSelected: 1 - pcieSelected / hostPath,
+    graphRefused: c1.graphRefused,
+  };
 
   // Streams: 4 contexts against 1, batch 1, 16 in flight, host tensors; eager, then on CUDA graphs.
   const four = await loadModel(e16.dir, { device: 'cuda', contexts: 4, dynamicBatching: false });
@@ -294,6 +322,13 @@ export default async function main(args) {
   const feed = { 'input:0': deviceTensor('float32', input, batch.tensor.dims) };
   for (let i = 0; i < 8; i++) await big.infer(feed);
   rows.batch64 = (await closedLoop(() => big.infer(feed), 8, seconds)) * 64;
+  // The same with the row selection on the GPU: the anchors that may pass come back instead of 3.9 MB of outputs.
+  const bigSelected = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, selectRows: true });
+  for (let i = 0; i < 8; i++) await bigSelected.infer(feed);
+  rows.batch64Selected = (await closedLoop(() => bigSelected.infer(feed), 8, seconds)) * 64;
+  const bigSelectedStats = bigSelected.scheduler.session.nativeSessions.map((n) => n.copyStats());
+  rows.batch64SelectedOverflows = bigSelectedStats.reduce((a, c) => a + c.selectionOverflows, 0);
+  await bigSelected.close();
   // The CUDA provider's own options for this conv-heavy model: cuDNN's exhaustive algorithm search, NHWC kernels.
   rows.batch64Options = {};
   for (const [label, cudaProviderOptions] of [
@@ -316,6 +351,10 @@ export default async function main(args) {
   const half = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
   for (let i = 0; i < 8; i++) await half.infer(feed);
   rows.batch64fp16 = (await closedLoop(() => half.infer(feed), 8, seconds)) * 64;
+  const halfSelected = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, selectRows: true });
+  for (let i = 0; i < 8; i++) await halfSelected.infer(feed);
+  rows.batch64fp16Selected = (await closedLoop(() => halfSelected.infer(feed), 8, seconds)) * 64;
+  await halfSelected.close();
   // FP16 runs in NHWC by default (prefer_nhwc: cuDNN's tensor-core layout): the same in NCHW.
   try {
     const halfNchw = await loadModel(e64half.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions: { prefer_nhwc: '0' } });
@@ -348,14 +387,20 @@ export default async function main(args) {
     targets: {
       latencyOverPeerGraph: rows.ringGraph.p50 / g1.p50Ms,
       latencySpinningOverPeerGraph: rows.ringGraphSpinning.p50 / g1.p50Ms,
+      latencySelectedOverPeerGraph: rows.ringGraphSelected.p50 / g1.p50Ms,
+      latencySelectedSpinningOverPeerGraph: rows.ringGraphSelectedSpinning.p50 / g1.p50Ms,
       naiveOverOurs: rows.naive.p50 / rows.ringGraph.p50,
+      naiveOverOursSelected: rows.naive.p50 / rows.ringGraphSelected.p50,
       batch64OverPeerGraph: rows.batch64 / g64.imagesPerSecond,
       batch64OverPeerEager: rows.batch64 / e64peer.imagesPerSecond,
+      batch64SelectedOverPeerGraph: rows.batch64Selected / g64.imagesPerSecond,
+      fp16OverFp32Batch64Selected: rows.batch64fp16Selected / rows.batch64Selected,
       streams4Over1: rows.streams4 / rows.streams1,
       graphStreams4Over1: rows.graphStreams4 / rows.graphStreams1,
       graphStreams4SpinningOver1: rows.graphStreams4Spinning / rows.graphStreams1,
       fp16OverFp32Batch64: rows.batch64fp16 / rows.batch64,
       copiesFewer: rows.copies.fewer,
+      copiesFewerSelected: rows.copies.fewerSelected,
     },
   };
   writeFileSync(join(outDir, 'gpu-inference.json'), JSON.stringify(report, null, 2));
@@ -367,30 +412,32 @@ export default async function main(args) {
   console.log(`  ring frame -> faces in JS, eager:  p50 ${f(rows.ringEager.p50)} ms p99 ${f(rows.ringEager.p99)} ms`);
   console.log(`  ring frame -> faces in JS, graph:  p50 ${f(rows.ringGraph.p50)} ms p99 ${f(rows.ringGraph.p99)} ms (${faces} faces)`);
   console.log(`  the same, runner spinning (spinWait): p50 ${f(rows.ringGraphSpinning.p50)} ms p99 ${f(rows.ringGraphSpinning.p99)} ms`);
+  console.log(`  ring frame -> faces, graph, rows selected on the GPU: p50 ${f(rows.ringGraphSelected.p50)} ms p99 ${f(rows.ringGraphSelected.p99)} ms; spinning p50 ${f(rows.ringGraphSelectedSpinning.p50)} ms`);
   console.log(`    of which: model alone on a device input (graph) p50 ${f(rows.modelGraph.p50)} ms; preprocessing kernel + completion p50 ${f(rows.preprocess.p50)} ms`);
   console.log(`    the model's runs, GPU time alone (CUDA events after a delay kernel): model ${f(rows.modelGpu.gpuModelMs)} ms, with its copies ${f(rows.modelGpu.gpuRunMs)} ms; the peer's graph on the GPU ${f(g1.gpuMs ?? NaN)} ms`);
-  for (const [label, r] of [['ring frame -> faces, graph', rows.ringGraphSplit], ['model alone, graph', rows.modelGraphSplit]])
+  for (const [label, r] of [['ring frame -> faces, graph', rows.ringGraphSplit], ['the same, rows selected', rows.ringGraphSelectedSplit], ['model alone, graph', rows.modelGraphSplit]])
     console.log(`    split of "${label}": wall ${f(r.wallP50)} = queued ${f(r.queuedMs)} + runner's run ${f(r.runMs)} (its CPU ${f(r.runCpuMs)}) + delivered ${f(r.deliverMs)} + the rest in JS (ms, medians)`);
   console.log(`    the ring path by parts (host, medians): preprocessing enqueue ${f(rows.ringParts.enqueue)} ms, run on its output ${f(rows.ringParts.infer)} ms, decode ${f(rows.ringParts.decode)} ms`);
   for (const [label, v] of Object.entries(rows.batch1Options))
     console.log(`    batch 1 with ${label}: ${typeof v === 'string' ? v : `wall p50 ${f(v.wallP50)} ms, GPU model ${f(v.gpuModelMs)} ms`}`);
-  console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s`);
+  console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s; rows selected on the GPU ${Math.round(rows.batch64Selected)} images/s (${rows.batch64SelectedOverflows} runs copied in full)`);
   for (const [label, v] of Object.entries(rows.batch64Options))
     console.log(`    with ${label}: ${typeof v === 'number' ? `${Math.round(v)} images/s` : v}`);
   console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
+  console.log(`    fp16, rows selected on the GPU: ${Math.round(rows.batch64fp16Selected)} images/s`);
   console.log(`    fp16 in NCHW (prefer_nhwc 0): ${typeof rows.batch64fp16Nchw === 'number' ? `${Math.round(rows.batch64fp16Nchw)} images/s` : rows.batch64fp16Nchw}`);
   console.log(`  batch 1, 16 in flight, eager: 1 context ${Math.round(rows.streams1)}/s, 4 contexts ${Math.round(rows.streams4)}/s`);
   console.log(`  batch 1, 16 in flight, graphs: 1 context ${Math.round(rows.graphStreams1)}/s, 4 contexts ${Math.round(rows.graphStreams4)}/s, 4 spinning ${Math.round(rows.graphStreams4Spinning)}/s`);
   console.log(`  graph mode: ${c1.graphMode} (route ${c1.route})${c1.graphRefused ? `; refused: ${c1.graphRefused}` : ''}`);
-  console.log(`  PCIe bytes per frame: ring ${Math.round(pcie)}, host path ${Math.round(hostPath)}`);
+  console.log(`  PCIe bytes per frame: ring ${Math.round(pcie)}, ring with rows selected ${Math.round(pcieSelected)}, host path ${Math.round(hostPath)}`);
   console.log('targets:');
   const t = report.targets;
-  console.log(`  latency / peer graph:     ${f(t.latencyOverPeerGraph, 2)}x, spinning ${f(t.latencySpinningOverPeerGraph, 2)}x (target <= 1.2)`);
-  console.log(`  naive / ours:             ${f(t.naiveOverOurs, 2)}x (target >= 4)`);
-  console.log(`  batch 64 / peer graph:    ${f(t.batch64OverPeerGraph, 2)} (target >= 0.8); / peer eager ${f(t.batch64OverPeerEager, 2)}`);
+  console.log(`  latency / peer graph:     ${f(t.latencyOverPeerGraph, 2)}x, spinning ${f(t.latencySpinningOverPeerGraph, 2)}x; rows selected ${f(t.latencySelectedOverPeerGraph, 2)}x, spinning ${f(t.latencySelectedSpinningOverPeerGraph, 2)}x (target <= 1.2)`);
+  console.log(`  naive / ours:             ${f(t.naiveOverOurs, 2)}x; rows selected ${f(t.naiveOverOursSelected, 2)}x (target >= 4)`);
+  console.log(`  batch 64 / peer graph:    ${f(t.batch64OverPeerGraph, 2)}; rows selected ${f(t.batch64SelectedOverPeerGraph, 2)} (target >= 0.8); / peer eager ${f(t.batch64OverPeerEager, 2)}`);
   console.log(`  4 streams / 1:            eager ${f(t.streams4Over1, 2)}x, graphs ${f(t.graphStreams4Over1, 2)}x, graphs spinning ${f(t.graphStreams4SpinningOver1, 2)}x (target >= 2.5)`);
-  console.log(`  fp16 / fp32 at batch 64:  ${f(t.fp16OverFp32Batch64, 2)}x (target > 1, faces matching)`);
-  console.log(`  PCIe bytes fewer:         ${f(t.copiesFewer * 100, 1)}% (target >= 90%)`);
+  console.log(`  fp16 / fp32 at batch 64:  ${f(t.fp16OverFp32Batch64, 2)}x; rows selected ${f(t.fp16OverFp32Batch64Selected, 2)}x (target > 1, faces matching)`);
+  console.log(`  PCIe bytes fewer:         ${f(t.copiesFewer * 100, 1)}%; rows selected ${f(t.copiesFewerSelected * 100, 1)}% (target >= 90%)`);
   ring.release(held);
   await viaGraph.close();
   await eagerFrames.close();

@@ -6,6 +6,7 @@ import {
   YqpError,
 } from './errors.js';
 import { backendNames, getBackend, type BackendName } from './backends/index.js';
+import type { RowSelection } from './backends/backend.js';
 import type { Face } from './postprocess/blazeface.js';
 import { postprocess, postprocessorFor, type Postprocessed } from './postprocess/index.js';
 import { preprocessImages, type ImageInput, type ImageTransform } from './preprocess/cpu.js';
@@ -59,6 +60,14 @@ export interface LoadModelOptions {
    * runner thread then sleeps between runs (true saves its wake-up on a request that follows closely).
    */
   spinWait?: boolean;
+  /**
+   * Device cuda, a postprocessor that selects rows (blazeface): after each run a kernel keeps only the anchors whose
+   * score may pass the postprocessor's threshold, and only those come back (at most `maxRows` an image and output
+   * pair, default 32; an image with more gets the full outputs, counted in copyStats' selectionOverflows). infer()
+   * then returns `selected:<scores output>` tensors in place of the score and box outputs (selected-rows.ts);
+   * postprocess(), infer on images and DeviceFrameInference decode either form to the same faces. Default false.
+   */
+  selectRows?: boolean | { maxRows?: number };
   /**
    * How onnxruntime runs off the event loop: `native` (the addon's runner threads; inputs read in place, outputs
    * copied once) or `worker` (worker threads; inputs copied once, outputs transferred). Default: native where the
@@ -215,6 +224,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
   const config = entry.config;
   const placement =
     device ?? (config.device !== undefined ? parseDevice(config.device, 'config.device') : undefined);
+  const rowSelection = rowSelectionOf(options.selectRows, config, placement?.kind);
   const backend = await getBackend(options.backend ?? config.backend);
   const contexts = options.contexts ?? config.instances;
   const session = await backend.open(entry.modelPath, config, {
@@ -229,6 +239,7 @@ export async function loadModel(entryDir: string, options: LoadModelOptions = {}
     tensorrtProvider: options.tensorrtProvider,
     runner: options.runner,
     spinWait: options.spinWait,
+    rowSelection,
   });
   let warmup: WarmupReport;
   try {
@@ -274,4 +285,34 @@ function providerOptionsOf(
     out[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
   }
   return out;
+}
+
+const DEFAULT_SELECTED_ROWS = 32;
+
+/** loadModel's selectRows, checked, as the backend's row selection from the config's postprocessor. */
+function rowSelectionOf(
+  asked: LoadModelOptions['selectRows'],
+  config: ModelConfig,
+  kind: string | undefined,
+): RowSelection | undefined {
+  if (asked === undefined || asked === false) return undefined;
+  if (asked !== true && (typeof asked !== 'object' || asked === null || Array.isArray(asked)))
+    throw invalidParameter('selectRows', 'a boolean or { maxRows }', asked);
+  const maxRows = asked === true ? DEFAULT_SELECTED_ROWS : (asked.maxRows ?? DEFAULT_SELECTED_ROWS);
+  expectPositiveInteger('selectRows.maxRows', maxRows);
+  if (kind !== 'cuda')
+    throw invalidParameter(
+      'selectRows',
+      "a model on device 'cuda' (the rows are selected on the GPU)",
+      kind ?? 'cpu',
+    );
+  const spec = config.postprocessing;
+  const select = spec ? postprocessorFor(spec.type).rowSelection : undefined;
+  if (!spec || !select)
+    throw invalidParameter(
+      'selectRows',
+      'a model whose postprocessor selects rows on the GPU',
+      spec ? `postprocessing ${spec.type}` : 'no postprocessing',
+    );
+  return { ...select(spec as never), maxRows };
 }

@@ -29,6 +29,13 @@ export interface RunTiming {
   runMinorFaults: number;
 }
 
+/** A row selection on the GPU (OpenOptions.rowSelection). */
+export interface RowSelection {
+  pairs: [string, string][];
+  minScore: number;
+  maxRows: number;
+}
+
 export interface OpenOptions {
   /** Execution contexts to create (onnxruntime sessions, TensorRT execution contexts). */
   contexts: number;
@@ -51,6 +58,11 @@ export interface OpenOptions {
   threadsPerContext?: number;
   /** Let idle pool threads spin (onnxruntime; default: with a single context, or a core left for the event loop). */
   spinWait?: boolean;
+  /**
+   * Device cuda: after each run, only the rows of these (scores, rows) output pairs whose raw score reaches
+   * minScore come back, at most maxRows an image (src/postprocess/selected-rows.ts says the form).
+   */
+  rowSelection?: RowSelection;
   /** How onnxruntime runs off the event loop: `native` (the addon's runner threads) or `worker` (worker threads);
    * default native where the addon is built. */
   runner?: 'native' | 'worker';

@@ -131,6 +131,7 @@ export async function openCudaContexts(
           providerDefaults: cudaProviderDefaults(config),
           providerOptions: options.cudaProviderOptions,
           tensorrt,
+          selection: options.rowSelection,
         };
         // One intra-op thread: the GPU computes; the thread only launches (and runs what stays on the CPU). The
         // runner sleeps between runs unless asked to spin: a pipeline's CPU time a frame is a target of its own.

@@ -5,6 +5,7 @@ import { loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
 import { cpuInt8Form } from '../onnx/int8-weights.js';
 import type { ModelConfig } from '../repository/config.js';
+import type { RowSelection } from './backend.js';
 import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
 import {
   RUN_TIMING,
@@ -144,6 +145,8 @@ export interface NativeDeviceOptions {
   providerDefaults?: Record<string, string>;
   /** More CUDA provider options by onnxruntime's names (its string values), after yqp-trt's. */
   providerOptions?: Record<string, string>;
+  /** Row selection after each run (ort_selection.h): (scores, rows) output pairs by name. */
+  selection?: RowSelection;
   tensorrt?: {
     fp16?: boolean;
     int8?: boolean;
@@ -187,7 +190,7 @@ export interface NativeSession {
   run(
     feeds: [number, number, readonly number[], TypedArray | DeviceMemory][],
   ): Promise<
-    [number, number[], ArrayBuffer][] & { timing?: [number, number, number, number, number, number] }
+    [number, number[], ArrayBuffer, string?][] & { timing?: [number, number, number, number, number, number] }
   >;
   close(): Promise<void>;
 }
@@ -225,14 +228,15 @@ export class NativeContext implements Context {
     const names = this.session.outputNames;
     const outputs: TensorMap = {};
     for (let i = 0; i < out.length; i++) {
-      const [type, dims, buffer] = out[i];
+      const [type, dims, buffer, name] = out[i];
       const dtype = DTYPE_OF_ONNX.get(type);
       if (dtype === undefined)
         throw new YqpError(
           'E_BACKEND',
           `onnxruntime: output ${names[i]} has ONNX element type ${type}, not supported`,
         );
-      outputs[names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
+      // A CUDA session names each output (a row selection replaces a pair by its own); CPU sessions keep the order.
+      outputs[name ?? names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
     }
     if (out.timing) {
       const [queuedMs, runMs, deliverMs, runCpuMs, runInvoluntarySwitches, runMinorFaults] = out.timing;

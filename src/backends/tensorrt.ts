@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { YqpError, isYqpError } from '../errors.js';
+import { YqpError, invalidParameter, isYqpError } from '../errors.js';
 import type { ModelConfig } from '../repository/config.js';
 import { DTYPE_ARRAY, type DType, type TensorMap } from '../tensor.js';
 import { planLoadError, type TensorRTPlanMetadata } from '../tensorrt/metadata.js';
@@ -28,6 +28,12 @@ export const tensorrtBackend: Backend & { memoryStrategy?: string } = {
     return tensorrtAvailability();
   },
   async open(modelPath: string, config: ModelConfig, options: OpenOptions): Promise<BackendSession> {
+    if (options.rowSelection)
+      throw invalidParameter(
+        'selectRows',
+        "the onnxruntime backend's CUDA contexts (not TensorRT engines yet)",
+        true,
+      );
     const trt = requireTensorRT();
     const meta = config.metadata?.tensorrt as Partial<TensorRTPlanMetadata> | undefined;
     const device = options.device ?? 0;

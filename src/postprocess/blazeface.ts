@@ -3,6 +3,7 @@ import { toOriginal, type ImageTransform } from '../preprocess/spec.js';
 import type { ModelConfig } from '../repository/config.js';
 import type { TensorMap } from '../tensor.js';
 import type { Postprocessor } from './registry.js';
+import { selectedRowsOf } from './selected-rows.js';
 import type { Face } from './roles.js';
 
 export interface BlazeFacePostprocessing {
@@ -125,21 +126,12 @@ export function decodeBlazeFace(
     const candidates: Candidate[] = [];
     let anchorBase = 0;
     for (let set = 0; set < spec.scores.length; set++) {
-      const scores = outputs[spec.scores[set]];
-      const boxes = outputs[spec.boxes[set]];
-      if (!scores || !boxes)
-        throw new YqpError('E_BACKEND', `BlazeFace output ${spec.scores[set]} or ${spec.boxes[set]} missing`);
-      const count = scores.dims[1];
-      const stride = boxes.dims[2];
-      const s = scores.data as Float32Array;
-      const r = boxes.data as Float32Array;
-      for (let i = 0; i < count; i++) {
-        const raw = Math.max(-clip, Math.min(clip, s[b * count + i]));
-        const score = 1 / (1 + Math.exp(-raw));
-        if (score < spec.scoreThreshold) continue;
+      // One candidate per anchor whose score passes: rows of the full outputs, or the rows the GPU selected.
+      const consider = (i: number, raw: number, r: Float32Array, o: number) => {
+        const score = 1 / (1 + Math.exp(-Math.max(-clip, Math.min(clip, raw))));
+        if (score < spec.scoreThreshold) return;
         const ax = anchors[(anchorBase + i) * 2];
         const ay = anchors[(anchorBase + i) * 2 + 1];
-        const o = (b * count + i) * stride;
         const cx = ax + r[o] / size;
         const cy = ay + r[o + 1] / size;
         const w = r[o + 2] / size;
@@ -147,7 +139,24 @@ export function decodeBlazeFace(
         const kp: number[] = [];
         for (let k = 4; k + 1 < stride; k += 2) kp.push(ax + r[o + k] / size, ay + r[o + k + 1] / size);
         candidates.push({ x0: cx - w / 2, y0: cy - h / 2, x1: cx + w / 2, y1: cy + h / 2, kp, score });
+      };
+      const selected = selectedRowsOf(outputs, spec.scores[set]);
+      let stride: number;
+      if (selected) {
+        stride = selected.width;
+        selected.each(b, (i, raw, r, o) => consider(i, raw, r, o + 2));
+        anchorBase += selected.rows;
+        continue;
       }
+      const scores = outputs[spec.scores[set]];
+      const boxes = outputs[spec.boxes[set]];
+      if (!scores || !boxes)
+        throw new YqpError('E_BACKEND', `BlazeFace output ${spec.scores[set]} or ${spec.boxes[set]} missing`);
+      const count = scores.dims[1];
+      stride = boxes.dims[2];
+      const s = scores.data as Float32Array;
+      const r = boxes.data as Float32Array;
+      for (let i = 0; i < count; i++) consider(i, s[b * count + i], r, (b * count + i) * stride);
       anchorBase += count;
     }
     if (anchorBase * 2 !== anchors.length)
@@ -207,6 +216,12 @@ export const blazefacePostprocessor: Postprocessor<'blazeface'> = {
         });
   },
   decode: (outputs, transforms, spec) => decodeBlazeFace(outputs, spec, transforms),
+  // Anchors whose clipped sigmoid score may pass: the raw score at the threshold's logit, less a margin for the
+  // rounding of the sigmoid (the decode applies the exact test to the rows that come).
+  rowSelection: (spec) => ({
+    pairs: spec.scores.map((s, i) => [s, spec.boxes[i]] as [string, string]),
+    minScore: Math.log(spec.scoreThreshold / (1 - spec.scoreThreshold)) - 1e-3,
+  }),
   legacyField: 'faces',
   faceDetector: {
     lowerScoreThreshold: (spec, score) => ({

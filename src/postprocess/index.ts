@@ -19,6 +19,7 @@ export {
   type PostprocessorRole,
   type PostprocessorTypes,
 } from './registry.js';
+export { SELECTED_PREFIX, selectedRowsOf, type SelectedRows } from './selected-rows.js';
 export {
   faceDetectorFor,
   faceLandmarkerFor,

@@ -49,6 +49,12 @@ export interface Postprocessor<N extends PostprocessorName = PostprocessorName> 
     transforms: readonly ImageTransform[],
     spec: PostprocessorTypes[N]['spec'],
   ): PostprocessorTypes[N]['image'][];
+  /**
+   * Set where decode() can take rows selected on the GPU (selected-rows.ts): the (scores, rows) output pairs and
+   * the raw score at or above which a row may pass. loadModel's `selectRows` then runs that selection after the
+   * model on device cuda, and only the selected rows come back.
+   */
+  rowSelection?(spec: PostprocessorTypes[N]['spec']): { pairs: [string, string][]; minScore: number };
   /** ImageResults field that carries the same results for callers from before the registry (blazeface: faces). */
   readonly legacyField?: string;
   present?(image: PostprocessorTypes[N]['image']): PostprocessorPresentation;

@@ -53,6 +53,6 @@ fi
 if [[ ${SANITIZE:-1} == 1 ]]; then
   echo "== compute-sanitizer memcheck over CUDA sessions"
   timeout $(left 150) compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
-  echo "memcheck (onnxruntime CUDA): rc=$? $(grep -E 'ERROR SUMMARY|sanitize-ort' "$OUT/sanitize-ort.log" | tr '\n' ' ' | cut -c1-300)"
+  echo "memcheck (onnxruntime CUDA): rc=$? $(grep -E 'ERROR SUMMARY|sanitize-ort|selectRows' "$OUT/sanitize-ort.log" | tr '\n' ' ' | cut -c1-700)"
 fi
 echo "tests rc=$tests"

@@ -1,5 +1,6 @@
 // compute-sanitizer's target for CUDA sessions (test/gpu/device-run-ort.sh): eager runs from host and device
-// inputs, CUDA-graph capture and replays, padded batches, 2 contexts at once; exits 0 when every run resolves.
+// inputs, CUDA-graph capture and replays, padded batches, 2 contexts at once, the row selection's kernel; exits 0
+// when every run resolves.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +14,10 @@ const { entry } = await build(BLAZEFACE, {
   profiles: [{ 'input:0': { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [8, 128, 128, 3] } }],
 });
 const x = new Float32Array(3 * 128 * 128 * 3).map((_, i) => Math.sin(i) * 0.9);
-for (const cudaGraph of [false, true]) {
-  const m = await loadModel(entry.dir, { device: 'cuda', contexts: 2, cudaGraph, warmup: false, dynamicBatching: false });
+// Each twice: the model's outputs copied back, and the row selection's kernel over them (selectRows; with maxRows 1
+// an image that passes more rows takes the full-copy path after the kernel: the counts are printed).
+for (const [cudaGraph, selectRows] of [[false, false], [true, false], [false, { maxRows: 1 }], [true, true]]) {
+  const m = await loadModel(entry.dir, { device: 'cuda', contexts: 2, cudaGraph, warmup: false, dynamicBatching: false, selectRows });
   const buf = allocDevice(x.byteLength);
   const streams = createStreamPool(1);
   await copy(buf, x, streams.handle(0));
@@ -25,6 +28,9 @@ for (const cudaGraph of [false, true]) {
       m.infer({ 'input:0': { dtype: 'float32', dims: [1, 128, 128, 3], data: x.subarray(0, 128 * 128 * 3) } }),
     ]);
   }
+  const stats = m.scheduler.session.nativeSessions.map((n) => n.copyStats());
+  const sum = (k) => stats.reduce((a, c) => a + (c[k] ?? 0), 0);
+  console.log(`cudaGraph ${cudaGraph} selectRows ${JSON.stringify(selectRows)}: runs ${sum('runs')}, selected ${sum('selectedRuns')}, copied in full after the kernel ${sum('selectionOverflows')}`);
   buf.dispose();
   streams.dispose();
   await m.close();

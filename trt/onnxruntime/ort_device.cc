@@ -4,13 +4,13 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <shared_mutex>
 #include <utility>
 
 #include "core/cuda_check.h"
 #include "kernels/gpu_delay.h"
+#include "onnxruntime/ort_selection.h"
 
 namespace yqp::ort {
 namespace {
@@ -40,9 +40,7 @@ struct DeviceRunner::Binding {
   std::vector<size_t> outputBytes;
   std::vector<std::vector<int64_t>> outputDims;
   std::vector<int> outputTypes;
-  // Pinned host memory per output of known size: the copy back is a DMA the runner thread waits for once, not the
-  // driver's staged copy from pageable memory (which also faults fresh pages in for a large output).
-  std::vector<std::unique_ptr<core::Lease>> staging;
+  RowSelection::Bound selection;  // with row selection: its kernel's launch and memory on these outputs
   // CUDA graph of the run on these addresses (graph mode, every output bound here).
   cudaGraphExec_t graph = nullptr;
   int eagerRuns = 0;
@@ -83,6 +81,8 @@ DeviceRunner::DeviceRunner(Runtime const* rt, DeviceOptions options, std::vector
     for (cudaEvent_t& e : timing_) timed_ = timed_ && cudaEventCreate(&e) == cudaSuccess;
     if (!timed_) cudaGetLastError();  // timing is a diagnostic: without its events the runs are simply not timed
   }
+  selection_ = std::make_unique<RowSelection>();
+  selectionError_ = selection_->Resolve(options_.selection, outputs_);
   api.Take(api.CreateRunOptions(&runOptions_));
   api.Take(api.CreateRunOptions(&captureRunOptions_));
   if (captureRunOptions_ != nullptr)
@@ -215,16 +215,8 @@ std::string DeviceRunner::Prepare(size_t variant, int64_t batch, std::vector<Fee
     b->outputDims[i] = info.dims;
     b->outputTypes[i] = info.type;
   }
-  // Pinned staging where it can be had (the pool is process-wide; none left means the pageable copy, as before).
-  b->staging.resize(outputs_.size());
-  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
-    if (b->outputBytes[i] == 0) continue;
-    try {
-      b->staging[i] = pinned_->Acquire(b->outputBytes[i]);
-    } catch (std::exception const&) {
-      cudaGetLastError();
-    }
-  }
+  if (e.empty() && selection_->enabled())
+    e = selection_->Bind(b->outputPtr, b->outputDims, b->outputTypes, outputs_, pool_.get(), &b->selection);
   if (!e.empty()) {
     if (b->io != nullptr) api.ReleaseIoBinding(b->io);
     for (OrtValue* v : b->values) api.ReleaseValue(v);
@@ -305,10 +297,68 @@ std::string DeviceRunner::RunOnnxruntimeGraph(OrtSession* session, Binding* b) {
   return e;
 }
 
+// Output i of a finished run (enqueued on the stream, not yet waited for) into host memory.
+std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_t runBatch, OrtValue*** bound,
+                                     size_t* boundCount, HostOutput* out) {
+  Api const& api = rt_->api;
+  auto stream = static_cast<cudaStream_t>(options_.stream);
+  HostOutput& o = *out;
+  std::string e;
+  void const* src = b->outputPtr[i];
+  size_t bytes = 0;
+  if (src != nullptr) {
+    o.type = b->outputTypes[i];
+    o.dims = b->outputDims[i];
+    o.dims[0] = batch;
+    bytes = b->outputBytes[i] / static_cast<size_t>(runBatch) * static_cast<size_t>(batch);
+  } else {
+    // Sized by onnxruntime during the run: read its shape from the bound value.
+    if (*bound == nullptr) {
+      e = api.Take(api.GetBoundOutputValues(b->io, rt_->allocator, bound, boundCount));
+      if (!e.empty()) return e;
+    }
+    if (i >= *boundCount) return "onnxruntime bound fewer outputs than the model has";
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    size_t rank = 0, count = 0;
+    e = api.Take(api.GetTensorTypeAndShape((*bound)[i], &info));
+    if (e.empty()) e = api.Take(api.GetTensorElementType(info, &o.type));
+    if (e.empty()) e = api.Take(api.GetDimensionsCount(info, &rank));
+    o.dims.assign(rank, 0);
+    if (e.empty() && rank > 0) e = api.Take(api.GetDimensions(info, o.dims.data(), rank));
+    if (e.empty()) e = api.Take(api.GetTensorShapeElementCount(info, &count));
+    if (info != nullptr) api.ReleaseTensorTypeAndShapeInfo(info);
+    void* data = nullptr;
+    if (e.empty()) e = api.Take(api.GetTensorMutableData((*bound)[i], &data));
+    if (!e.empty()) return e;
+    src = data;
+    bytes = count * ElementSize(o.type);
+  }
+  o.size = bytes;
+  if (bytes == 0) return {};
+  // Outputs of known size come back into pinned memory leased for this run: a true async DMA, no copy out on this
+  // thread, and warm pages (a fresh pageable block of a large output faults every page in). Leasing may allocate
+  // (cudaHostAlloc), which another context's capture must not overlap.
+  if (b->outputPtr[i] != nullptr) {
+    std::shared_lock<std::shared_mutex> shared(CaptureLock());
+    try {
+      o.pinned = pinned_->Acquire(bytes);
+    } catch (std::exception const&) {
+      cudaGetLastError();  // none left: the pageable copy
+    }
+  }
+  if (!o.pinned) o.bytes.resize(bytes);
+  void* dst = o.pinned ? o.pinned->data() : o.bytes.data();
+  cudaError_t c = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream);
+  if (c != cudaSuccess) return CudaReason("copying output " + outputs_[i] + " to the host", c);
+  counters_.deviceToHost += bytes;
+  return {};
+}
+
 std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs) {
   Api const& api = rt_->api;
   auto stream = static_cast<cudaStream_t>(options_.stream);
   int64_t batch = !feeds.empty() && !feeds[0].dims.empty() ? feeds[0].dims[0] : 1;
+  if (!selectionError_.empty()) return selectionError_;
   // The smallest graph session that holds the batch; the dynamic session otherwise.
   size_t variant = variants_.size(), dynamic = variants_.size();
   for (size_t v = 0; v < variants_.size(); ++v) {
@@ -354,55 +404,43 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
   e = RunBound(variant, b, stream);
   if (!e.empty()) return e;
   if (timed_) cudaEventRecord(timing_[kModelEnd], stream);
-  outputs->assign(outputs_.size(), {});
+  outputs->clear();
+  outputs->resize(outputs_.size());
   OrtValue** bound = nullptr;
   size_t boundCount = 0;
-  for (size_t i = 0; i < outputs_.size(); ++i) {
-    HostOutput& o = (*outputs)[i];
-    void const* src = b->outputPtr[i];
-    size_t bytes = 0;
-    if (src != nullptr) {
-      o.type = b->outputTypes[i];
-      o.dims = b->outputDims[i];
-      o.dims[0] = batch;
-      bytes = b->outputBytes[i] / static_cast<size_t>(runBatch) * static_cast<size_t>(batch);
-    } else {
-      // Sized by onnxruntime during the run: read its shape from the bound value.
-      if (bound == nullptr) {
-        e = api.Take(api.GetBoundOutputValues(b->io, rt_->allocator, &bound, &boundCount));
-        if (!e.empty()) return e;
-      }
-      if (i >= boundCount) return "onnxruntime bound fewer outputs than the model has";
-      OrtTensorTypeAndShapeInfo* info = nullptr;
-      size_t rank = 0, count = 0;
-      e = api.Take(api.GetTensorTypeAndShape(bound[i], &info));
-      if (e.empty()) e = api.Take(api.GetTensorElementType(info, &o.type));
-      if (e.empty()) e = api.Take(api.GetDimensionsCount(info, &rank));
-      o.dims.assign(rank, 0);
-      if (e.empty() && rank > 0) e = api.Take(api.GetDimensions(info, o.dims.data(), rank));
-      if (e.empty()) e = api.Take(api.GetTensorShapeElementCount(info, &count));
-      if (info != nullptr) api.ReleaseTensorTypeAndShapeInfo(info);
-      void* data = nullptr;
-      if (e.empty()) e = api.Take(api.GetTensorMutableData(bound[i], &data));
-      if (!e.empty()) break;
-      src = data;
-      bytes = count * ElementSize(o.type);
-    }
-    o.bytes.resize(bytes);
-    if (bytes == 0) continue;
-    // Staging exists only for the outputs bound here with a known size.
-    void* dst = b->staging[i] ? b->staging[i]->data() : o.bytes.data();
-    cudaError_t c = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream);
-    if (c != cudaSuccess) {
-      e = CudaReason("copying output " + outputs_[i] + " to the host", c);
-      break;
-    }
-    counters_.deviceToHost += bytes;
+  bool selecting = selection_->enabled();
+  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
+    if (selecting && selection_->Selects(i))
+      (*outputs)[i].omitted = true;  // only its selected rows come back
+    else
+      e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, &(*outputs)[i]);
+  }
+  if (e.empty() && selecting) {
+    std::shared_lock<std::shared_mutex> shared(CaptureLock());  // pinned leases may allocate
+    uint64_t copied = 0;
+    e = selection_->Enqueue(b->selection, batch, stream, pinned_.get(), outputs_, outputs, &copied);
+    counters_.deviceToHost += copied;
   }
   if (e.empty() && timed_) cudaEventRecord(timing_[kRunEnd], stream);
   if (e.empty()) {
     cudaError_t c = cudaStreamSynchronize(stream);  // the runner thread waits, never the event loop
     if (c != cudaSuccess) e = CudaReason("the context's stream", c);
+  }
+  if (e.empty() && selecting) {
+    if (selection_->Overflowed(outputs->data() + outputs_.size(), outputs->size() - outputs_.size())) {
+      // An image passed more rows than were kept: its full outputs instead (the device still holds them).
+      counters_.selectionOverflows++;
+      outputs->resize(outputs_.size());
+      for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
+        if (!(*outputs)[i].omitted) continue;
+        (*outputs)[i].omitted = false;
+        e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, &(*outputs)[i]);
+      }
+      cudaError_t c = e.empty() ? cudaStreamSynchronize(stream) : cudaSuccess;
+      if (c != cudaSuccess) e = CudaReason("the context's stream", c);
+    } else {
+      counters_.selectedRuns++;
+    }
   }
   float modelMs = 0, runMs = 0;
   if (e.empty() && timed_ && cudaEventElapsedTime(&modelMs, timing_[kModelStart], timing_[kModelEnd]) == cudaSuccess &&
@@ -413,9 +451,12 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
   } else if (timed_) {
     cudaGetLastError();
   }
-  for (size_t i = 0; e.empty() && i < outputs_.size(); ++i)
-    if (b->staging[i] && !(*outputs)[i].bytes.empty())
-      std::memcpy((*outputs)[i].bytes.data(), b->staging[i]->data(), (*outputs)[i].bytes.size());
+  if (!e.empty()) {
+    // Copies enqueued before the failure may still be writing into this run's pinned blocks, which go back to the
+    // pool with the job: they finish first.
+    cudaStreamSynchronize(stream);
+    cudaGetLastError();
+  }
   if (bound != nullptr) {
     for (size_t i = 0; i < boundCount; ++i) api.ReleaseValue(bound[i]);
     api.Take(api.AllocatorFree(rt_->allocator, bound));

@@ -1,9 +1,9 @@
 // onnxruntime on a GPU, the run path of a CUDA session (its providers are appended by ort_providers.cc): IOBinding over
 // device memory from the core's pool, one CUDA stream per context, inputs taken from the host (one upload) or from
 // device memory (ring slots, CUDA shared memory, the preprocessing kernel's output: no host round trip), and only the
-// outputs copied back. With CUDA graphs a context holds one onnxruntime session per graph batch size (the batch fixed
-// by a free-dimension override, so the shape subgraph folds away and every node lands on the CUDA provider) and a batch
-// runs on the smallest one that holds it.
+// outputs copied back (with a row selection, only the rows that pass: ort_selection.h). With CUDA graphs a context
+// holds one onnxruntime session per graph batch size (the batch fixed by a free-dimension override, so the shape
+// subgraph folds away and every node lands on the CUDA provider) and a batch runs on the smallest one that holds it.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -23,6 +23,8 @@
 
 namespace yqp::ort {
 
+class RowSelection;
+
 // One input of a run: host memory (a TypedArray, read in place) or device memory on the session's GPU.
 struct Feed {
   size_t index = 0;
@@ -34,17 +36,25 @@ struct Feed {
   void* after = nullptr;  // device memory: the stream that writes it, waited for on the device before the copy
 };
 
-// One output, copied to host memory.
+// One output, copied to host memory: a pinned block leased from the core's pool for this run (handed to JS with the
+// job and returned once JS has its copy), or pageable memory where no pinned block could be had or the size was only
+// known after the run.
 struct HostOutput {
   int type = 0;
   std::vector<int64_t> dims;
+  size_t size = 0;
+  std::unique_ptr<core::Lease> pinned;
   std::vector<char> bytes;
+  std::string name;      // set where it is not the model's output of its index (a row selection's)
+  bool omitted = false;  // the model's output left on the device (its rows selected instead)
+  void const* data() const { return pinned ? pinned->data() : bytes.data(); }
 };
 
 // Bytes each run moved, counted from the copies this code issues (what crosses PCIe is h2d + d2h).
 struct CopyCounters {
   std::atomic<uint64_t> runs{0}, hostToDevice{0}, deviceToHost{0}, deviceToDevice{0}, paddedRuns{0};
   std::atomic<uint64_t> graphCaptures{0}, graphReplays{0}, graphRefusals{0};
+  std::atomic<uint64_t> selectedRuns{0}, selectionOverflows{0};  // row selection: runs it answered, runs copied in full
   // GPU time of the runs timed with CUDA events (YQP_CUDA_TIMING=1 at load): the model alone, and the whole run
   // from the input copies to the end of the output copies. Where a run's wall time goes that is not the GPU's.
   std::atomic<uint64_t> timedRuns{0}, gpuModelNanos{0}, gpuRunNanos{0};
@@ -88,6 +98,8 @@ class DeviceRunner {
   // onnxruntime's run on the bound buffers: eager, captured into a CUDA graph, or that graph replayed.
   std::string RunBound(size_t variant, Binding* b, void* stream);
   std::string RunOnnxruntimeGraph(OrtSession* session, Binding* b);
+  std::string CopyOutput(size_t i, Binding* b, int64_t batch, int64_t runBatch, OrtValue*** bound, size_t* boundCount,
+                         HostOutput* out);
   // A capture refused or failed: counted, and its reason kept for GraphRefused().
   void RecordRefusal(std::string const& reason);
 
@@ -101,6 +113,8 @@ class DeviceRunner {
   std::shared_ptr<core::BufferPool> pool_;
   std::shared_ptr<core::BufferPool> pinned_;  // outputs come back through pinned staging (a true async copy)
   std::map<std::string, std::unique_ptr<Binding>> bindings_;
+  std::unique_ptr<RowSelection> selection_;  // DeviceOptions::selection, resolved to output indices
+  std::string selectionError_;               // why it could not be: every run fails with it
   CopyCounters counters_;
   cudaEvent_t producerDone_ = nullptr;  // recorded on a feed's producer stream, waited for on the context's
   // YQP_CUDA_TIMING=1: events at the run's start, the model's start and end, the end of the output copies.

@@ -18,7 +18,7 @@ constexpr int kRunnerSpinMicroseconds = 200;
 
 // options.device: { kind: 'cuda', id, stream (bigint cudaStream_t), cudaGraph, graphBatchSizes, batchDimension,
 // convAlgoSearch, providerDefaults, providerOptions, tensorrt: { fp16, int8, calibrationTable, engineCachePath,
-// timingCachePath, minShapes, optShapes, maxShapes } }.
+// timingCachePath, minShapes, optShapes, maxShapes }, selection: { pairs: [[scores, rows], ...], minScore, maxRows } }.
 DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
   DeviceOptions d;
   auto str = [](Napi::Object o, char const* key, std::string fallback) {
@@ -68,6 +68,20 @@ DeviceOptions ParseDevice(Napi::Env env, Napi::Object js) {
     o.minShapes = str(t, "minShapes", "");
     o.optShapes = str(t, "optShapes", "");
     o.maxShapes = str(t, "maxShapes", "");
+  }
+  Napi::Value selection = js.Get("selection");
+  if (selection.IsObject()) {
+    Napi::Object o = selection.As<Napi::Object>();
+    Napi::Value list = o.Get("pairs");
+    if (list.IsArray()) {
+      Napi::Array a = list.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Array pair = a.Get(i).As<Napi::Array>();
+        d.selection.pairs.emplace_back(pair.Get(0u).ToString().Utf8Value(), pair.Get(1u).ToString().Utf8Value());
+      }
+    }
+    d.selection.minScore = o.Get("minScore").ToNumber().FloatValue();
+    d.selection.maxRows = o.Get("maxRows").ToNumber().Int32Value();
   }
   (void)env;
   return d;

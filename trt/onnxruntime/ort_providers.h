@@ -11,6 +11,14 @@
 
 namespace yqp::ort {
 
+// Row selection after each run (kernels/row_select.h): for each (scores, rows) output pair, by output name, only the
+// rows whose raw score reaches minScore come back, at most maxRows an image (more: the full outputs instead).
+struct RowSelectionOptions {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  float minScore = 0;
+  int maxRows = 0;
+};
+
 struct TensorrtOptions {
   bool enabled = false, fp16 = false, int8 = false;
   std::string calibrationTable, engineCachePath, timingCachePath;
@@ -38,6 +46,7 @@ struct DeviceOptions {
   // More CUDA provider options by onnxruntime's names, applied after ours (routes that take names only).
   std::vector<std::pair<std::string, std::string>> providerOptions;
   TensorrtOptions tensorrt;
+  RowSelectionOptions selection;
 };
 
 // How a session's CUDA provider was appended and what its graph session gets.

@@ -414,6 +414,8 @@ class Session final : public Napi::ObjectWrap<Session> {
     o.Set("graphCaptures", static_cast<double>(c.graphCaptures.load()));
     o.Set("graphReplays", static_cast<double>(c.graphReplays.load()));
     o.Set("graphRefusals", static_cast<double>(c.graphRefusals.load()));
+    o.Set("selectedRuns", static_cast<double>(c.selectedRuns.load()));
+    o.Set("selectionOverflows", static_cast<double>(c.selectionOverflows.load()));
     if (c.timedRuns.load() > 0) {  // totals: a caller takes the difference over its own window
       o.Set("timedRuns", static_cast<double>(c.timedRuns.load()));
       o.Set("gpuModelMs", static_cast<double>(c.gpuModelNanos.load()) / 1e6);
@@ -486,11 +488,16 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
     size_t i = 0;
     try {
       if (core->device) {
-        out = Napi::Array::New(env, job->hostOutputs.size());
+        out = Napi::Array::New(env);  // [type, dims, buffer, name] each: a selection changes which come back
         for (size_t k = 0; k < job->hostOutputs.size(); ++k) {
           HostOutput const& o = job->hostOutputs[k];
-          std::string const& name = k < core->outputs.size() ? core->outputs[k] : std::to_string(k);
-          out.Set(static_cast<uint32_t>(k), TensorToJs(env, o.type, o.dims, o.bytes.data(), o.bytes.size(), name));
+          if (o.omitted) continue;
+          std::string const& name = !o.name.empty()            ? o.name
+                                    : k < core->outputs.size() ? core->outputs[k]
+                                                               : std::to_string(k);
+          Napi::Value tensor = TensorToJs(env, o.type, o.dims, o.data(), o.size, name);
+          tensor.As<Napi::Array>().Set(3u, Napi::String::New(env, name));
+          out.Set(out.Length(), tensor);
         }
       }
       for (; i < job->outputs.size(); ++i)
