@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../src/model.js';
 import { postprocess, postprocessorFor } from '../src/postprocess/index.js';
 import { preprocessImages } from '../src/preprocess/cpu.js';
+import { sliceBatch } from '../src/scheduler/scheduler.js';
 import { MEDIA_DIR } from './helpers/data.js';
 import { selectRowsLikeTheKernel } from './helpers/select-rows.js';
 import { tempRepo, writeBlazeFace, writeTiny } from './serve-fixtures.js';
@@ -40,6 +41,21 @@ describe('row selection: the decode of selected rows', () => {
       faces += want.images.flat().length;
     }
     expect(faces).toBeGreaterThan(photos.length / 2);
+  });
+
+  it("survives the scheduler's split of a batched run: each request decodes its own images' faces", async () => {
+    const files = ['audrey.jpg', 'franck_01829.jpg', 'SeanConnery.jpg'].map((f) => join(MEDIA_DIR, f));
+    const { tensor, transforms } = await preprocessImages(files, model.config.preprocessing!);
+    const full = await model.infer({ 'input:0': tensor });
+    const spec = model.config.postprocessing!;
+    const selection = postprocessorFor(spec.type).rowSelection!(spec as never);
+    const selected = selectRowsLikeTheKernel(full, selection.pairs, selection.minScore, 32);
+    const want = postprocess(spec, full, transforms)!.images;
+    for (let i = 0; i < files.length; i++) {
+      const own = postprocess(spec, sliceBatch(selected, i, 1), [transforms[i]])!.images;
+      expect(own).toEqual([want[i]]);
+      expect(own[0].length).toBe(1);
+    }
   });
 
   it('refuses a truncated selection instead of losing faces', async () => {
