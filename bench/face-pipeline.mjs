@@ -1,5 +1,6 @@
 // `npm run bench -- face-pipeline [--device cpu|cuda] [--cameras 1,16,32,64] [--seconds S] [--warmup-ms 1000]
-//   [--width 1920 --height 1080] [--detect-every 10] [--host-cameras 1,8] [--cpu-cameras 1] [--capture process|inline]`
+//   [--width 1920 --height 1080] [--detect-every 10] [--host-cameras 1,8] [--cpu-cameras 1] [--capture process|inline]
+//   [--select-rows]`
 // MediaPipe's face pipeline (face_detection_short_range + face_landmark, imported from the face_mesh package) on N
 // cameras at 30 fps each, one face per camera (six people's photos fitted into the frame and moved along a circle:
 // bench/lib/face-frames.mjs; no video decoder needed), cameras at staggered phases, newest frame wins.
@@ -294,7 +295,8 @@ export default async function main(args) {
     if (onGpu) {
       const t = performance.now();
       // As createFacePipeline loads an entry on the GPU: CUDA-graph sessions of fixed batch sizes.
-      o.detector = await loadModel(o.detectorDir, { device, cudaGraph: true });
+      // --select-rows: the detector's rows selected on the GPU (selectRows), so only anchors that may pass cross.
+      o.detector = await loadModel(o.detectorDir, { device, cudaGraph: true, selectRows: args.includes('--select-rows') });
       o.landmarks = await loadModel(o.landmarksDir, { device, cudaGraph: true });
       const w = (m) =>
         'ms' in m.warmup ? `warm-up ${(m.warmup.ms / 1000).toFixed(1)} s (${m.warmup.runs} runs)` : m.warmup.skipped;

@@ -13,7 +13,7 @@ import { FrameRing } from '../../src/gpu/frame-ring.js';
 import { gpuKernelsAvailability } from '../../src/gpu/preprocess.js';
 import { GpuRoiCropper } from '../../src/gpu/roi.js';
 import { allocDevice, copy, createStreamPool } from '../../src/gpu/runtime.js';
-import type { Model } from '../../src/model.js';
+import { loadModel, type Model } from '../../src/model.js';
 import { iou } from '../../src/postprocess/blazeface.js';
 import {
   createFacePipeline,
@@ -229,6 +229,30 @@ describe.skipIf(NO_CUDA)(`face pipeline on device cuda${NO_CUDA ? ` (skipped: ${
     expect(lm1.h2d - lm0.h2d).toBe(0);
     expect(det1.d2h - det0.d2h).toBe(PHOTOS.length * outputBytesPerItem(gpu.detector));
     expect(lm1.d2h - lm0.d2h).toBe(faces * outputBytesPerItem(gpu.landmarkModel));
+  });
+
+  it("with the detector's rows selected on the GPU (selectRows): the same faces and landmarks, a fraction of the detector's bytes", async () => {
+    const detector = await loadModel(models.detector, { device: 'cuda', cudaGraph: true, selectRows: true });
+    const selecting = await createFacePipeline({
+      detector,
+      landmarks: models.landmarks,
+      device: 'cuda',
+      tracking: false,
+    });
+    try {
+      const d0 = sessionCopies(detector);
+      for (const file of PHOTOS) {
+        const image = images.get(file)!;
+        const [a] = await gpu.process([{ camera: 0, image }]);
+        const [b] = await selecting.process([{ camera: 0, image }]);
+        expect(b.faces, file).toEqual(a.faces);
+      }
+      const d1 = sessionCopies(detector);
+      expect(d1.d2h - d0.d2h).toBeLessThan(PHOTOS.length * outputBytesPerItem(detector) * 0.2);
+    } finally {
+      await selecting.close();
+      await detector.close();
+    }
   });
 
   it('crops the same ROIs and runs the landmark model as the CPU provider does (the landmark stage alone)', async () => {
