@@ -6,6 +6,7 @@ import { postprocess, postprocessorFor } from '../src/postprocess/index.js';
 import { preprocessImages } from '../src/preprocess/cpu.js';
 import { sliceBatch } from '../src/scheduler/scheduler.js';
 import { MEDIA_DIR } from './helpers/data.js';
+import { importFaceModels } from './helpers/face-models.js';
 import { selectRowsLikeTheKernel } from './helpers/select-rows.js';
 import { tempRepo, writeBlazeFace, writeTiny } from './serve-fixtures.js';
 
@@ -55,6 +56,25 @@ describe('row selection: the decode of selected rows', () => {
       const own = postprocess(spec, sliceBatch(selected, i, 1), [transforms[i]])!.images;
       expect(own).toEqual([want[i]]);
       expect(own[0].length).toBe(1);
+    }
+  });
+
+  it("the face pipeline's detector (MediaPipe's, imported from TFLite) declares pairs whose selection decodes to its faces", async () => {
+    const { detector } = await importFaceModels();
+    const m = await loadModel(detector, { contexts: 1, warmup: false });
+    try {
+      const spec = m.config.postprocessing!;
+      const selection = postprocessorFor(spec.type).rowSelection!(spec as never);
+      expect(selection.pairs.length).toBeGreaterThan(0);
+      const files = ['audrey.jpg', 'SeanConnery.jpg', 'franck_02159.jpg'].map((f) => join(MEDIA_DIR, f));
+      const { tensor, transforms } = await preprocessImages(files, m.config.preprocessing!);
+      const full = await m.infer({ [m.config.inputs[0].name]: tensor });
+      const selected = selectRowsLikeTheKernel(full, selection.pairs, selection.minScore, 32);
+      const want = postprocess(spec, full, transforms)!;
+      expect(want.images.flat()).toHaveLength(3);
+      expect(postprocess(spec, selected, transforms)).toEqual(want);
+    } finally {
+      await m.close();
     }
   });
 
