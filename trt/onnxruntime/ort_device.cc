@@ -297,6 +297,18 @@ std::string DeviceRunner::RunOnnxruntimeGraph(OrtSession* session, Binding* b) {
   return e;
 }
 
+void HostOutput::Reserve(core::BufferPool* pinnedPool) {
+  if (pinnedPool != nullptr) {
+    try {
+      pinned = pinnedPool->Acquire(size);
+      return;
+    } catch (std::exception const&) {
+      cudaGetLastError();  // none left: pageable memory
+    }
+  }
+  bytes.resize(size);
+}
+
 // Output i of a finished run (enqueued on the stream, not yet waited for) into host memory.
 std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_t runBatch, OrtValue*** bound,
                                      size_t* boundCount, HostOutput* out) {
@@ -338,17 +350,11 @@ std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_
   // Outputs of known size come back into pinned memory leased for this run: a true async DMA, no copy out on this
   // thread, and warm pages (a fresh pageable block of a large output faults every page in). Leasing may allocate
   // (cudaHostAlloc), which another context's capture must not overlap.
-  if (b->outputPtr[i] != nullptr) {
+  {
     std::shared_lock<std::shared_mutex> shared(CaptureLock());
-    try {
-      o.pinned = pinned_->Acquire(bytes);
-    } catch (std::exception const&) {
-      cudaGetLastError();  // none left: the pageable copy
-    }
+    o.Reserve(b->outputPtr[i] != nullptr ? pinned_.get() : nullptr);
   }
-  if (!o.pinned) o.bytes.resize(bytes);
-  void* dst = o.pinned ? o.pinned->data() : o.bytes.data();
-  cudaError_t c = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream);
+  cudaError_t c = cudaMemcpyAsync(o.data(), src, bytes, cudaMemcpyDeviceToHost, stream);
   if (c != cudaSuccess) return CudaReason("copying output " + outputs_[i] + " to the host", c);
   counters_.deviceToHost += bytes;
   return {};

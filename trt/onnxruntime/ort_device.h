@@ -48,6 +48,10 @@ struct HostOutput {
   std::string name;      // set where it is not the model's output of its index (a row selection's)
   bool omitted = false;  // the model's output left on the device (its rows selected instead)
   void const* data() const { return pinned ? pinned->data() : bytes.data(); }
+  void* data() { return pinned ? pinned->data() : bytes.data(); }
+  // Host memory for `size` bytes: a block of `pinnedPool` where one can be had, else pageable (also with no pool).
+  // Leasing may allocate (cudaHostAlloc): the caller holds the capture lock shared.
+  void Reserve(core::BufferPool* pinnedPool);
 };
 
 // Bytes each run moved, counted from the copies this code issues (what crosses PCIe is h2d + d2h).

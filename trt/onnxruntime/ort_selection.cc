@@ -97,14 +97,8 @@ std::string RowSelection::Enqueue(Bound& bound, int64_t batch, cudaStream_t stre
     o.type = kFloat;
     o.dims = {batch, static_cast<int64_t>(bound.bytesPerImage[k] / sizeof(float))};
     o.size = bound.bytesPerImage[k] * static_cast<size_t>(batch);
-    try {
-      o.pinned = pinned->Acquire(o.size);
-    } catch (std::exception const&) {
-      cudaGetLastError();
-      o.bytes.resize(o.size);
-    }
-    void* dst = o.pinned ? o.pinned->data() : o.bytes.data();
-    c = cudaMemcpyAsync(dst, launch.pairs[k].out, o.size, cudaMemcpyDeviceToHost, stream);
+    o.Reserve(pinned);
+    c = cudaMemcpyAsync(o.data(), launch.pairs[k].out, o.size, cudaMemcpyDeviceToHost, stream);
     if (c != cudaSuccess) return std::string("copying the row selection to the host: ") + cudaGetErrorString(c);
     *copied += o.size;
     outputs->push_back(std::move(o));
