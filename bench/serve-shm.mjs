@@ -1,5 +1,7 @@
 // `npm run bench -- serve-shm [--device cuda|cpu] [--batch 1] [--concurrency 4,8,16,32] [--seconds 3]
-//   [--contexts 4] [--cuda-graph true|false] [--http-workers W] [--client-processes P]`
+//   [--contexts 4] [--cuda-graph true|false] [--http-workers W] [--client-processes P]
+//   [--server-node-args --cpu-prof,--cpu-prof-dir=DIR]` (Node flags of the server process, comma-separated: a
+//   profile of where the server's time goes)
 // Issue 20's serving target, every side in this one run, BlazeFace (dynamic batch 1..16) at the same batch per
 // request: requests whose tensors are in shared memory (no tensor in the body; CUDA shared memory on device
 // cuda, read by the model on the GPU in place; system shared memory on cpu) against in-process calls (on cuda with
@@ -50,6 +52,7 @@ export default async function main(args) {
   const httpWorkers = Number(arg(args, 'http-workers', many ? '4' : '1'));
   const clientProcesses = Number(arg(args, 'client-processes', many ? '4' : '1'));
   const serveContexts = Math.max(1, Math.round(contexts / httpWorkers));
+  const serverNodeArgs = String(arg(args, 'server-node-args', '')).split(',').filter(Boolean);
   const repo = mkdtempSync(join(tmpdir(), 'yqp-serve-shm-'));
   const entry = await buildBatchedBlazeFace(repo, batch);
   const photos = ['franck_01829.jpg', 'audrey.jpg', 'SeanConnery.jpg'];
@@ -90,7 +93,7 @@ export default async function main(args) {
     '--http-workers', String(httpWorkers),
     '--dynamic-batching', 'false', '--shared-memory', onGpu ? 'cuda' : 'system',
     ...(onGpu ? ['--cuda-graph', String(cudaGraph)] : []),
-  ]);
+  ], { nodeArgs: serverNodeArgs });
   const { url } = server;
   try {
     const shm = await openBenchSharedMemory({

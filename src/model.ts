@@ -15,7 +15,7 @@ import { readEntry, type RepositoryEntry } from './repository/repository.js';
 import type { ModelConfig } from './repository/config.js';
 import { Scheduler, concatFeeds, type SubmitOptions } from './scheduler/scheduler.js';
 import type { Tensor, TensorMap } from './tensor.js';
-import { validateFeeds } from './validate.js';
+import { validateDeviceOutputs, validateFeeds } from './validate.js';
 import { warmUp, type WarmupReport } from './warmup.js';
 
 export interface LoadModelOptions {
@@ -63,7 +63,7 @@ export interface LoadModelOptions {
   /**
    * Device cuda, a postprocessor that selects rows (blazeface): after each run a kernel keeps only the anchors whose
    * score may pass the postprocessor's threshold, and only those come back (at most `maxRows` an image and output
-   * pair, default 32; an image with more gets the full outputs, counted in copyStats' selectionOverflows). infer()
+   * pair, default 64; an image with more gets the full outputs, counted in copyStats' selectionOverflows). infer()
    * then returns `selected:<scores output>` tensors in place of the score and box outputs (selected-rows.ts);
    * postprocess(), infer on images and DeviceFrameInference decode either form to the same faces. Default false.
    */
@@ -118,19 +118,32 @@ export class Model {
     return this.scheduler.session.device ?? 'cpu';
   }
 
+  /** Whether infer() can write outputs into device memory (`options.outputs`): a CUDA session. */
+  get deviceOutputs(): boolean {
+    return this.scheduler.session.deviceOutputs === true;
+  }
+
   /**
    * Runs named input tensors; shapes and dtypes are checked against the profiles first. The input arrays are
-   * read in place while the request runs: change them only once the Promise has settled.
+   * read in place while the request runs: change them only once the Promise has settled. On device cuda,
+   * `options.outputs` names outputs to write into device memory on the GPU instead (a CUDA shared-memory region, the
+   * next stage's input): their tensors come back with `device` set and no data, the request runs alone (not batched
+   * with others) and, with selectRows, its other outputs come back in full.
    */
   infer(feeds: TensorMap, options: SubmitOptions = {}): Promise<TensorMap> {
     if (this.closed) return Promise.reject(new YqpError('E_CLOSED', `Model ${this.name} is closed`));
     let checked: TensorMap;
+    let submit = options;
     try {
       checked = validateFeeds(this.config, feeds);
+      if (options.outputs !== undefined) {
+        const where = { device: this.device, supported: this.deviceOutputs };
+        submit = { ...options, outputs: validateDeviceOutputs(this.config, options.outputs, where, checked) };
+      }
     } catch (e) {
       return Promise.reject(e);
     }
-    return this.scheduler.submit(checked, options);
+    return this.scheduler.submit(checked, submit);
   }
 
   /**
@@ -287,7 +300,8 @@ function providerOptionsOf(
   return out;
 }
 
-const DEFAULT_SELECTED_ROWS = 32;
+// MediaPipe's short-range detector passes up to 46 anchors on close-up crops of the test photos (BlazeFace 128: 24 a pair).
+const DEFAULT_SELECTED_ROWS = 64;
 
 /** loadModel's selectRows, checked, as the backend's row selection from the config's postprocessor. */
 function rowSelectionOf(

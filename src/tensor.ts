@@ -66,6 +66,11 @@ export function elementCount(dims: readonly number[]): number {
   return n;
 }
 
+/** Bytes of a tensor's elements, in host memory or on the device. */
+export function byteLengthOf(t: Tensor): number {
+  return t.device ? elementCount(t.dims) * DTYPE_BYTES[t.dtype] : t.data.byteLength;
+}
+
 export function tensor(dtype: DType, data: TypedArray, dims: readonly number[]): Tensor {
   return { dtype, data, dims: [...dims] };
 }

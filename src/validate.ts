@@ -1,4 +1,5 @@
-import { YqpError, describeValue } from './errors.js';
+import type { DeviceOutputs } from './backends/backend.js';
+import { YqpError, describeValue, invalidParameter } from './errors.js';
 import type { ModelConfig, OptimizationProfile } from './repository/config.js';
 import {
   DTYPE_BYTES,
@@ -144,6 +145,56 @@ export function validateFeeds(config: ModelConfig, feeds: unknown): TensorMap {
       `Input ${JSON.stringify(name)} of shape [${out[name].dims.join(',')}] fits no optimization profile: ${describeProfiles(config, name)}`,
       { argument: name, expected: describeProfiles(config, name), received: `[${out[name].dims.join(',')}]` },
     );
+  }
+  return out;
+}
+
+/**
+ * Checks infer()'s device outputs before anything runs: the session can write outputs to device memory (a CUDA
+ * session), each name is one of the model's outputs, each memory is { ptr: bigint, size: bytes }, and where the
+ * output's size follows from the config and the batch, the memory holds it.
+ */
+export function validateDeviceOutputs(
+  config: ModelConfig,
+  outputs: unknown,
+  where: { device: string; supported: boolean },
+  feeds: TensorMap,
+): DeviceOutputs {
+  if (typeof outputs !== 'object' || outputs === null || Array.isArray(outputs))
+    throw invalidParameter('outputs', 'an object of output names to device memory { ptr, size }', outputs);
+  if (!where.supported)
+    throw invalidParameter(
+      'outputs',
+      "a model on device 'cuda' (onnxruntime's CUDA provider writes outputs to device memory)",
+      where.device,
+    );
+  const first = Object.values(feeds)[0];
+  const batch = config.maxBatchSize > 0 && first ? (first.dims[0] ?? 1) : 1;
+  const out: Record<string, { ptr: bigint; size: number }> = {};
+  for (const [name, memory] of Object.entries(outputs as Record<string, unknown>)) {
+    const spec = config.outputs.find((o) => o.name === name);
+    if (!spec)
+      throw new YqpError(
+        'E_ARGUMENT',
+        `Unknown output ${JSON.stringify(name)} in outputs: the model's outputs are ${config.outputs.map((o) => JSON.stringify(o.name)).join(', ')}`,
+        {
+          argument: `outputs.${name}`,
+          expected: config.outputs.map((o) => o.name).join(', '),
+          received: name,
+        },
+      );
+    const m = memory as { ptr?: unknown; size?: unknown } | null;
+    if (typeof m !== 'object' || m === null || typeof m.ptr !== 'bigint')
+      throw invalidParameter(`outputs.${name}`, 'device memory { ptr: bigint, size: bytes }', memory);
+    if (typeof m.size !== 'number' || !Number.isInteger(m.size) || m.size < 0)
+      throw invalidParameter(`outputs.${name}.size`, 'a non-negative integer number of bytes', m.size);
+    const dims = config.maxBatchSize > 0 ? spec.dims.slice(1) : spec.dims;
+    if (dims.every((d) => d >= 0)) {
+      const needed = (config.maxBatchSize > 0 ? batch : 1) * elementCount(dims) * DTYPE_BYTES[spec.dtype];
+      if (m.size < needed)
+        throw invalidParameter(`outputs.${name}.size`, `at least ${needed} bytes (batch ${batch})`, m.size);
+    }
+    out[name] = { ptr: m.ptr, size: m.size };
   }
   return out;
 }

@@ -11,14 +11,14 @@ import {
   graphBatchSizes,
   tensorrtProfileShapes,
 } from '../src/backends/onnxruntime-cuda.js';
-import type { BackendSession } from '../src/backends/backend.js';
+import type { BackendSession, DeviceOutputs } from '../src/backends/backend.js';
 import { parseDevice } from '../src/device.js';
 import { loadBinding } from '../src/native/binding.js';
 import { loadModel } from '../src/model.js';
 import type { ModelConfig } from '../src/repository/config.js';
 import { Scheduler } from '../src/scheduler/scheduler.js';
 import { deviceTensor, tensor, type TensorMap } from '../src/tensor.js';
-import { validateFeeds } from '../src/validate.js';
+import { validateDeviceOutputs, validateFeeds } from '../src/validate.js';
 import { ROOT } from './helpers/data.js';
 import { tempRepo, writeBlazeFace } from './serve-fixtures.js';
 
@@ -106,6 +106,60 @@ describe('device', () => {
     await s.close();
   });
 
+  it('checks device outputs before anything runs, and runs a request with them alone', async () => {
+    const config = {
+      maxBatchSize: 8,
+      inputs: [{ name: 'x', dtype: 'float32', dims: [-1, 4] }],
+      outputs: [
+        { name: 'y', dtype: 'float32', dims: [-1, 4] },
+        { name: 'z', dtype: 'float32', dims: [-1, -1] },
+      ],
+    } as unknown as ModelConfig;
+    const feeds = { x: tensor('float32', new Float32Array(8), [2, 4]) };
+    const gpu = { device: 'cuda:0', supported: true };
+    expect(() =>
+      validateDeviceOutputs(config, { y: { ptr: 1n, size: 32 } }, { device: 'cpu', supported: false }, feeds),
+    ).toThrow(
+      /Expected a model on device 'cuda' \(onnxruntime's CUDA provider writes outputs to device memory\) for outputs but received "cpu"/,
+    );
+    expect(() => validateDeviceOutputs(config, { w: { ptr: 1n, size: 32 } }, gpu, feeds)).toThrow(
+      /Unknown output "w" in outputs: the model's outputs are "y", "z"/,
+    );
+    expect(() => validateDeviceOutputs(config, { y: { ptr: 1, size: 32 } }, gpu, feeds)).toThrow(
+      /Expected device memory \{ ptr: bigint, size: bytes \} for outputs.y/,
+    );
+    expect(() => validateDeviceOutputs(config, { y: { ptr: 1n, size: 31 } }, gpu, feeds)).toThrow(
+      'Expected at least 32 bytes (batch 2) for outputs.y.size but received 31 of type number',
+    );
+    // A symbolic size is the runner's to check once the run has shaped it.
+    expect(validateDeviceOutputs(config, { z: { ptr: 1n, size: 4 } }, gpu, feeds)).toEqual({
+      z: { ptr: 1n, size: 4 },
+    });
+    const runs: [number, DeviceOutputs | undefined][] = [];
+    const session: BackendSession = {
+      backend: 'onnxruntime',
+      contexts: 1,
+      deviceOutputs: true,
+      run: async (_c: number, f: TensorMap, outputs?: DeviceOutputs) => {
+        runs.push([f.x.dims[0], outputs]);
+        return { y: f.x };
+      },
+      close: async () => undefined,
+    };
+    const s = new Scheduler(session, {
+      maxBatchSize: 8,
+      batchable: true,
+      maxQueueDelayMicroseconds: 50_000,
+      maxQueueSize: 16,
+    });
+    const host = () => ({ x: tensor('float32', new Float32Array(4), [1, 4]) });
+    const target = { y: { ptr: 0x2000n, size: 16 } };
+    await Promise.all([s.submit(host()), s.submit(host(), { outputs: target }), s.submit(host())]);
+    expect(runs.map(([n]) => n).sort()).toEqual([1, 2]); // the plain pair batched, the device-output one alone
+    expect(runs.find(([, o]) => o)?.[1]).toBe(target);
+    await s.close();
+  });
+
   it('looks for a GPU onnxruntime where it is documented and says where it looked', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'yqp-ort-gpu-'));
     const r = findGpuOnnxruntime(empty);
@@ -140,6 +194,25 @@ describe('device', () => {
         message: expect.stringMatching(/^device cuda is unavailable: /),
       });
       await expect(loadModel(dir, { device: 'tpu' })).rejects.toMatchObject({ code: 'E_ARGUMENT' });
+    });
+
+    it('refuses device outputs on the CPU provider, naming the option and the device', async () => {
+      const model = await loadModel(dir, { contexts: 1, warmup: false });
+      try {
+        const x = tensor('float32', new Float32Array(128 * 128 * 3), [1, 128, 128, 3]);
+        await expect(
+          model.infer(
+            { 'input:0': x },
+            { outputs: { [model.config.outputs[0].name]: { ptr: 1n, size: 1 << 20 } } },
+          ),
+        ).rejects.toMatchObject({
+          code: 'E_ARGUMENT',
+          argument: 'outputs',
+          received: '"cpu" of type string',
+        });
+      } finally {
+        await model.close();
+      }
     });
 
     it('exits 3 from the CLI on --device cuda and 2 on a device it does not know', () => {

@@ -29,6 +29,12 @@ export interface RunTiming {
   runMinorFaults: number;
 }
 
+/**
+ * Outputs written into device memory on the GPU instead of coming back to the host (a CUDA shared-memory region a
+ * client reads, the next stage's input), by output name; each must hold its output's bytes.
+ */
+export type DeviceOutputs = Readonly<Record<string, { readonly ptr: bigint; readonly size: number }>>;
+
 /** A row selection on the GPU (OpenOptions.rowSelection). */
 export interface RowSelection {
   pairs: [string, string][];
@@ -95,8 +101,13 @@ export interface BackendSession {
    * captured on its second run, so the warm-up runs each of them twice.
    */
   readonly graphBatchSizes?: readonly number[];
-  /** Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete. */
-  run(context: number, feeds: TensorMap): Promise<TensorMap>;
+  /** Whether run() takes DeviceOutputs (onnxruntime's CUDA provider): written there on the GPU, on its stream. */
+  readonly deviceOutputs?: boolean;
+  /**
+   * Runs feeds on one context. Never blocks the event loop; resolves once the outputs are complete (those in
+   * `outputs` written to their device memory: tensors with `device` set and no data).
+   */
+  run(context: number, feeds: TensorMap, outputs?: DeviceOutputs): Promise<TensorMap>;
   close(): Promise<void>;
 }
 

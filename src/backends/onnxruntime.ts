@@ -5,14 +5,15 @@ import { loadBinding } from '../native/binding.js';
 import { YqpError } from '../errors.js';
 import { cpuInt8Form } from '../onnx/int8-weights.js';
 import type { ModelConfig } from '../repository/config.js';
-import type { RowSelection } from './backend.js';
-import { DTYPE_ARRAY, type DType, type TensorMap, type TypedArray } from '../tensor.js';
+import { DTYPE_ARRAY, deviceTensor, type DType, type TensorMap, type TypedArray } from '../tensor.js';
 import {
   RUN_TIMING,
   type Backend,
   type BackendAvailability,
   type BackendSession,
+  type DeviceOutputs,
   type OpenOptions,
+  type RowSelection,
   type RunTiming,
 } from './backend.js';
 
@@ -71,7 +72,7 @@ parentPort.on('message', async (msg) => {
 
 /** One onnxruntime session that runs requests in order. */
 export interface Context {
-  run(feeds: TensorMap): Promise<TensorMap>;
+  run(feeds: TensorMap, outputs?: DeviceOutputs): Promise<TensorMap>;
   close(): Promise<void>;
 }
 
@@ -189,8 +190,13 @@ export interface NativeSession {
    */
   run(
     feeds: [number, number, readonly number[], TypedArray | DeviceMemory][],
+    /** CUDA sessions: outputs copied into device memory on the GPU, as [output index, memory]. */
+    outputs?: [number, { ptr: bigint; size: number }][],
   ): Promise<
-    [number, number[], ArrayBuffer, string?][] & { timing?: [number, number, number, number, number, number] }
+    // buffer undefined: the output was written to its device memory
+    [number, number[], ArrayBuffer | undefined, string?][] & {
+      timing?: [number, number, number, number, number, number];
+    }
   >;
   close(): Promise<void>;
 }
@@ -212,11 +218,13 @@ export function nativeRunner(): { native?: NativeOnnxruntime; library?: string; 
 
 export class NativeContext implements Context {
   private readonly inputIndex: Map<string, number>;
+  private readonly outputIndex: Map<string, number>;
   constructor(readonly session: NativeSession) {
     this.inputIndex = new Map(session.inputNames.map((n, i) => [n, i]));
+    this.outputIndex = new Map(session.outputNames.map((n, i) => [n, i]));
   }
 
-  async run(feeds: TensorMap): Promise<TensorMap> {
+  async run(feeds: TensorMap, deviceOutputs?: DeviceOutputs): Promise<TensorMap> {
     const list: [number, number, readonly number[], TypedArray | DeviceMemory][] = [];
     for (const name in feeds) {
       const t = feeds[name];
@@ -224,7 +232,14 @@ export class NativeContext implements Context {
       if (index === undefined) throw new YqpError('E_BACKEND', `onnxruntime: the model has no input ${name}`);
       list.push([index, ONNX_TYPE[t.dtype], t.dims, t.device ?? t.data]);
     }
-    const out = await this.session.run(list);
+    let targets: [number, { ptr: bigint; size: number }][] | undefined;
+    for (const name in deviceOutputs) {
+      const index = this.outputIndex.get(name);
+      if (index === undefined)
+        throw new YqpError('E_BACKEND', `onnxruntime: the model has no output ${name}`);
+      (targets ??= []).push([index, deviceOutputs[name]]);
+    }
+    const out = await this.session.run(list, targets);
     const names = this.session.outputNames;
     const outputs: TensorMap = {};
     for (let i = 0; i < out.length; i++) {
@@ -236,7 +251,11 @@ export class NativeContext implements Context {
           `onnxruntime: output ${names[i]} has ONNX element type ${type}, not supported`,
         );
       // A CUDA session names each output (a row selection replaces a pair by its own); CPU sessions keep the order.
-      outputs[name ?? names[i]] = { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer) };
+      const key = name ?? names[i];
+      const target = buffer === undefined ? deviceOutputs?.[key] : undefined;
+      outputs[key] = target
+        ? deviceTensor(dtype, target, dims)
+        : { dtype, dims, data: new DTYPE_ARRAY[dtype](buffer ?? new ArrayBuffer(0)) };
     }
     if (out.timing) {
       const [queuedMs, runMs, deliverMs, runCpuMs, runInvoluntarySwitches, runMinorFaults] = out.timing;
@@ -401,10 +420,14 @@ export class OnnxruntimeSession implements BackendSession {
   get graphBatchSizes(): readonly number[] {
     return this.nativeSessions[0]?.graphBatchSizes ?? [];
   }
-  run(context: number, feeds: TensorMap): Promise<TensorMap> {
+  /** A CUDA session's contexts write outputs to device memory (run's `outputs`). */
+  get deviceOutputs(): boolean {
+    return this.device !== 'cpu';
+  }
+  run(context: number, feeds: TensorMap, outputs?: DeviceOutputs): Promise<TensorMap> {
     const c = this.contextList[context];
     if (!c) return Promise.reject(new YqpError('E_INTERNAL', `no context ${context}`));
-    return c.run(feeds);
+    return c.run(feeds, outputs);
   }
   async close(): Promise<void> {
     await Promise.all(this.contextList.map((c) => c.close()));

@@ -34,9 +34,11 @@ export interface GpuStageCopies {
   hostToDeviceBytes: number;
 }
 
-/** Wall time inside the detect and landmark stages, ms: kernels awaited, model runs, what the stream still held. */
+/**
+ * Wall time inside the detect and landmark stages, ms: model runs (each waits for its kernel on the device, not on
+ * the host) and what the stream still held after a refused run.
+ */
 export interface GpuStageTiming {
-  kernelWaitMs: number;
   inferMs: number;
   settleMs: number;
 }
@@ -46,13 +48,13 @@ export interface GpuStageTiming {
  * the preprocessing kernel -> the detector on the CUDA provider, fed from device memory -> decode in JS (only the
  * detector outputs cross) -> the ROI kernel, cropping every face of every camera straight from the frames ->
  * the landmark model, fed from device memory -> only the landmarks cross. Everything of this class runs on one
- * stream; each model input is complete (done(stream)) before the model's context copies it on its own stream, and
- * each buffer is freed only once the model's run has finished with it.
+ * stream; each model's context waits on the device for the kernel that writes its input (`after`: no host round
+ * trip between kernel and model), and each buffer is freed only once the model's run has finished with it.
  */
 export class GpuFaceStages implements FaceStages {
   readonly device: string;
   readonly copies: GpuStageCopies = { hostFrames: 0, hostToDeviceBytes: 0 };
-  readonly timing: GpuStageTiming = { kernelWaitMs: 0, inferMs: 0, settleMs: 0 };
+  readonly timing: GpuStageTiming = { inferMs: 0, settleMs: 0 };
   readonly faceDetector: FaceDetector;
   readonly landmarker: FaceLandmarker;
   readonly preprocessor: GpuPreprocessor;
@@ -169,19 +171,23 @@ class GpuTickFrames implements StageFrames {
     const spec = preprocessor.spec;
     return inBatches(indices, detector.config.maxBatchSize, async (slice) => {
       const input = allocDevice(outputElements(spec, slice.length) * DTYPE_BYTES[spec.dtype], gpu);
+      let settled = false;
       try {
         const transforms = preprocessor.enqueue(
           slice.map((i) => this.frames[i]),
           input,
           stream,
         );
-        await this.stages.timed('kernelWaitMs', () => preprocessor.done(stream));
+        // No host wait for the kernel: the run waits for it on the device (`after`), one hop instead of two.
+        const memory = { ptr: input.ptr, size: input.size, after: stream };
         const outputs = await this.stages.timed('inferMs', () =>
-          detector.infer({ [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)) }),
+          detector.infer({ [spec.input]: deviceTensor(spec.dtype, memory, outputDims(spec, slice.length)) }),
         );
+        settled = true; // the run's stream synchronized after the kernel: the input is no longer written
         return this.stages.faceDetector.decode(outputs, transforms);
       } finally {
-        await this.stages.timed('settleMs', () => this.stages.settle());
+        // A run refused before it started leaves the kernel writing: wait for it before the memory goes back.
+        if (!settled) await this.stages.timed('settleMs', () => this.stages.settle());
         input.dispose();
       }
     });
@@ -192,18 +198,20 @@ class GpuTickFrames implements StageFrames {
     const spec = cropper.spec;
     return inBatches(rois, landmarkModel.config.maxBatchSize, async (slice) => {
       const input = allocDevice(outputElements(spec, slice.length) * DTYPE_BYTES[spec.dtype], gpu);
+      let settled = false;
       try {
         // roi.frame indexes the tick's frames: every face of every camera in one launch, read in place.
         cropper.enqueue(this.frames, slice, input, stream);
-        await this.stages.timed('kernelWaitMs', () => cropper.done(stream));
+        const memory = { ptr: input.ptr, size: input.size, after: stream };
         const outputs = await this.stages.timed('inferMs', () =>
           landmarkModel.infer({
-            [spec.input]: deviceTensor(spec.dtype, input, outputDims(spec, slice.length)),
+            [spec.input]: deviceTensor(spec.dtype, memory, outputDims(spec, slice.length)),
           }),
         );
+        settled = true;
         return this.stages.landmarker.decode(outputs, slice);
       } finally {
-        await this.stages.timed('settleMs', () => this.stages.settle());
+        if (!settled) await this.stages.timed('settleMs', () => this.stages.settle());
         input.dispose();
       }
     });

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { YqpError } from '../errors.js';
-import { RUN_TIMING, type BackendSession, type RunTiming } from '../backends/backend.js';
+import { RUN_TIMING, type BackendSession, type DeviceOutputs, type RunTiming } from '../backends/backend.js';
 import { DTYPE_ARRAY, type Tensor, type TensorMap } from '../tensor.js';
 
 export interface SchedulerOptions {
@@ -21,6 +21,8 @@ export interface SchedulerOptions {
 export interface SubmitOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** Outputs written to device memory on the GPU (BackendSession.deviceOutputs); such a request runs alone. */
+  outputs?: DeviceOutputs;
 }
 
 /** What one backend run did, for metrics. */
@@ -40,6 +42,7 @@ export interface BatchEvent {
 
 interface Request {
   feeds: TensorMap;
+  outputs?: DeviceOutputs;
   batch: number;
   key: string;
   enqueuedAt: number;
@@ -113,8 +116,9 @@ export class Scheduler extends EventEmitter {
     return new Promise<TensorMap>((resolve, reject) => {
       const req: Request = {
         feeds,
+        outputs: opts.outputs,
         batch,
-        key: this.options.batchable ? batchKey(feeds) : '',
+        key: this.options.batchable ? batchKey(feeds, opts.outputs) : '',
         enqueuedAt: performance.now(),
         resolve,
         reject,
@@ -245,7 +249,12 @@ export class Scheduler extends EventEmitter {
               group.map((r) => r.feeds),
               this.session.allocate?.bind(this.session),
             );
-      const outputs = await this.session.run(context, feeds);
+      // A request with device outputs is alone in its group (batchKey).
+      const outputs = await this.session.run(
+        context,
+        feeds,
+        group.length === 1 ? group[0].outputs : undefined,
+      );
       timing = (outputs as { [RUN_TIMING]?: RunTiming })[RUN_TIMING];
       if (group.length === 1) group[0].resolve(outputs);
       else {
@@ -292,9 +301,11 @@ let deviceRequests = 0;
 
 /**
  * Requests batch together when every input agrees on dtype and on every dimension but the first. A request whose
- * input is in device memory runs alone (its key is its own): its rows are not gathered into a host batch.
+ * input or outputs are in device memory runs alone (its key is its own): its rows are not gathered into a host
+ * batch, nor its outputs split from one.
  */
-function batchKey(feeds: TensorMap): string {
+function batchKey(feeds: TensorMap, outputs?: DeviceOutputs): string {
+  if (outputs) return `device#${++deviceRequests}`;
   for (const k in feeds) if (feeds[k].device) return `device#${++deviceRequests}`;
   return Object.keys(feeds)
     .sort()

@@ -4,6 +4,7 @@
  * typed errors (src/errors.ts) a transport turns into its own statuses. The HTTP layer (src/serve/server.ts)
  * calls it; a gRPC layer would call the same methods with requests parsed from its own messages.
  */
+import type { DeviceOutputs } from '../backends/backend.js';
 import { backendEntry } from '../backends/index.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -256,10 +257,12 @@ export class InferenceEndpoint implements ClusterMember {
         signal: call.signal,
         timeoutMs:
           typeof timeoutUs === 'number' && timeoutUs > 0 ? Math.min(timeoutUs, maxUs) / 1000 : undefined,
+        outputs: this.deviceOutputsOf(model, request, owner, holds),
       });
       const selected = selectOutputs(model, request, outputs);
       for (const o of selected)
-        if (o.sharedMemory) this.shm.write(o.sharedMemory, bytesOfTyped(o.tensor.data), owner);
+        if (o.sharedMemory && !o.tensor.device)
+          this.shm.write(o.sharedMemory, bytesOfTyped(o.tensor.data), owner);
       return encode({
         model: { name: model.name, version: String(model.version) },
         id: request.id,
@@ -280,6 +283,29 @@ export class InferenceEndpoint implements ClusterMember {
         this.statistics.record(model, status < 400, seconds);
       }
     }
+  }
+
+  /**
+   * The outputs asked into CUDA regions on the model's own GPU, where its session writes outputs to device memory:
+   * the run copies them there on the GPU (device to device, on its stream), not through the host. Each region is
+   * held until the run settles. Undefined where there are none (the others are written after the run).
+   */
+  private deviceOutputsOf(
+    model: Model,
+    request: InferRequest,
+    owner: string,
+    holds: (() => void)[],
+  ): DeviceOutputs | undefined {
+    if (!model.deviceOutputs || !request.outputs) return undefined;
+    let out: Record<string, { ptr: bigint; size: number }> | undefined;
+    for (const o of request.outputs) {
+      if (!o.sharedMemory) continue;
+      const view = this.shm.deviceView(o.sharedMemory, owner, model.device);
+      if (!view) continue;
+      holds.push(view.release);
+      (out ??= {})[o.name] = { ptr: view.ptr, size: view.size };
+    }
+    return out;
   }
 
   /**

@@ -4,7 +4,7 @@
  * parameters. Parsing and encoding only; no HTTP framework and no model here, so it is tested on its own.
  */
 import { YqpError, describeValue } from '../errors.js';
-import { elementCount } from '../tensor.js';
+import { byteLengthOf, elementCount } from '../tensor.js';
 import type { InputHeader } from './input-check.js';
 import { scanJson, type JsonLimits } from './json-scan.js';
 import {
@@ -289,7 +289,7 @@ export function encodeInferResponse(
     if (o.sharedMemory) {
       entry.parameters = {
         shared_memory_region: o.sharedMemory.region,
-        shared_memory_byte_size: o.tensor.data.byteLength,
+        shared_memory_byte_size: byteLengthOf(o.tensor),
         ...(o.sharedMemory.offset ? { shared_memory_offset: o.sharedMemory.offset } : {}),
       };
     } else if (o.binary) {

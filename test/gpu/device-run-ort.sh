@@ -55,4 +55,9 @@ if [[ ${SANITIZE:-1} == 1 ]]; then
   timeout $(left 150) compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 10 node test/gpu/sanitize-ort.mjs > "$OUT/sanitize-ort.log" 2>&1
   echo "memcheck (onnxruntime CUDA): rc=$? $(grep -E 'ERROR SUMMARY|sanitize-ort|selectRows' "$OUT/sanitize-ort.log" | tr '\n' ' ' | cut -c1-700)"
 fi
+# CPU profiles (a bench's --server-node-args --cpu-prof,--cpu-prof-dir=$OUT/prof, BENCH_NODE_ARGS): summarized here,
+# the raw files dropped (few files come back from this machine).
+for f in $(find "$OUT" -name '*.cpuprofile' 2>/dev/null); do
+  node scripts/profile-summary.mjs "$f" 40 > "${f%.cpuprofile}.txt" 2>&1 && rm -f "$f"
+done
 echo "tests rc=$tests"

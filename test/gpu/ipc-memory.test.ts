@@ -49,10 +49,14 @@ describe.skipIf(NO_GPU)(`raw CUDA IPC regions (Triton's CUDA shared memory)${ski
     beforeAll(async () => {
       repo = tempRepo('yqp-cudashm-');
       await writeBlazeFace(repo);
-      server = spawn(process.execPath, [CLI, 'serve', '--model-repository', repo, '--port', '0'], {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      server = spawn(
+        process.execPath,
+        [CLI, 'serve', '--model-repository', repo, '--port', '0', '--shared-memory', 'cuda'],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       url = await new Promise<string>((resolve, reject) => {
         let err = '';
         const timer = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 60_000);

@@ -309,9 +309,9 @@ void HostOutput::Reserve(core::BufferPool* pinnedPool) {
   bytes.resize(size);
 }
 
-// Output i of a finished run (enqueued on the stream, not yet waited for) into host memory.
+// Output i of a finished run (enqueued on the stream, not yet waited for) into host memory, or into its target.
 std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_t runBatch, OrtValue*** bound,
-                                     size_t* boundCount, HostOutput* out) {
+                                     size_t* boundCount, OutputTarget const* target, HostOutput* out) {
   Api const& api = rt_->api;
   auto stream = static_cast<cudaStream_t>(options_.stream);
   HostOutput& o = *out;
@@ -346,6 +346,17 @@ std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_
     bytes = count * ElementSize(o.type);
   }
   o.size = bytes;
+  if (target != nullptr) {
+    o.onDevice = true;
+    if (bytes > target->bytes)
+      return "output " + outputs_[i] + " needs " + std::to_string(bytes) + " bytes but its device memory holds " +
+             std::to_string(target->bytes);
+    if (bytes == 0) return {};
+    cudaError_t c = cudaMemcpyAsync(target->ptr, src, bytes, cudaMemcpyDeviceToDevice, stream);
+    if (c != cudaSuccess) return CudaReason("copying output " + outputs_[i] + " to its device memory", c);
+    counters_.deviceToDevice += bytes;
+    return {};
+  }
   if (bytes == 0) return {};
   // Outputs of known size come back into pinned memory leased for this run: a true async DMA, no copy out on this
   // thread, and warm pages (a fresh pageable block of a large output faults every page in). Leasing may allocate
@@ -360,7 +371,8 @@ std::string DeviceRunner::CopyOutput(size_t i, Binding* b, int64_t batch, int64_
   return {};
 }
 
-std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs) {
+std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<OutputTarget> const& targets,
+                              std::vector<HostOutput>* outputs) {
   Api const& api = rt_->api;
   auto stream = static_cast<cudaStream_t>(options_.stream);
   int64_t batch = !feeds.empty() && !feeds[0].dims.empty() ? feeds[0].dims[0] : 1;
@@ -414,12 +426,15 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
   outputs->resize(outputs_.size());
   OrtValue** bound = nullptr;
   size_t boundCount = 0;
-  bool selecting = selection_->enabled();
+  std::vector<OutputTarget const*> targetOf(outputs_.size(), nullptr);
+  for (auto const& t : targets)
+    if (t.index < targetOf.size()) targetOf[t.index] = &t;
+  bool selecting = selection_->enabled() && targets.empty();
   for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
     if (selecting && selection_->Selects(i))
       (*outputs)[i].omitted = true;  // only its selected rows come back
     else
-      e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, &(*outputs)[i]);
+      e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, targetOf[i], &(*outputs)[i]);
   }
   if (e.empty() && selecting) {
     std::shared_lock<std::shared_mutex> shared(CaptureLock());  // pinned leases may allocate
@@ -440,7 +455,7 @@ std::string DeviceRunner::Run(std::vector<Feed> const& feeds, std::vector<HostOu
       for (size_t i = 0; e.empty() && i < outputs_.size(); ++i) {
         if (!(*outputs)[i].omitted) continue;
         (*outputs)[i].omitted = false;
-        e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, &(*outputs)[i]);
+        e = CopyOutput(i, b, batch, runBatch, &bound, &boundCount, nullptr, &(*outputs)[i]);
       }
       cudaError_t c = e.empty() ? cudaStreamSynchronize(stream) : cudaSuccess;
       if (c != cudaSuccess) e = CudaReason("the context's stream", c);

@@ -36,6 +36,14 @@ struct Feed {
   void* after = nullptr;  // device memory: the stream that writes it, waited for on the device before the copy
 };
 
+// Device memory an output is written to on the GPU (a CUDA shared-memory region a client reads, the next stage's
+// input) instead of coming back to the host: a device-to-device copy on the context's stream, within `bytes`.
+struct OutputTarget {
+  size_t index = 0;
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+
 // One output, copied to host memory: a pinned block leased from the core's pool for this run (handed to JS with the
 // job and returned once JS has its copy), or pageable memory where no pinned block could be had or the size was only
 // known after the run.
@@ -45,8 +53,9 @@ struct HostOutput {
   size_t size = 0;
   std::unique_ptr<core::Lease> pinned;
   std::vector<char> bytes;
-  std::string name;      // set where it is not the model's output of its index (a row selection's)
-  bool omitted = false;  // the model's output left on the device (its rows selected instead)
+  std::string name;       // set where it is not the model's output of its index (a row selection's)
+  bool omitted = false;   // the model's output left on the device (its rows selected instead)
+  bool onDevice = false;  // written to its OutputTarget on the GPU: dims and type only come back
   void const* data() const { return pinned ? pinned->data() : bytes.data(); }
   void* data() { return pinned ? pinned->data() : bytes.data(); }
   // Host memory for `size` bytes: a block of `pinnedPool` where one can be had, else pageable (also with no pool).
@@ -76,8 +85,10 @@ class DeviceRunner {
   DeviceRunner(DeviceRunner const&) = delete;
   DeviceRunner& operator=(DeviceRunner const&) = delete;
 
-  // On the runner thread: one run; "" or the reason it failed.
-  std::string Run(std::vector<Feed> const& feeds, std::vector<HostOutput>* outputs);
+  // On the runner thread: one run; "" or the reason it failed. Outputs with a target are copied there on the GPU
+  // (a run with targets copies its other outputs in full: no row selection).
+  std::string Run(std::vector<Feed> const& feeds, std::vector<OutputTarget> const& targets,
+                  std::vector<HostOutput>* outputs);
   // Binds the runner thread to the session's GPU (once, before its first run).
   std::string BindThread() const;
   CopyCounters const& counters() const { return counters_; }
@@ -102,8 +113,9 @@ class DeviceRunner {
   // onnxruntime's run on the bound buffers: eager, captured into a CUDA graph, or that graph replayed.
   std::string RunBound(size_t variant, Binding* b, void* stream);
   std::string RunOnnxruntimeGraph(OrtSession* session, Binding* b);
+  // Output i of the finished run into host memory, or into `target` on the GPU where one is given.
   std::string CopyOutput(size_t i, Binding* b, int64_t batch, int64_t runBatch, OrtValue*** bound, size_t* boundCount,
-                         HostOutput* out);
+                         OutputTarget const* target, HostOutput* out);
   // A capture refused or failed: counted, and its reason kept for GraphRefused().
   void RecordRefusal(std::string const& reason);
 

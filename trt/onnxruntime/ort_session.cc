@@ -60,6 +60,7 @@ struct Job {
   std::vector<char const*> inputNames;
   std::vector<OrtValue*> inputs;
   std::vector<Feed> feeds;                          // a CUDA session's inputs (host or device memory)
+  std::vector<OutputTarget> targets;                // outputs written to device memory instead (CUDA sessions)
   std::vector<HostOutput> hostOutputs;              // and its outputs, copied back
   std::vector<Napi::Reference<Napi::Object>> keep;  // the caller's arrays, alive until the run settles
   std::vector<OrtValue*> outputs;
@@ -126,7 +127,7 @@ struct Core {
       if (!bound.empty())
         job->error = bound;
       else if (device)
-        job->error = device->Run(job->feeds, &job->hostOutputs);
+        job->error = device->Run(job->feeds, job->targets, &job->hostOutputs);
       else
         job->error =
             rt->api.Take(rt->api.Run(session, nullptr, job->inputNames.data(), job->inputs.data(), job->inputs.size(),
@@ -337,6 +338,31 @@ class Session final : public Napi::ObjectWrap<Session> {
       job->inputNames.push_back(name.c_str());
       job->keep.push_back(Napi::Persistent(dataJs.As<Napi::Object>()));
     }
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      // Device outputs: [output index, { ptr: bigint, size: number }] each, written there on the GPU.
+      if (!core_->device) throw fail("Expected no device outputs for a CPU session");
+      if (!info[1].IsArray()) throw fail("Expected an array of device outputs for run");
+      Napi::Array targets = info[1].As<Napi::Array>();
+      for (uint32_t i = 0; i < targets.Length(); ++i) {
+        Napi::Array t = targets.Get(i).As<Napi::Array>();
+        uint32_t index = t.Get(0u).As<Napi::Number>().Uint32Value();
+        if (index >= core_->outputs.size())
+          throw fail("Expected an output index below " + std::to_string(core_->outputs.size()));
+        Napi::Object memory = t.Get(1u).As<Napi::Object>();
+        Napi::Value ptr = memory.Get("ptr");
+        Napi::Value size = memory.Get("size");
+        if (!ptr.IsBigInt() || !size.IsNumber() || size.As<Napi::Number>().DoubleValue() < 0)
+          throw fail("Expected { ptr: bigint, size: number >= 0 } for the device memory of output " +
+                     core_->outputs[index]);
+        bool lossless = false;
+        OutputTarget target;
+        target.index = index;
+        target.ptr = reinterpret_cast<void*>(static_cast<uintptr_t>(ptr.As<Napi::BigInt>().Uint64Value(&lossless)));
+        target.bytes = static_cast<size_t>(size.As<Napi::Number>().Int64Value());
+        job->targets.push_back(target);
+        job->keep.push_back(Napi::Persistent(memory));
+      }
+    }
     Napi::Promise promise = job->deferred.Promise();
     if (core_->pending++ == 0) {
       core_->tsfn.Ref(env);
@@ -495,7 +521,9 @@ void Deliver(Napi::Env env, Napi::Function, Core* core, Job* job) {
           std::string const& name = !o.name.empty()            ? o.name
                                     : k < core->outputs.size() ? core->outputs[k]
                                                                : std::to_string(k);
-          Napi::Value tensor = TensorToJs(env, o.type, o.dims, o.data(), o.size, name);
+          // An output written to its device memory: its type and dims, no buffer.
+          Napi::Value tensor = TensorToJs(env, o.type, o.dims, o.data(), o.onDevice ? 0 : o.size, name);
+          if (o.onDevice) tensor.As<Napi::Array>().Set(2u, env.Undefined());
           tensor.As<Napi::Array>().Set(3u, Napi::String::New(env, name));
           out.Set(out.Length(), tensor);
         }

@@ -4,7 +4,7 @@
  * InferTensorContents, tensor and request parameters (shared memory, timeout), all checked as the HTTP path is.
  */
 import { YqpError, describeValue } from '../../errors.js';
-import { elementCount } from '../../tensor.js';
+import { byteLengthOf, elementCount } from '../../tensor.js';
 import type { InferResult } from '../endpoint.js';
 import {
   fillFromBytes,
@@ -214,7 +214,7 @@ export function grpcInferResponse(result: InferResult): Message {
     if (o.sharedMemory) {
       entry.parameters = {
         shared_memory_region: { string_param: o.sharedMemory.region },
-        shared_memory_byte_size: { int64_param: o.tensor.data.byteLength },
+        shared_memory_byte_size: { int64_param: byteLengthOf(o.tensor) },
         ...(o.sharedMemory.offset ? { shared_memory_offset: { int64_param: o.sharedMemory.offset } } : {}),
       };
       raw.push(Buffer.alloc(0));
