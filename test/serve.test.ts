@@ -193,6 +193,13 @@ describe('inference', () => {
         },
         /Unknown output "q"/,
       ],
+      [
+        {
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }],
+          outputs: [{ name: 'y' }, { name: 'y' }],
+        },
+        /Output "y" appears twice/,
+      ],
       [{ inputs: 'x' }, /non-empty array for inputs/],
       ['', /Malformed JSON/],
     ];

@@ -243,6 +243,7 @@ export class InferenceEndpoint implements ClusterMember {
       const owner = call.owner ?? '';
       const config = model.config;
       const request = parseChecked(() => call.parse((h) => checkInput(config, h)));
+      checkOutputNames(request);
       const timeoutUs = request.parameters.timeout;
       if (timeoutUs !== undefined && (typeof timeoutUs !== 'number' || !(timeoutUs >= 0)))
         throw new YqpError(
@@ -458,6 +459,18 @@ function parseChecked(parse: () => InferRequest): InferRequest {
     throw new YqpError('E_ARGUMENT', `Malformed request: ${(e as Error).message ?? String(e)}`, {
       argument: 'body',
     });
+  }
+}
+
+/** An output asked twice would be sent twice, or written into one region and not the other: refused, as inputs are. */
+function checkOutputNames(request: InferRequest): void {
+  const seen = new Set<string>();
+  for (const o of request.outputs ?? []) {
+    if (seen.has(o.name))
+      throw new YqpError('E_ARGUMENT', `Output ${JSON.stringify(o.name)} appears twice`, {
+        argument: o.name,
+      });
+    seen.add(o.name);
   }
 }
 
