@@ -91,11 +91,18 @@ export {
   type SchedulerOptions,
   type BatchEvent,
   type SchedulerStats,
+  type SubmitOptions,
 } from './scheduler/scheduler.js';
 export { loadOnnx, encodeOnnx, type OnnxModel } from './onnx/model.js';
 export { makeBatchDynamic } from './onnx/dynamic-batch.js';
 export { parseProfileFlags, checkProfiles } from './profiles.js';
-export type { Backend, BackendSession, BackendAvailability, OpenOptions } from './backends/backend.js';
+export type {
+  Backend,
+  BackendSession,
+  BackendAvailability,
+  DeviceOutputs,
+  OpenOptions,
+} from './backends/backend.js';
 export {
   getBackend,
   backendAvailability,
