@@ -1,4 +1,4 @@
-import type { DeviceOutputs } from './backends/backend.js';
+import type { DeviceOutputs, OutputMemory } from './backends/backend.js';
 import { YqpError, describeValue, invalidParameter } from './errors.js';
 import type { ModelConfig, OptimizationProfile } from './repository/config.js';
 import {
@@ -170,7 +170,7 @@ export function validateDeviceOutputs(
     );
   const first = Object.values(feeds)[0];
   const batch = config.maxBatchSize > 0 && first ? (first.dims[0] ?? 1) : 1;
-  const out: Record<string, { ptr: bigint; size: number }> = {};
+  const out: Record<string, OutputMemory> = {};
   for (const [name, memory] of Object.entries(outputs as Record<string, unknown>)) {
     const spec = config.outputs.find((o) => o.name === name);
     if (!spec)

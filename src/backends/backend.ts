@@ -33,7 +33,13 @@ export interface RunTiming {
  * Outputs written into device memory on the GPU instead of coming back to the host (a CUDA shared-memory region a
  * client reads, the next stage's input), by output name; each must hold its output's bytes.
  */
-export type DeviceOutputs = Readonly<Record<string, { readonly ptr: bigint; readonly size: number }>>;
+export type DeviceOutputs = Readonly<Record<string, OutputMemory>>;
+
+/** Device memory an output is written into: its pointer and the bytes it holds from there. */
+export interface OutputMemory {
+  readonly ptr: bigint;
+  readonly size: number;
+}
 
 /** A row selection on the GPU (OpenOptions.rowSelection). */
 export interface RowSelection {

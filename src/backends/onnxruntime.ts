@@ -13,6 +13,7 @@ import {
   type BackendSession,
   type DeviceOutputs,
   type OpenOptions,
+  type OutputMemory,
   type RowSelection,
   type RunTiming,
 } from './backend.js';
@@ -191,7 +192,7 @@ export interface NativeSession {
   run(
     feeds: [number, number, readonly number[], TypedArray | DeviceMemory][],
     /** CUDA sessions: outputs copied into device memory on the GPU, as [output index, memory]. */
-    outputs?: [number, { ptr: bigint; size: number }][],
+    outputs?: [number, OutputMemory][],
   ): Promise<
     // buffer undefined: the output was written to its device memory
     [number, number[], ArrayBuffer | undefined, string?][] & {
@@ -232,7 +233,7 @@ export class NativeContext implements Context {
       if (index === undefined) throw new YqpError('E_BACKEND', `onnxruntime: the model has no input ${name}`);
       list.push([index, ONNX_TYPE[t.dtype], t.dims, t.device ?? t.data]);
     }
-    let targets: [number, { ptr: bigint; size: number }][] | undefined;
+    let targets: [number, OutputMemory][] | undefined;
     for (const name in deviceOutputs) {
       const index = this.outputIndex.get(name);
       if (index === undefined)

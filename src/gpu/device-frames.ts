@@ -25,9 +25,9 @@ export interface DeviceFrameResults {
  * Frames already in GPU memory (ring slots, CUDA IPC regions, DeviceBuffers) to results, with no host round trip:
  * the preprocessing kernel writes the model input into pooled device memory on its own stream, the model (device
  * cuda) reads it on the context's stream once that stream has waited for the kernel on the device, and only the
- * model's outputs come back to decode. Bytes over PCIe per frame: the outputs alone (BlazeFace 128: 60,928; 4,640
- * with the model loaded with `selectRows`, which leaves the anchors that do not pass on the GPU), against the frame
- * itself plus the input tensor and outputs on the host path.
+ * model's outputs come back to decode. Bytes over PCIe per frame: the outputs alone (BlazeFace 128: 60,928; 9,248
+ * with the model loaded with `selectRows` at its default 64 rows a pair, which leaves the anchors that do not pass
+ * on the GPU), against the frame itself plus the input tensor and outputs on the host path.
  */
 export class DeviceFrameInference {
   private readonly preprocessor: GpuPreprocessor;

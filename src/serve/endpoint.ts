@@ -4,7 +4,7 @@
  * typed errors (src/errors.ts) a transport turns into its own statuses. The HTTP layer (src/serve/server.ts)
  * calls it; a gRPC layer would call the same methods with requests parsed from its own messages.
  */
-import type { DeviceOutputs } from '../backends/backend.js';
+import type { DeviceOutputs, OutputMemory } from '../backends/backend.js';
 import { backendEntry } from '../backends/index.js';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -298,7 +298,7 @@ export class InferenceEndpoint implements ClusterMember {
     holds: (() => void)[],
   ): DeviceOutputs | undefined {
     if (!model.deviceOutputs || !request.outputs) return undefined;
-    let out: Record<string, { ptr: bigint; size: number }> | undefined;
+    let out: Record<string, OutputMemory> | undefined;
     for (const o of request.outputs) {
       if (!o.sharedMemory) continue;
       const view = this.shm.deviceView(o.sharedMemory, owner, model.device);
