@@ -27,13 +27,19 @@ export interface HeldFrame extends FrameInfo {
   seq: number;
   /** Device pointer of the frame in this process (IPC-mapped in a reader). */
   ptr: bigint;
+  /**
+   * The ring that holds the frame (not enumerable). A held frame keeps its ring alive: without it, a ring no longer
+   * referenced could be collected, and its slots freed, while kernels still read `ptr`.
+   */
+  readonly ring: FrameRing;
 }
 
 const formatName = (n: number): FrameFormat =>
   (Object.entries(FRAME_FORMATS).find(([, v]) => v === n)?.[0] as FrameFormat | undefined) ?? 'rgb';
 
-function toHeld(s: FrameSlot): HeldFrame {
-  return { ...s, format: formatName(s.format) };
+function toHeld(s: FrameSlot, ring: FrameRing): HeldFrame {
+  const held = { ...s, format: formatName(s.format) };
+  return Object.defineProperty(held, 'ring', { value: ring, enumerable: false }) as HeldFrame;
 }
 
 /**
@@ -107,7 +113,7 @@ export class FrameRing {
   /** Holds the newest ready frame newer than afterSeq (of cameraId), or null. Release it with release(). */
   acquire(options: { afterSeq?: number; cameraId?: number; oldest?: boolean } = {}): HeldFrame | null {
     const s = this.native.acquireRead(options);
-    return s ? toHeld(s) : null;
+    return s ? toHeld(s, this) : null;
   }
 
   /** Makes `stream` wait for the writer's writes of the held frame (before any kernel reads it). */

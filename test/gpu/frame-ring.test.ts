@@ -3,6 +3,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/build.js';
@@ -161,6 +163,30 @@ describe.skipIf(NO_GPU)(`GPU frame ring${skipNote}`, () => {
     } finally {
       ring.dispose();
     }
+  });
+
+  it('a held frame keeps its ring alive after the ring itself is no longer referenced', async () => {
+    // Found on the H200: a benchmark kept only the held frame; once the ring was collected its slots were freed
+    // and the preprocessing kernel read freed memory (cudaErrorIllegalAddress a few hundred runs later).
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const s = pool.handle(0);
+    const data = new Uint8Array(1 << 20).map((_, i) => (i * 7) & 0xff);
+    const held = await (async () => {
+      const ring = FrameRing.create({ slots: 2, slotBytes: data.length });
+      await ring.writeHost(data, { width: 1024, height: 1024 }, s);
+      return ring.acquire()!;
+    })();
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(held.ring).toBeInstanceOf(FrameRing);
+    expect(Object.keys(held)).not.toContain('ring');
+    const host = new Uint8Array(data.length);
+    await held.ring.readHost(held, host, s);
+    expect(sha(host)).toBe(sha(data));
+    held.ring.dispose();
   });
 
   it('Node -> Node across processes: frames arrive bit-identical and give the same faces', async () => {
