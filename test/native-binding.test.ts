@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PACKAGE_ROOT, loadBinding } from '../src/native/binding.js';
 import { place } from '../src/gpu/placement.js';
 import { sample, pcieLinkBytesPerSec } from '../src/gpu/nvml.js';
@@ -56,6 +56,24 @@ describe('native binding loader', () => {
       const s = sample();
       expect(s.available).toBe(false);
       if (!s.available) expect(s.reason).toMatch(/libnvidia-ml\.so\.1|nvmlInit/);
+    },
+  );
+
+  it.skipIf(!BUILT)(
+    `asks the driver once per process, not on every allocDevice or copy${BUILT ? '' : ' (skipped: addon not built)'}`,
+    () => {
+      // cudaInfo queries every device's properties and free memory: about 30 us a call on the H200, which the
+      // ring path paid on each frame's allocDevice before.
+      const binding = loaded.binding! as unknown as { cudaInfo: () => unknown };
+      const first = loadRuntime();
+      const spy = vi.spyOn(binding, 'cudaInfo');
+      try {
+        for (let i = 0; i < 5; i++) expect(loadRuntime()).toBe(first);
+        if (!first.runtime) expect(() => requireRuntime()).toThrow(first.reason);
+        expect(spy).not.toHaveBeenCalled();
+      } finally {
+        spy.mockRestore();
+      }
     },
   );
 

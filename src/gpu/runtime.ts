@@ -39,16 +39,25 @@ export function nativeError(e: unknown): YqpError {
   return new YqpError(code, err?.message ?? String(e), { cause: e });
 }
 
-/** The runtime exports of the addon, or why they are not there (never throws). */
+let loadedRuntime: { runtime?: NativeRuntime & NativeIpcRuntime; reason?: string } | undefined;
+
+/**
+ * The runtime exports of the addon, or why they are not there (never throws). Decided once per process: the
+ * check asks the driver for every device's properties and free memory (cudaInfo, about 30 us on the H200), and
+ * allocDevice, copy and the frame ring called it on every request before. A driver that failed to initialize
+ * stays failed for the process's life (CUDA's initialization error is sticky), so the answer does not change.
+ */
 export function loadRuntime(): { runtime?: NativeRuntime & NativeIpcRuntime; reason?: string } {
+  if (loadedRuntime) return loadedRuntime;
   const loaded = loadBinding();
   if (!loaded.binding) return { reason: `the native addon did not load: ${loaded.errors.join('; ')}` };
   const runtime = loaded.binding.runtime;
   if (!runtime) return { reason: 'the native addon has no CUDA runtime core (built before it existed?)' };
   const info = loaded.binding.cudaInfo();
-  if (info.driverError) return { reason: info.driverError };
-  if (info.devices.length === 0) return { reason: info.deviceError ?? 'no CUDA device is visible' };
-  return { runtime };
+  if (info.driverError) return (loadedRuntime = { reason: info.driverError });
+  if (info.devices.length === 0)
+    return (loadedRuntime = { reason: info.deviceError ?? 'no CUDA device is visible' });
+  return (loadedRuntime = { runtime });
 }
 
 export function requireRuntime(): NativeRuntime & NativeIpcRuntime {
