@@ -11,6 +11,7 @@ import {
   resolveBackend,
   type BackendName,
 } from './backends/index.js';
+import { cudaFp32Form, describeCudaForm } from './cuda-form.js';
 import { makeBatchDynamic, type DynamicBatchReport } from './onnx/dynamic-batch.js';
 import { convertToFp16, describeFp16, type Fp16Report } from './onnx/fp16.js';
 import { describeModel, encodeOnnx, loadOnnx, onnx, type OnnxModel } from './onnx/model.js';
@@ -78,7 +79,7 @@ export interface BuildOptions {
 }
 
 export interface BuildProgress {
-  stage: 'read' | 'dynamic-batch' | 'verify' | 'calibrate' | 'fp16' | 'engine' | 'write';
+  stage: 'read' | 'dynamic-batch' | 'verify' | 'calibrate' | 'fp16' | 'cuda-form' | 'engine' | 'write';
   message: string;
   fraction?: number;
 }
@@ -416,6 +417,20 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       files[backend.modelFile] = bytes;
       config.metadata = { ...config.metadata, fp16: fp16Metadata(fp16) };
       notes.push(describeFp16(fp16));
+    } else if (onnxForEngine === fp32Path && precision === 'fp32' && options.device?.startsWith('cuda')) {
+      progress({ stage: 'cuda-form', message: 'fusing residual blocks for the CUDA provider' });
+      const batch = io.inputs.every((i) => i.dims[0] === -1)
+        ? Math.min(2, maxBatchSize)
+        : (io.inputs[0]?.dims[0] ?? 1);
+      const feeds = syntheticFeeds(model, profiles[0], Math.max(1, batch), 777);
+      const form = await cudaFp32Form(model, work, config, feeds);
+      files[backend.modelFile] = form.bytes;
+      if (form.fused > 0)
+        config.metadata = {
+          ...config.metadata,
+          cudaForm: { fusedConvAddRelu: form.fused, maxAbsDiff: form.maxAbsDiff },
+        };
+      notes.push(describeCudaForm(form));
     } else if (onnxForEngine === fp32Path) {
       files[backend.modelFile] = model.bytes;
     }

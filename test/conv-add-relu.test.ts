@@ -1,0 +1,160 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { build } from '../src/build.js';
+import { cloneModel } from '../src/calibration/equalize.js';
+import { fuseConvAddRelu, MS_DOMAIN } from '../src/onnx/conv-add-relu.js';
+import { makeBatchDynamic } from '../src/onnx/dynamic-batch.js';
+import { decodeOnnx, encodeOnnx, loadOnnx, onnx, type ModelProto } from '../src/onnx/model.js';
+import { floatTensor } from '../src/onnx/qdq.js';
+import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
+
+requireData(BLAZEFACE_ONNX);
+
+const ops = (p: ModelProto) => {
+  const out: Record<string, number> = {};
+  for (const n of p.graph!.node ?? []) out[n.opType ?? ''] = (out[n.opType ?? ''] ?? 0) + 1;
+  return out;
+};
+
+/** Runs a model on the CPU provider on seeded inputs of `dims`; returns its outputs by name. */
+async function run(proto: ModelProto, dims: number[]): Promise<Record<string, Float32Array>> {
+  const s = await ort.InferenceSession.create(encodeOnnx(proto), { logSeverityLevel: 3 });
+  try {
+    let seed = 11;
+    const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return (seed / 2 ** 31) * 2 - 1;
+    });
+    const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x, dims) });
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
+  } finally {
+    await s.release();
+  }
+}
+
+function maxRelDiff(a: Record<string, Float32Array>, b: Record<string, Float32Array>): number {
+  let worst = 0;
+  for (const k of Object.keys(a)) {
+    let scale = 1e-6;
+    for (const v of a[k]) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < a[k].length; i++) worst = Math.max(worst, Math.abs(a[k][i] - b[k][i]) / scale);
+  }
+  return worst;
+}
+
+/** x [1,4,8,8] -> Conv 1x1 (4 -> 4) -> Add(skip) -> Relu -> y, where `skip` and the readers vary per case. */
+function block(options: {
+  skip: 'input' | 'initializer';
+  convReadTwice?: boolean;
+  addReadTwice?: boolean;
+}): ModelProto {
+  const w = floatTensor(
+    'w',
+    Float32Array.from({ length: 16 }, (_, i) => ((i * 37) % 11) / 11 - 0.5),
+    [4, 4, 1, 1],
+  );
+  const b = floatTensor('b', Float32Array.from([0.1, -0.2, 0.3, -0.4]), [4]);
+  const initializers = [w, b];
+  if (options.skip === 'initializer')
+    initializers.push(floatTensor('k', new Float32Array(256).fill(0.25), [1, 4, 8, 8]));
+  const nodes = [
+    onnx.NodeProto.create({ opType: 'Conv', input: ['x', 'w', 'b'], output: ['c'], name: 'conv' }),
+    onnx.NodeProto.create({
+      opType: 'Add',
+      input: ['c', options.skip === 'input' ? 'x' : 'k'],
+      output: ['s'],
+    }),
+    onnx.NodeProto.create({ opType: 'Relu', input: ['s'], output: ['y'] }),
+  ];
+  const outputs = ['y'];
+  if (options.convReadTwice) {
+    nodes.push(onnx.NodeProto.create({ opType: 'Neg', input: ['c'], output: ['c2'] }));
+    outputs.push('c2');
+  }
+  if (options.addReadTwice) {
+    nodes.push(onnx.NodeProto.create({ opType: 'Neg', input: ['s'], output: ['s2'] }));
+    outputs.push('s2');
+  }
+  const value = (name: string) =>
+    onnx.ValueInfoProto.create({
+      name,
+      type: { tensorType: { elemType: 1, shape: { dim: [1, 4, 8, 8].map((d) => ({ dimValue: d })) } } },
+    });
+  return onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 13 }],
+    graph: {
+      name: 'block',
+      node: nodes,
+      initializer: initializers,
+      input: [value('x')],
+      output: outputs.map(value),
+    },
+  });
+}
+
+describe('residual Conv -> Add -> Relu as FusedConv (the CUDA form)', () => {
+  for (const dynamic of [false, true])
+    it(`fuses BlazeFace's 16 residual blocks and keeps its function (${dynamic ? 'dynamic' : 'fixed'} batch)`, async () => {
+      const given = (await loadOnnx(BLAZEFACE_ONNX)).proto;
+      if (dynamic) makeBatchDynamic(given);
+      const fused = cloneModel(given);
+      expect(fuseConvAddRelu(fused)).toEqual({ fused: 16 });
+      const before = ops(given);
+      const after = ops(fused);
+      expect(after.FusedConv).toBe(16);
+      expect(after.Conv).toBe(before.Conv - 16);
+      expect(after.Add ?? 0).toBe(0);
+      expect(after.Relu).toBe(before.Relu - 16); // the stem's Conv -> Relu has no Add: onnxruntime fuses it itself
+      expect(fused.opsetImport!.some((o) => o.domain === MS_DOMAIN && Number(o.version) === 1)).toBe(true);
+      const dims = [dynamic ? 3 : 1, 128, 128, 3];
+      expect(maxRelDiff(await run(given, dims), await run(fused, dims))).toBeLessThan(1e-5);
+      // Running it again finds nothing left to fuse.
+      expect(fuseConvAddRelu(fused)).toEqual({ fused: 0 });
+    });
+
+  it('fuses a block whose sum is an activation, and leaves the ones it cannot prove alike', async () => {
+    const plain = block({ skip: 'input' });
+    const reference = await run(plain, [1, 4, 8, 8]);
+    expect(fuseConvAddRelu(plain)).toEqual({ fused: 1 });
+    const [node] = plain.graph!.node!;
+    expect(node).toMatchObject({
+      opType: 'FusedConv',
+      domain: MS_DOMAIN,
+      input: ['x', 'w', 'b', 'x'],
+      output: ['y'],
+    });
+    expect(maxRelDiff(reference, await run(plain, [1, 4, 8, 8]))).toBeLessThan(1e-6);
+    // A constant sum may broadcast; a Conv or Add output read elsewhere must stay: none of these is fused.
+    for (const options of [
+      { skip: 'initializer' as const },
+      { skip: 'input' as const, convReadTwice: true },
+      { skip: 'input' as const, addReadTwice: true },
+    ]) {
+      const m = block(options);
+      expect(fuseConvAddRelu(m), JSON.stringify(options)).toEqual({ fused: 0 });
+      expect(ops(m).Add).toBe(1);
+    }
+  });
+
+  it('build --device cuda writes the fused form and says so; a CPU build and an FP16 build do not', async () => {
+    const repo = mkdtempSync(join(tmpdir(), 'yqp-cuda-form-'));
+    const profiles = [{ 'input:0': { min: [1, 128, 128, 3], opt: [4, 128, 128, 3], max: [8, 128, 128, 3] } }];
+    const common = { repo, dynamicBatch: true, backend: 'onnxruntime' as const, profiles };
+    const cuda = await build(BLAZEFACE_ONNX, { ...common, name: 'gpu', device: 'cuda' });
+    const cpu = await build(BLAZEFACE_ONNX, { ...common, name: 'cpu' });
+    const half = await build(BLAZEFACE_ONNX, { ...common, name: 'half', device: 'cuda', precision: 'fp16' });
+    const opsOf = (dir: string, file: string) => ops(decodeOnnx(readFileSync(join(dir, '1', file)), file));
+    expect(opsOf(cuda.entry.dir, cuda.entry.config.modelFile).FusedConv).toBe(16);
+    expect(cuda.entry.config.metadata?.cudaForm).toMatchObject({ fusedConvAddRelu: 16 });
+    expect((cuda.entry.config.metadata?.cudaForm as { maxAbsDiff: number }).maxAbsDiff).toBeLessThan(1e-3);
+    expect(cuda.notes.join('\n')).toMatch(/CUDA form: 16 residual Conv -> Add -> Relu chains as FusedConv/);
+    expect(opsOf(cpu.entry.dir, cpu.entry.config.modelFile).FusedConv ?? 0).toBe(0);
+    expect(cpu.entry.config.metadata?.cudaForm).toBeUndefined();
+    // FusedConv has float32 kernels only: the FP16 model keeps its Conv, Add and Relu nodes.
+    expect(opsOf(half.entry.dir, half.entry.config.modelFile).FusedConv ?? 0).toBe(0);
+  }, 120_000);
+});
