@@ -1,4 +1,4 @@
-// `npm run bench -- gpu-inference [--seconds S] [--iterations N] [--out DIR]`
+// `npm run bench -- gpu-inference [--seconds S] [--iterations N] [--explore 0] [--out DIR]`
 // BlazeFace 128 on onnxruntime's CUDA provider through yqp-trt, beside its peer in the same run: PyTorch (cuDNN)
 // running the same dynamic-batch graph from a small ONNX interpreter, input already on the GPU, eager and under
 // torch.cuda.CUDAGraph (bench/peers/onnx_torch.py). Rows (issue 20's targets):
@@ -11,7 +11,9 @@
 //  - copies: bytes over PCIe per frame on the ring path against the host path (frame down, tensor up, outputs
 //    down): >= 90% fewer; counted at the copies the runner issues;
 //  - the latency, batch-64 and copy rows again with the row selection on the GPU (selectRows: only the anchors
-//    that may pass come back, not every anchor's outputs).
+//    that may pass come back, not every anchor's outputs);
+//  - ours run the CUDA form that `build --device cuda` writes (residual Conv -> Add -> Relu as FusedConv); the
+//    model as given (what the peer and the naive path run) beside it: GPU time at batch 1, batch 64 images/s.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -135,6 +137,8 @@ async function runSplit(model, fn, n) {
 export default async function main(args) {
   const seconds = Number(arg(args, 'seconds', '3'));
   const iterations = Number(arg(args, 'iterations', '1000'));
+  // --explore 0 leaves out the CUDA provider's option rows (cuDNN search, NHWC, fused bias) at batch 1 and 64.
+  const explore = arg(args, 'explore', '1') !== '0';
   const outDir = arg(args, 'out', process.env.OUT ?? mkdtempSync(join(tmpdir(), 'yqp-gpu-inference-')));
   mkdirSync(outDir, { recursive: true });
   const status = await gpuOnnxruntimeStatus();
@@ -144,9 +148,13 @@ export default async function main(args) {
     return;
   }
   const repo = mkdtempSync(join(tmpdir(), 'yqp-gpu-inference-repo-'));
-  const e16 = await entry(repo, 'face', 16, 8);
-  const e64 = await entry(repo, 'face64', 64, 64);
-  exportGraph(e64.modelPath, outDir);
+  // Ours run the CUDA form (build --device cuda: the residual Conv -> Add -> Relu blocks fused); the peer, the
+  // naive path and the "as given" rows run the model as given (dynamic batch only).
+  const e16 = await entry(repo, 'face', 16, 8, { device: 'cuda' });
+  const e64 = await entry(repo, 'face64', 64, 64, { device: 'cuda' });
+  const e16given = await entry(repo, 'face-given', 16, 8);
+  const e64given = await entry(repo, 'face64-given', 64, 64);
+  exportGraph(e64given.modelPath, outDir);
 
   // The peer first (it leaves the GPU before ours starts).
   const peer = spawnSync('python3', ['bench/peers/onnx_torch.py', join(outDir, 'graph.json'), join(outDir, 'weights.bin'), '--batches', '1,16,64'], {
@@ -173,7 +181,8 @@ export default async function main(args) {
   );
 
   // Naive: host tensor in, host outputs out, eager (the users' path today, through our runner).
-  const naive = await loadModel(e16.dir, { device: 'cuda', contexts: 1, dynamicBatching: false });
+  const naive = await loadModel(e16given.dir, { device: 'cuda', contexts: 1, dynamicBatching: false });
+  const eager16 = await loadModel(e16.dir, { device: 'cuda', contexts: 1, dynamicBatching: false });
   const spec = naive.config.preprocessing;
   const one = await preprocessImages([photos[0]], spec);
   rows.naive = await latencies(() => naive.infer({ 'input:0': one.tensor }), iterations);
@@ -211,7 +220,7 @@ export default async function main(args) {
   rows.ringGraphSelectedSpinning = await latencies(() => viaSelectingSpinning.infer([frame]), iterations);
   await viaSelectingSpinning.close();
   await selectingSpinning.close();
-  const eagerFrames = new DeviceFrameInference(naive);
+  const eagerFrames = new DeviceFrameInference(eager16);
   rows.ringEager = await latencies(() => eagerFrames.infer([frame]), iterations);
   const faces = (await viaGraph.infer([frame])).faces[0].length;
   // Where the ring path's time goes: the model alone on a device input (graph), and the preprocessing kernel alone.
@@ -221,9 +230,9 @@ export default async function main(args) {
   rows.modelGraph = await latencies(() => graphs.infer(deviceFeed), iterations);
   // The GPU's time alone for those runs: CUDA events around the model and around the whole run (input copy to
   // output copy) after a delay kernel (YQP_CUDA_TIMING=gpu), so they time the GPU's work, not the host's launches.
-  const gpuTimes = async (options, feed, n = 60) => {
+  const gpuTimes = async (options, feed, n = 60, dir = e16.dir) => {
     process.env.YQP_CUDA_TIMING = 'gpu';
-    const m = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, ...options });
+    const m = await loadModel(dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, ...options });
     delete process.env.YQP_CUDA_TIMING;
     try {
       const s = m.scheduler.session.nativeSessions[0];
@@ -238,17 +247,18 @@ export default async function main(args) {
     }
   };
   rows.modelGpu = await gpuTimes({}, deviceFeed);
+  rows.modelGpuGiven = await gpuTimes({}, deviceFeed, 60, e16given.dir);
   // Where the wall time of a run goes outside the GPU: queued (infer() to the runner's start), the runner's run
   // (onnxruntime's host work, the launches, the wait for the stream), delivered (the runner's end to JS).
   rows.ringGraphSplit = await runSplit(graphs, () => viaGraph.infer([frame]), iterations);
   rows.modelGraphSplit = await runSplit(graphs, () => graphs.infer(deviceFeed), iterations);
   // The CUDA provider's options at batch 1, the model alone on a device input (graph): wall p50 and GPU time.
   rows.batch1Options = {};
-  for (const [label, extra] of [
+  for (const [label, extra] of explore ? [
     ['heuristic search', { cudaProviderOptions: { cudnn_conv_algo_search: 'HEURISTIC' } }],
     ['fuse_conv_bias', { cudaProviderOptions: { fuse_conv_bias: '1' } }],
     ['nhwc', { cudaProviderOptions: { prefer_nhwc: '1' } }],
-  ]) {
+  ] : []) {
     try {
       const m = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: true, dynamicBatching: false, ...extra });
       const wall = await latencies(() => m.infer(deviceFeed), iterations);
@@ -303,7 +313,7 @@ export default async function main(args) {
 
   // Streams: 4 contexts against 1, batch 1, 16 in flight, host tensors; eager, then on CUDA graphs.
   const four = await loadModel(e16.dir, { device: 'cuda', contexts: 4, dynamicBatching: false });
-  rows.streams1 = await closedLoop(() => naive.infer({ 'input:0': one.tensor }), 16, seconds);
+  rows.streams1 = await closedLoop(() => eager16.infer({ 'input:0': one.tensor }), 16, seconds);
   rows.streams4 = await closedLoop(() => four.infer({ 'input:0': one.tensor }), 16, seconds);
   const graphOne = await loadModel(e16.dir, { device: 'cuda', contexts: 1, cudaGraph: [1], dynamicBatching: false });
   const graphFour = await loadModel(e16.dir, { device: 'cuda', contexts: 4, cudaGraph: [1], dynamicBatching: false });
@@ -330,12 +340,17 @@ export default async function main(args) {
   rows.batch64SelectedOverflows = bigSelectedStats.reduce((a, c) => a + c.selectionOverflows, 0);
   await bigSelected.close();
   // The CUDA provider's own options for this conv-heavy model: cuDNN's exhaustive algorithm search, NHWC kernels.
+  // The model as given, the same batch, inputs and graphs: what the CUDA form's fusion gains.
+  const bigGiven = await loadModel(e64given.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false });
+  for (let i = 0; i < 8; i++) await bigGiven.infer(feed);
+  rows.batch64Given = (await closedLoop(() => bigGiven.infer(feed), 8, seconds)) * 64;
+  await bigGiven.close();
   rows.batch64Options = {};
-  for (const [label, cudaProviderOptions] of [
+  for (const [label, cudaProviderOptions] of explore ? [
     ['heuristic search', { cudnn_conv_algo_search: 'HEURISTIC' }],
     ['nhwc', { prefer_nhwc: '1' }],
     ['fuse_conv_bias', { fuse_conv_bias: '1' }],
-  ]) {
+  ] : []) {
     try {
       const m = await loadModel(e64.dir, { device: 'cuda', contexts: 4, cudaGraph: [64], dynamicBatching: false, cudaProviderOptions });
       for (let i = 0; i < 8; i++) await m.infer(feed);
@@ -401,6 +416,8 @@ export default async function main(args) {
       fp16OverFp32Batch64: rows.batch64fp16 / rows.batch64,
       copiesFewer: rows.copies.fewer,
       copiesFewerSelected: rows.copies.fewerSelected,
+      cudaFormBatch64OverGiven: rows.batch64 / rows.batch64Given,
+      cudaFormGpuBatch1OverGiven: rows.modelGpu.gpuModelMs / rows.modelGpuGiven.gpuModelMs,
     },
   };
   writeFileSync(join(outDir, 'gpu-inference.json'), JSON.stringify(report, null, 2));
@@ -415,12 +432,14 @@ export default async function main(args) {
   console.log(`  ring frame -> faces, graph, rows selected on the GPU: p50 ${f(rows.ringGraphSelected.p50)} ms p99 ${f(rows.ringGraphSelected.p99)} ms; spinning p50 ${f(rows.ringGraphSelectedSpinning.p50)} ms`);
   console.log(`    of which: model alone on a device input (graph) p50 ${f(rows.modelGraph.p50)} ms; preprocessing kernel + completion p50 ${f(rows.preprocess.p50)} ms`);
   console.log(`    the model's runs, GPU time alone (CUDA events after a delay kernel): model ${f(rows.modelGpu.gpuModelMs)} ms, with its copies ${f(rows.modelGpu.gpuRunMs)} ms; the peer's graph on the GPU ${f(g1.gpuMs ?? NaN)} ms`);
+  console.log(`    the model as given (no fusion), GPU time alone: model ${f(rows.modelGpuGiven.gpuModelMs)} ms, with its copies ${f(rows.modelGpuGiven.gpuRunMs)} ms`);
   for (const [label, r] of [['ring frame -> faces, graph', rows.ringGraphSplit], ['the same, rows selected', rows.ringGraphSelectedSplit], ['model alone, graph', rows.modelGraphSplit]])
     console.log(`    split of "${label}": wall ${f(r.wallP50)} = queued ${f(r.queuedMs)} + runner's run ${f(r.runMs)} (its CPU ${f(r.runCpuMs)}) + delivered ${f(r.deliverMs)} + the rest in JS (ms, medians)`);
   console.log(`    the ring path by parts (host, medians): preprocessing enqueue ${f(rows.ringParts.enqueue)} ms, run on its output ${f(rows.ringParts.infer)} ms, decode ${f(rows.ringParts.decode)} ms`);
   for (const [label, v] of Object.entries(rows.batch1Options))
     console.log(`    batch 1 with ${label}: ${typeof v === 'string' ? v : `wall p50 ${f(v.wallP50)} ms, GPU model ${f(v.gpuModelMs)} ms`}`);
   console.log(`  batch 64 fp32, graph, device input: ${Math.round(rows.batch64)} images/s; rows selected on the GPU ${Math.round(rows.batch64Selected)} images/s (${rows.batch64SelectedOverflows} runs copied in full)`);
+  console.log(`    the model as given (no fusion): ${Math.round(rows.batch64Given)} images/s (ours / as given ${f(rows.batch64 / rows.batch64Given, 2)}x)`);
   for (const [label, v] of Object.entries(rows.batch64Options))
     console.log(`    with ${label}: ${typeof v === 'number' ? `${Math.round(v)} images/s` : v}`);
   console.log(`  batch 64 fp16, graph, device input: ${Math.round(rows.batch64fp16)} images/s (anchors >= 0.75: fp32 ${rows.fp16Agreement.anchorsAbove075.fp32}, fp16 ${rows.fp16Agreement.anchorsAbove075.fp16}; max score diff ${f(rows.fp16Agreement.maxScoreDiff, 4)})`);
@@ -444,5 +463,5 @@ export default async function main(args) {
   input.dispose();
   ring.dispose();
   streams.dispose();
-  for (const m of [naive, graphs, four, graphOne, big, half]) await m.close();
+  for (const m of [naive, eager16, graphs, four, graphOne, big, half]) await m.close();
 }
