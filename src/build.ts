@@ -423,7 +423,7 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
         ? Math.min(2, maxBatchSize)
         : (io.inputs[0]?.dims[0] ?? 1);
       const feeds = syntheticFeeds(model, profiles[0], Math.max(1, batch), 777);
-      const form = await cudaFp32Form(model, work, config, feeds);
+      const form = await cudaFp32Form(model, fp32Path, config, feeds);
       files[backend.modelFile] = form.bytes;
       if (form.fused > 0)
         config.metadata = {

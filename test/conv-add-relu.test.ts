@@ -1,15 +1,17 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { build } from '../src/build.js';
 import { cloneModel } from '../src/calibration/equalize.js';
 import { fuseConvAddRelu, MS_DOMAIN } from '../src/onnx/conv-add-relu.js';
 import { makeBatchDynamic } from '../src/onnx/dynamic-batch.js';
-import { decodeOnnx, encodeOnnx, loadOnnx, onnx, type ModelProto } from '../src/onnx/model.js';
+import { cudaFp32Form, describeCudaForm } from '../src/cuda-form.js';
+import { decodeOnnx, describeModel, encodeOnnx, loadOnnx, onnx, type ModelProto } from '../src/onnx/model.js';
+import type { ModelConfig } from '../src/repository/config.js';
 import { floatTensor } from '../src/onnx/qdq.js';
 import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
+import { maxRelDiff, runSeeded } from './helpers/onnx-run.js';
 
 requireData(BLAZEFACE_ONNX);
 
@@ -19,31 +21,7 @@ const ops = (p: ModelProto) => {
   return out;
 };
 
-/** Runs a model on the CPU provider on seeded inputs of `dims`; returns its outputs by name. */
-async function run(proto: ModelProto, dims: number[]): Promise<Record<string, Float32Array>> {
-  const s = await ort.InferenceSession.create(encodeOnnx(proto), { logSeverityLevel: 3 });
-  try {
-    let seed = 11;
-    const x = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return (seed / 2 ** 31) * 2 - 1;
-    });
-    const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x, dims) });
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
-  } finally {
-    await s.release();
-  }
-}
-
-function maxRelDiff(a: Record<string, Float32Array>, b: Record<string, Float32Array>): number {
-  let worst = 0;
-  for (const k of Object.keys(a)) {
-    let scale = 1e-6;
-    for (const v of a[k]) scale = Math.max(scale, Math.abs(v));
-    for (let i = 0; i < a[k].length; i++) worst = Math.max(worst, Math.abs(a[k][i] - b[k][i]) / scale);
-  }
-  return worst;
-}
+const run = (proto: ModelProto, dims: number[]) => runSeeded(proto, dims, 11);
 
 /** x [1,4,8,8] -> Conv 1x1 (4 -> 4) -> Add(skip) -> Relu -> y, where `skip` and the readers vary per case. */
 function block(options: {
@@ -138,6 +116,31 @@ describe('residual Conv -> Add -> Relu as FusedConv (the CUDA form)', () => {
       expect(fuseConvAddRelu(m), JSON.stringify(options)).toEqual({ fused: 0 });
       expect(ops(m).Add).toBe(1);
     }
+  });
+
+  it('writes the model as given, saying why, where the sum only broadcasts to the Conv output', async () => {
+    // Add(Conv(x), GlobalAveragePool(x)): the sum is an activation of shape [1,4,1,1], not the Conv's [1,4,8,8].
+    const m = block({ skip: 'input' });
+    m.graph!.node = [
+      onnx.NodeProto.create({ opType: 'GlobalAveragePool', input: ['x'], output: ['p'] }),
+      ...m.graph!.node!.map((n) => (n.opType === 'Add' ? { ...n, input: ['c', 'p'] } : n)),
+    ].map((n) => onnx.NodeProto.create(n));
+    const work = mkdtempSync(join(tmpdir(), 'yqp-cuda-form-bcast-'));
+    const path = join(work, 'model.onnx');
+    const bytes = encodeOnnx(m);
+    writeFileSync(path, bytes);
+    const model = describeModel(path, m, bytes);
+    const config = { inputs: model.inputs, outputs: model.outputs } as ModelConfig;
+    const x = new Float32Array(256).map((_, i) => Math.sin(i));
+    const form = await cudaFp32Form(model, path, config, {
+      x: { dtype: 'float32', dims: [1, 4, 8, 8], data: x },
+    });
+    expect(form.fused).toBe(0);
+    expect(form.bytes).toBe(model.bytes);
+    expect(form.skipped).toMatch(/the fused model does not run: .*shape/);
+    expect(describeCudaForm(form)).toMatch(
+      /^CUDA form: left out, the fused model does not run: .*; the model as given$/,
+    );
   });
 
   it('build --device cuda writes the fused form and says so; a CPU build and an FP16 build do not', async () => {

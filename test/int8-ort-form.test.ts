@@ -1,40 +1,17 @@
-import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { concatPadsToPad } from '../src/onnx/channel-pad.js';
 import { cloneModel } from '../src/calibration/equalize.js';
 import { makeBatchDynamic } from '../src/onnx/dynamic-batch.js';
-import { encodeOnnx, loadOnnx, onnx, toNumber, type ModelProto } from '../src/onnx/model.js';
+import { loadOnnx, onnx, toNumber, type ModelProto } from '../src/onnx/model.js';
 import { widenChannels } from '../src/onnx/widen-channels.js';
 import { floatTensor } from '../src/onnx/qdq.js';
 import { BLAZEFACE_ONNX, requireData } from './helpers/data.js';
+import { maxRelDiff, runSeeded } from './helpers/onnx-run.js';
 
 requireData(BLAZEFACE_ONNX);
 
-/** Runs a model on one seeded batch; returns its outputs by name. */
-async function run(proto: ModelProto, batch: number): Promise<Record<string, Float32Array>> {
-  const s = await ort.InferenceSession.create(encodeOnnx(proto), { logSeverityLevel: 3 });
-  try {
-    let seed = 7;
-    const x = Float32Array.from({ length: batch * 128 * 128 * 3 }, () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return (seed / 2 ** 31) * 2 - 1;
-    });
-    const out = await s.run({ [s.inputNames[0]]: new ort.Tensor('float32', x, [batch, 128, 128, 3]) });
-    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.data as Float32Array]));
-  } finally {
-    await s.release();
-  }
-}
-
-function maxRelDiff(a: Record<string, Float32Array>, b: Record<string, Float32Array>): number {
-  let worst = 0;
-  for (const k of Object.keys(a)) {
-    let scale = 0;
-    for (const v of a[k]) scale = Math.max(scale, Math.abs(v));
-    for (let i = 0; i < a[k].length; i++) worst = Math.max(worst, Math.abs(a[k][i] - b[k][i]) / scale);
-  }
-  return worst;
-}
+/** Runs a model on one seeded batch of BlazeFace inputs; returns its outputs by name. */
+const run = (proto: ModelProto, batch: number) => runSeeded(proto, [batch, 128, 128, 3], 7);
 
 const ops = (p: ModelProto) => {
   const out: Record<string, number> = {};
