@@ -297,9 +297,8 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
     profiles = [fixed];
   }
   checkProfiles(profiles, io.inputs);
-  const maxBatchSize = io.inputs.every((i) => i.dims[0] === -1)
-    ? maxBatchOf(profiles)
-    : (io.inputs[0]?.dims[0] ?? 0);
+  const batchIsDynamic = io.inputs.every((i) => i.dims[0] === -1);
+  const maxBatchSize = batchIsDynamic ? maxBatchOf(profiles) : (io.inputs[0]?.dims[0] ?? 0);
 
   const work = await mkdtemp(join(tmpdir(), 'yqp-build-'));
   try {
@@ -419,10 +418,9 @@ export async function build(onnxPath: string, options: BuildOptions): Promise<Bu
       notes.push(describeFp16(fp16));
     } else if (onnxForEngine === fp32Path && precision === 'fp32' && options.device?.startsWith('cuda')) {
       progress({ stage: 'cuda-form', message: 'fusing residual blocks for the CUDA provider' });
-      const batch = io.inputs.every((i) => i.dims[0] === -1)
-        ? Math.min(2, maxBatchSize)
-        : (io.inputs[0]?.dims[0] ?? 1);
-      const feeds = syntheticFeeds(model, profiles[0], Math.max(1, batch), 777);
+      // Two images where the batch is dynamic, the model's own batch where it is fixed.
+      const batch = Math.max(1, batchIsDynamic ? Math.min(2, maxBatchSize) : maxBatchSize);
+      const feeds = syntheticFeeds(model, profiles[0], batch, 777);
       const form = await cudaFp32Form(model, fp32Path, config, feeds);
       files[backend.modelFile] = form.bytes;
       if (form.fused > 0)

@@ -34,8 +34,7 @@ export function fuseConvAddRelu(proto: ModelProto): ConvAddReluReport {
     return r.length === 1 && !outputs.has(tensor) ? r[0] : undefined;
   };
   const standard = (n: NodeProto) => !n.domain || n.domain === 'ai.onnx';
-  const dropped = new Set<NodeProto>();
-  const replaced = new Set<NodeProto>(); // the Convs fused
+  const removed = new Set<NodeProto>(); // each fused chain's Conv, Add and Relu
   const fusedAt = new Map<NodeProto, NodeProto>(); // an Add -> the FusedConv that takes its place
   for (const add of nodes) {
     if (add.opType !== 'Add' || !standard(add) || (add.input ?? []).length !== 2) continue;
@@ -45,12 +44,10 @@ export function fuseConvAddRelu(proto: ModelProto): ConvAddReluReport {
       const convOut = add.input![side];
       const z = add.input![1 - side];
       const conv = producer.get(convOut);
-      if (!conv || conv.opType !== 'Conv' || !standard(conv) || replaced.has(conv) || dropped.has(conv))
-        continue;
-      if ((conv.input ?? []).length > 3 || onlyReader(convOut) !== add || inits.has(z) || z === convOut)
-        continue;
+      // The Conv read by this Add alone: no other Add can claim it.
+      if (!conv || conv.opType !== 'Conv' || !standard(conv) || onlyReader(convOut) !== add) continue;
+      if ((conv.input ?? []).length > 3 || inits.has(z) || z === convOut) continue;
       const [x, w, b] = conv.input!;
-      replaced.add(conv);
       fusedAt.set(
         add,
         onnx.NodeProto.create({
@@ -69,20 +66,18 @@ export function fuseConvAddRelu(proto: ModelProto): ConvAddReluReport {
           ],
         }),
       );
-      dropped.add(add).add(relu);
+      removed.add(conv).add(add).add(relu);
       break;
     }
   }
-  if (replaced.size === 0) return { fused: 0 };
+  if (fusedAt.size === 0) return { fused: 0 };
   // The FusedConv sits where the Add was: after the producers of both X and Z (the block's skip), so the order
   // stays topological.
-  graph.node = nodes.flatMap((n) =>
-    fusedAt.has(n) ? [fusedAt.get(n)!] : replaced.has(n) || dropped.has(n) ? [] : [n],
-  );
+  graph.node = nodes.flatMap((n) => (fusedAt.has(n) ? [fusedAt.get(n)!] : removed.has(n) ? [] : [n]));
   if (!(proto.opsetImport ?? []).some((o) => o.domain === MS_DOMAIN))
     proto.opsetImport = [
       ...(proto.opsetImport ?? []),
       onnx.OperatorSetIdProto.create({ domain: MS_DOMAIN, version: 1 }),
     ];
-  return { fused: replaced.size };
+  return { fused: fusedAt.size };
 }
